@@ -1,0 +1,130 @@
+// Command fleetctl runs a fleet of btrfs storage appliances from one
+// desired-state file, fleet.yaml.
+//
+// This package only wires the command line (kong) to the packages that do
+// the work: schema decides what a valid fleet.yaml is. Each subcommand lives
+// in a file of its own, with its flags and help beside its code.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3"; a
+// binary built with go install reports its module version instead.
+var version = ""
+
+// Exit codes shared by every command.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the command ran and the answer is "no" (invalid spec, changes found)
+	exitTrouble = 2 // bad usage, unreadable input: the command could not answer
+)
+
+// cli is the whole command line.
+type cli struct {
+	Version kong.VersionFlag `help:"Print the version of fleetctl and exit."`
+
+	Validate validateCmd `cmd:"" help:"Check a fleet.yaml: every problem, with file:line:col and field path."`
+	Schema   schemaCmd   `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
+}
+
+const description = `fleetctl runs a fleet of btrfs storage appliances from one desired-state
+file, fleet.yaml: which appliances and pools there are, which shares live
+where with what quota, their snapshot and replication schedules, and when
+the quorum fails a replicated share over to its replica.
+
+Start with:
+  fleetctl validate -f fleet.yaml.example --show-defaults
+
+Exit codes: 0 success, 1 the answer is no (an invalid file), 2 trouble
+(bad flags, unreadable file).`
+
+// env is what a command may touch of the outside world; tests give their own.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// exitError ends the command with a given exit code after it has already
+// said what went wrong.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func main() {
+	os.Exit(run(os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))
+}
+
+// run parses args, runs the command and returns the process exit code.
+func run(args []string, e env) int {
+	var c cli
+	exited := -1
+	parser, err := kong.New(&c,
+		kong.Name("fleetctl"),
+		kong.Description(description),
+		kong.Vars{"version": versionString()},
+		kong.Writers(e.stdout, e.stderr),
+		kong.Exit(func(code int) {
+			exited = code
+			panic(exitPanic{})
+		}),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
+	)
+	if err != nil {
+		panic(err) // the cli struct itself is wrong: a programming error
+	}
+	code, ran := parseAndRun(parser, args, e)
+	if !ran && exited >= 0 {
+		return exited
+	}
+	return code
+}
+
+// exitPanic unwinds kong's Exit (after --help or --version) back to run.
+type exitPanic struct{}
+
+func parseAndRun(parser *kong.Kong, args []string, e env) (code int, ran bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(exitPanic); !ok {
+				panic(r)
+			}
+			code, ran = exitOK, false
+		}
+	}()
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		var pe *kong.ParseError
+		if errors.As(err, &pe) && pe.Context != nil {
+			_ = pe.Context.PrintUsage(true)
+		}
+		fmt.Fprintf(e.stderr, "fleetctl: %v\n", err)
+		return exitTrouble, true
+	}
+	if err := ctx.Run(e); err != nil {
+		var x exitError
+		if errors.As(err, &x) {
+			return int(x), true
+		}
+		fmt.Fprintf(e.stderr, "fleetctl: %v\n", err)
+		return exitTrouble, true
+	}
+	return exitOK, true
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
