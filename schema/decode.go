@@ -29,8 +29,10 @@ const maxNodes = 200_000
 func Parse(file string, data []byte) (*Spec, error) {
 	s := &Spec{file: file, pos: map[string]Pos{}}
 	d := &decoder{file: file, pos: s.pos, failed: map[string]bool{}}
-	if !d.document(data, s) {
-		// The file is not a YAML mapping: more messages would only be noise.
+	if !d.document(data, s) || d.nodes >= maxNodes {
+		// The file is not a YAML mapping, or expands to too many values to
+		// walk: more messages would only be noise.
+		d.errs.sort()
 		return s, d.errs
 	}
 	s.ApplyDefaults()
@@ -110,8 +112,11 @@ func (d *decoder) syntaxError(data []byte, err error) {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
+	// The parser reports a tab that breaks the indentation at the start of
+	// the scalar before it, so for that message look at the lines after too.
+	tabErr := strings.Contains(msg, "tab character")
 	for i, l := range bytes.Split(data, []byte("\n")) {
-		if line > 0 && i+1 > line {
+		if line > 0 && i+1 > line && !tabErr {
 			break
 		}
 		indent := len(l) - len(bytes.TrimLeft(l, " \t"))

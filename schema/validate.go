@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 var (
@@ -72,8 +73,23 @@ func (v *validator) written(path string) bool {
 	return ok
 }
 
+// reported reports whether path, or a value enclosing it, could not be
+// decoded and so has already been reported by the decoder.
+func (v *validator) reported(path string) bool {
+	for {
+		if v.failed[path] {
+			return true
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return false
+		}
+		path = path[:i]
+	}
+}
+
 func (v *validator) errorf(path, format string, args ...any) {
-	if v.failed[path] {
+	if v.reported(path) {
 		return // already reported by the decoder
 	}
 	p := v.at(path)
@@ -82,7 +98,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 
 // missing reports a required field left out, at its parent's position.
 func (v *validator) missing(path string) {
-	if v.failed[path] {
+	if v.reported(path) {
 		return
 	}
 	parent := path[:max(strings.LastIndexByte(path, '.'), 0)]
@@ -108,7 +124,10 @@ func (v *validator) spec() {
 
 func (v *validator) witness() {
 	w := v.s.Witness
-	if margin := FenceMargin(w.FailoverAfter); w.FenceAfter > w.FailoverAfter-margin {
+	if margin := FenceMargin(w.FailoverAfter); w.FailoverAfter <= margin {
+		v.errorf("witness.failover_after", "failover_after %v leaves no room for fence_after, which must be shorter by at least %v (max(5s, failover_after/4)); make failover_after longer than %v",
+			w.FailoverAfter, margin, margin)
+	} else if w.FenceAfter > w.FailoverAfter-margin {
 		v.errorf("witness.fence_after", "fence_after %v must be shorter than failover_after %v by at least %v (max(5s, failover_after/4)), so a cut-off appliance is read-only before its replica is promoted; use at most %v",
 			w.FenceAfter, w.FailoverAfter, margin, w.FailoverAfter-margin)
 	}
@@ -197,6 +216,9 @@ func checkAddress(addr string) error {
 	}
 	if host == "" {
 		return fmt.Errorf("%q has no host; write the address other appliances reach it at, like nas1.example.net:7400", addr)
+	}
+	if strings.ContainsFunc(host, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return fmt.Errorf("%q: the host may not contain spaces or control characters", addr)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)

@@ -59,8 +59,10 @@ var quotaUnits = []struct {
 	name string
 	size float64
 }{
-	{"PiB", 1 << 50}, {"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-	{"PB", 1e15}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"kB", 1e3},
+	// Largest first: String writes the first that divides the quota exactly.
+	{"PiB", 1 << 50}, {"PB", 1e15}, {"TiB", 1 << 40}, {"TB", 1e12},
+	{"GiB", 1 << 30}, {"GB", 1e9}, {"MiB", 1 << 20}, {"MB", 1e6},
+	{"KiB", 1 << 10}, {"KB", 1e3}, {"kB", 1e3},
 	{"B", 1},
 }
 
@@ -222,7 +224,9 @@ func (s *State) UnmarshalText(b []byte) error {
 	return nil
 }
 
-func (State) jsonSchema() map[string]any { return enumSchema(string(StatePresent), string(StateAbsent)) }
+func (State) jsonSchema() map[string]any {
+	return enumSchema(string(StatePresent), string(StateAbsent))
+}
 
 // Failover says what the quorum does when a share's appliance is gone.
 type Failover string
