@@ -40,6 +40,6 @@ step "go test -race"
 go test -race -count=1 ./...
 
 step "fuzz FuzzParse for ${FUZZTIME:-20s}"
-go test -run='^$' -fuzz='^FuzzParse$' -fuzztime="${FUZZTIME:-20s}" ./schema
+go test -run='^$' -fuzz='^FuzzParse$' -fuzztime="${FUZZTIME:-20s}" -fuzzminimizetime=2s ./schema
 
 step "all passed"

@@ -2,7 +2,8 @@
 // desired-state file, fleet.yaml.
 //
 // This package only wires the command line (kong) to the packages that do
-// the work: schema decides what a valid fleet.yaml is. Each subcommand lives
+// the work: schema decides what a valid fleet.yaml is, raftstore runs the
+// agent's Raft node and API and is the client of that API. Each subcommand lives
 // in a file of its own, with its flags and help beside its code.
 package main
 
@@ -31,8 +32,15 @@ const (
 type cli struct {
 	Version kong.VersionFlag `help:"Print the version of fleetctl and exit."`
 
-	Validate validateCmd `cmd:"" help:"Check a fleet.yaml: every problem, with file:line:col and field path."`
-	Schema   schemaCmd   `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
+	Validate   validateCmd   `cmd:"" help:"Check a fleet.yaml: every problem, with file:line:col and field path."`
+	Diff       diffCmd       `cmd:"" help:"Show what applying a fleet.yaml would change (exit 0 none, 1 some, 2 trouble)."`
+	Apply      applyCmd      `cmd:"" help:"Store a fleet.yaml in the fleet through any agent."`
+	Status     statusCmd     `cmd:"" help:"Show the fleet's members, leader, health and spec generation."`
+	Get        getCmd        `cmd:"" help:"Print stored state."`
+	Members    membersCmd    `cmd:"" help:"Manage the members of the fleet's Raft group."`
+	Agent      agentCmd      `cmd:"" help:"Run this appliance's agent."`
+	Credential credentialCmd `cmd:"" help:"Issue credentials for using fleetctl away from the appliances."`
+	Schema     schemaCmd     `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
 }
 
 const description = `fleetctl runs a fleet of btrfs storage appliances from one desired-state
@@ -42,9 +50,10 @@ the quorum fails a replicated share over to its replica.
 
 Start with:
   fleetctl validate -f fleet.yaml.example --show-defaults
+  fleetctl agent --help
 
-Exit codes: 0 success, 1 the answer is no (an invalid file), 2 trouble
-(bad flags, unreadable file).`
+Exit codes: 0 success, 1 the answer is no (an invalid file; diff: changes
+found), 2 trouble (bad flags, unreadable file, unreachable fleet).`
 
 // env is what a command may touch of the outside world; tests give their own.
 type env struct {

@@ -2,10 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -35,10 +40,22 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 		Setup: func(e *testscript.Env) error {
 			// Scripts reach the repository's example files as $REPO.
 			e.Setenv("REPO", root+"/../..")
+			// Agents in scripts listen on 127.0.0.1 at $PORT1..$PORT6,
+			// ports free when the script starts.
+			for i := 1; i <= 6; i++ {
+				port, err := freePort()
+				if err != nil {
+					return err
+				}
+				e.Setenv(fmt.Sprintf("PORT%d", i), strconv.Itoa(port))
+			}
+			e.Setenv("NO_COLOR", "1")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits": cmdExits,
+			"exits":   cmdExits,
+			"envfile": cmdEnvfile,
+			"waitfor": cmdWaitfor,
 		},
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
@@ -72,5 +89,57 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdEnvfile sets an environment variable to a file's content, without
+// surrounding space:
+//
+//	envfile TOKEN d1/join-token
+func cmdEnvfile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: envfile NAME FILE")
+	}
+	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile(args[1])))
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// cmdWaitfor runs a program again and again until it exits 0 with stdout
+// matching a regular expression, or the time is up:
+//
+//	waitfor 30s 'n3 +voter' fleetctl status --data-dir d1
+//
+// The last run's stdout and stderr are kept for the commands that follow.
+func cmdWaitfor(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: waitfor TIMEOUT REGEXP PROGRAM [ARGS...]")
+	}
+	limit, err := time.ParseDuration(args[0])
+	if err != nil {
+		ts.Fatalf("waitfor: %v", err)
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	if err != nil {
+		ts.Fatalf("waitfor: %v", err)
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		err := ts.Exec(args[2], args[3:]...)
+		if err == nil && re.MatchString(ts.ReadFile("stdout")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitfor: no run of %s matched %q within %v (last error: %v)", args[2], args[1], limit, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/fleetctl/fleetctl/raftstore"
+)
+
+type agentCmd struct {
+	Name      string `help:"This appliance's name, as fleet.yaml names it. Needed the first time; read from the data dir after." placeholder:"NAME"`
+	DataDir   string `name:"data-dir" required:"" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"Where the agent keeps its identity, credentials and Raft state."`
+	Listen    string `required:"" placeholder:"HOST:PORT" help:"Address to listen on, for Raft and the API (TLS only)."`
+	Advertise string `placeholder:"HOST:PORT" help:"Address other members reach this agent at (default: --listen)."`
+	Bootstrap bool   `help:"Start a new fleet with this agent as its first member (only when the data dir is new)."`
+	Join      string `placeholder:"HOST:PORT" help:"Join the fleet through the agent at this address (only when the data dir is new)."`
+	Token     string `env:"FLEETCTL_JOIN_TOKEN" placeholder:"TOKEN" help:"The fleet's join token, from join-token in the first agent's data dir."`
+	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
+}
+
+func (agentCmd) Help() string {
+	return `Runs this appliance's agent until it is stopped (SIGINT or SIGTERM). The
+agents of a fleet form a Raft group that stores the fleet spec; every
+connection between them, and from the CLI, is mutually authenticated TLS.
+
+The first agent starts the fleet and makes its certificate authority and
+join token (written to DIR/join-token, mode 0600):
+
+  fleetctl agent --name nas1 --data-dir /var/lib/fleetctl --listen 10.0.0.1:7400 --bootstrap
+
+Every other agent joins through any member with that token:
+
+  fleetctl agent --name nas2 --data-dir /var/lib/fleetctl --listen 10.0.0.2:7400 \
+      --join 10.0.0.1:7400 --token "$(cat join-token)"
+
+Restarted on the same data dir, an agent comes back with its identity and
+state; --bootstrap and --join are then ignored. A member whose data dir was
+lost is removed with 'fleetctl members remove NAME' and joins again.`
+}
+
+func (c *agentCmd) Run(e env) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	node, err := raftstore.Start(ctx, raftstore.Config{
+		Name:      c.Name,
+		DataDir:   c.DataDir,
+		Listen:    c.Listen,
+		Advertise: c.Advertise,
+		Bootstrap: c.Bootstrap,
+		Join:      c.Join,
+		Token:     c.Token,
+		Logger:    log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	log.Info("agent running", "name", node.Name(), "listen", c.Listen)
+	<-ctx.Done()
+	log.Info("stopping")
+	return node.Shutdown()
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+)
+
+// clientFlags are how every client command finds an agent and the
+// credential to talk to it with.
+type clientFlags struct {
+	DataDir    string `name:"data-dir" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"Data dir of the agent on this appliance: its address and credentials are used."`
+	Server     string `env:"FLEETCTL_SERVER" placeholder:"HOST:PORT" help:"Address of any agent of the fleet (default: the agent of --data-dir)."`
+	Credential string `env:"FLEETCTL_CREDENTIAL" placeholder:"FILE" help:"Admin credential exported with 'fleetctl credential issue', for a CLI away from the appliances."`
+}
+
+// client connects to the agent the flags name.
+func (f clientFlags) client() (*raftstore.Client, error) {
+	switch {
+	case f.Credential != "":
+		if f.Server == "" {
+			return nil, errors.New("--credential needs --server HOST:PORT (any agent of the fleet)")
+		}
+		b, err := os.ReadFile(f.Credential)
+		if err != nil {
+			return nil, fmt.Errorf("credential: %w", err)
+		}
+		creds, err := pki.ParseBundle(b)
+		if err != nil {
+			return nil, fmt.Errorf("credential %s: %w", f.Credential, err)
+		}
+		return raftstore.NewClient(f.Server, creds, "")
+	case f.DataDir != "":
+		creds, name, addr, err := raftstore.LoadClientCredentials(f.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if f.Server != "" {
+			return raftstore.NewClient(f.Server, creds, "")
+		}
+		return raftstore.NewClient(addr, creds, name)
+	}
+	return nil, errors.New("no agent to talk to: give --data-dir DIR on an appliance (or set FLEETCTL_DATA_DIR), or --server HOST:PORT with --credential FILE")
+}

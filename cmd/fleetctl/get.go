@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+type getCmd struct {
+	Spec getSpecCmd `cmd:"" help:"Print the stored fleet spec (YAML, as applied)."`
+}
+
+type getSpecCmd struct {
+	clientFlags
+	Stale  bool   `help:"Answer from the agent's own copy instead of asking the leader (works without a quorum)."`
+	Output string `short:"o" enum:"yaml,json" default:"yaml" help:"Output format: yaml (the file as applied) or json (with generation and who applied it)."`
+}
+
+func (getSpecCmd) Help() string {
+	return `Prints the fleet spec stored in the fleet, exactly as it was applied.
+By default the answer is linearizable: the leader confirms it still leads
+before answering. --stale reads the agent's own copy, which works without a
+quorum but may lag.`
+}
+
+func (c *getSpecCmd) Run(e env) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := cl.Spec(ctx, !c.Stale)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return writeJSONOut(e.stdout, s)
+	}
+	if s.Generation == 0 {
+		fmt.Fprintln(e.stderr, "no spec has been applied yet; fleetctl apply -f fleet.yaml stores one")
+		return exitError(exitFailed)
+	}
+	fmt.Fprintf(e.stderr, "# generation %d, applied %s by %s\n", s.Generation, s.AppliedAt.Format(time.RFC3339), s.AppliedBy)
+	_, err = fmt.Fprint(e.stdout, s.YAML)
+	return err
+}

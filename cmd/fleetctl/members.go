@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+type membersCmd struct {
+	Remove membersRemoveCmd `cmd:"" help:"Remove a member from the fleet's Raft group."`
+}
+
+type membersRemoveCmd struct {
+	clientFlags
+	Name string `arg:"" help:"The member to remove."`
+}
+
+func (membersRemoveCmd) Help() string {
+	return `Removes a member from the fleet's Raft group, for an appliance that is gone
+for good or whose data dir was lost (it can then join again with the join
+token). The member's shares and data are not touched.`
+}
+
+func (c *membersRemoveCmd) Run(e env) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.RemoveMember(ctx, c.Name); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "removed %s from the fleet\n", c.Name)
+	return nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore"
+)
+
+type statusCmd struct {
+	clientFlags
+	Output string        `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	Wait   time.Duration `placeholder:"DURATION" help:"Wait up to DURATION until every member is healthy and at the leader's generation; exit 1 if they are not by then."`
+}
+
+func (statusCmd) Help() string {
+	return `Shows the fleet's members as the agent sees them: voter or not, the
+leader, address, round-trip time, last contact with the leader, the spec
+generation each has applied, and health. Any agent answers.
+
+With --wait the command retries until the whole fleet is healthy and
+caught up (exit 0) or the time is up (exit 1, showing who is not).`
+}
+
+func (c *statusCmd) Run(e env) error {
+	st, err := c.status()
+	if err != nil {
+		return err
+	}
+	if err := c.print(e, st); err != nil {
+		return err
+	}
+	if c.Wait > 0 && !converged(st) {
+		fmt.Fprintf(e.stderr, "not every member is healthy and at generation %d after %v\n", st.Generation, c.Wait)
+		return exitError(exitFailed)
+	}
+	return nil
+}
+
+// status asks once, or with --wait until the fleet has converged or the
+// time is up (an agent still starting counts as not converged); it returns
+// the last answer or error.
+func (c *statusCmd) status() (*raftstore.Status, error) {
+	deadline := time.Now().Add(c.Wait)
+	for {
+		st, err := c.statusOnce()
+		if c.Wait == 0 || (err == nil && converged(st)) || time.Now().After(deadline) {
+			return st, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (c *statusCmd) statusOnce() (*raftstore.Status, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return cl.Status(ctx)
+}
+
+// converged reports whether there is a leader and every member is healthy
+// and at the leader's generation.
+func converged(st *raftstore.Status) bool {
+	if st.Leader == "" {
+		return false
+	}
+	for _, m := range st.Members {
+		if m.Health != raftstore.HealthHealthy || m.Generation != st.Generation {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *statusCmd) print(e env, st *raftstore.Status) error {
+	if c.Output == "json" {
+		return writeJSONOut(e.stdout, st)
+	}
+	leader := st.Leader
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Fprintf(e.stdout, "Fleet spec generation %d, leader %s (answered by %s)\n\n", st.Generation, leader, st.Node)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tROLE\tADDRESS\tRTT\tLAST CONTACT\tGENERATION\tHEALTH")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, memberRole(m), m.Address, rtt(m), lastContact(m), generation(m), health(m))
+	}
+	return tw.Flush()
+}
+
+func memberRole(m raftstore.Member) string {
+	role := "nonvoter"
+	if m.Voter {
+		role = "voter"
+	}
+	if m.Leader {
+		role = "leader"
+	}
+	return role
+}
+
+func rtt(m raftstore.Member) string {
+	if !m.Reachable {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fms", m.RTTMillis)
+}
+
+func lastContact(m raftstore.Member) string {
+	switch {
+	case !m.Reachable:
+		return "-"
+	case m.Leader:
+		return "(leader)"
+	case m.LastContactMS < 0:
+		return "never"
+	}
+	return (time.Duration(m.LastContactMS) * time.Millisecond).String() + " ago"
+}
+
+func generation(m raftstore.Member) string {
+	if !m.Reachable {
+		return "-"
+	}
+	return fmt.Sprint(m.Generation)
+}
+
+func health(m raftstore.Member) string {
+	if m.Error != "" {
+		return m.Health + " (" + m.Error + ")"
+	}
+	return m.Health
+}
+
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,558 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/schema"
+	"github.com/hashicorp/raft"
+)
+
+// The API is JSON over HTTPS on the agent's port. Every request needs a
+// client certificate of the fleet's CA, except POST /v1/join, which a new
+// node makes before it has one and which the join token authenticates
+// instead. Any agent accepts every request: writes, membership changes and
+// consistent reads are forwarded to the leader.
+
+// Headers a forwarding agent adds. They are trusted only from a peer with a
+// node certificate.
+const (
+	headerForwardedBy = "X-Fleetctl-Forwarded-By"
+	headerUser        = "X-Fleetctl-User"
+)
+
+// maxRequestBody bounds request bodies: a spec plus room for the envelope.
+const maxRequestBody = schema.MaxFileSize + 64<<10
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+type ctxKey struct{}
+
+// identityOf returns the verified peer of a request that passed authed.
+func identityOf(r *http.Request) pki.Identity {
+	id, _ := r.Context().Value(ctxKey{}).(pki.Identity)
+	return id
+}
+
+func (n *Node) routes() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("POST /v1/join", n.handleJoin)
+	m.Handle("GET /v1/ping", n.authed(n.handlePing))
+	m.Handle("GET /v1/status", n.authed(n.handleStatus))
+	m.Handle("GET /v1/spec", n.authed(n.handleGetSpec))
+	m.Handle("POST /v1/spec", n.authed(n.leaderOnly(n.handleApply)))
+	m.Handle("POST /v1/members", n.authed(n.leaderOnly(n.handleAddMember)))
+	m.Handle("DELETE /v1/members/{name}", n.authed(n.leaderOnly(n.handleRemoveMember)))
+	return m
+}
+
+// authed refuses a request without a verified certificate of this fleet.
+func (n *Node) authed(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			writeError(w, http.StatusUnauthorized, &APIError{Code: CodeUnauthorized, Message: "TLS is required"})
+			return
+		}
+		id, err := pki.PeerIdentity(*r.TLS)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, &APIError{Code: CodeUnauthorized, Message: "a client certificate of this fleet is required (use --data-dir on an appliance or --credential with an exported admin credential)"})
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+// leaderOnly runs h on the leader and forwards the request there from any
+// other node. A request is forwarded at most once.
+func (n *Node) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.raft.State() == raft.Leader {
+			if !n.leaderReady.Load() {
+				writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: "the new leader is still applying earlier entries; retry in a moment"})
+				return
+			}
+			h(w, r)
+			return
+		}
+		if r.Header.Get(headerForwardedBy) != "" {
+			writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("forwarded to %s, which is no longer the leader; retry", n.cfg.Name)})
+			return
+		}
+		addr, id := n.raft.LeaderWithID()
+		if addr == "" {
+			writeError(w, http.StatusServiceUnavailable, n.noLeaderError(r.Context()))
+			return
+		}
+		n.forward(w, r, string(addr), string(id))
+	}
+}
+
+// forwarder is the reverse proxy to one leader, cached in Node.forwarders
+// so that forwarded requests reuse connections.
+type forwarder struct {
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+}
+
+func (n *Node) forward(w http.ResponseWriter, r *http.Request, addr, leader string) {
+	key := leader + "@" + addr
+	p, ok := n.forwarders.Load(key)
+	if !ok {
+		client, err := n.tlsClient(leader, 30*time.Second)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+			return
+		}
+		p, _ = n.forwarders.LoadOrStore(key, &forwarder{transport: client.Transport.(*http.Transport), proxy: &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme = "https"
+				pr.Out.URL.Host = addr
+				pr.Out.Host = addr
+			},
+			Transport: client.Transport,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				writeError(w, http.StatusBadGateway, &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("forwarding to the leader %s at %s: %v", leader, addr, err)})
+			},
+		}})
+	}
+	r.Header.Set(headerForwardedBy, n.cfg.Name)
+	r.Header.Set(headerUser, userOf(r))
+	p.(*forwarder).proxy.ServeHTTP(w, r)
+}
+
+// userOf names who asked, for the record: the forwarding node vouches for
+// the original user.
+func userOf(r *http.Request) string {
+	id := identityOf(r)
+	if u := r.Header.Get(headerUser); u != "" && id.Role == pki.RoleNode {
+		return u
+	}
+	return string(id.Role) + ":" + id.Name
+}
+
+// noLeaderError explains why there is no leader: how many voters answer.
+func (n *Node) noLeaderError(ctx context.Context) *APIError {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return &APIError{Code: CodeNoLeader, Message: "no leader: " + err.Error()}
+	}
+	var voters []raft.Server
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, s)
+		}
+	}
+	if len(voters) == 0 {
+		return &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("no leader: %s is not a member of any fleet yet (bootstrap one or join it)", n.cfg.Name)}
+	}
+	pings := n.pingAll(ctx, voters)
+	var up []string
+	for _, s := range voters {
+		if pings[s.ID].err == nil {
+			up = append(up, string(s.ID))
+		}
+	}
+	return &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("no leader: %d of %d voters reachable (%s); a quorum needs %d",
+		len(up), len(voters), strings.Join(up, ", "), len(voters)/2+1)}
+}
+
+type pingResult struct {
+	resp PingResponse
+	rtt  time.Duration
+	err  error
+}
+
+// pingAll asks every given member for its view, concurrently, each within a
+// second. This node answers for itself without the network.
+func (n *Node) pingAll(ctx context.Context, servers []raft.Server) map[raft.ServerID]pingResult {
+	out := make(map[raft.ServerID]pingResult, len(servers))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.Name {
+			self := pingResult{resp: n.ping()}
+			mu.Lock()
+			out[s.ID] = self
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func(s raft.Server) {
+			defer wg.Done()
+			res := n.pingMember(ctx, s)
+			mu.Lock()
+			out[s.ID] = res
+			mu.Unlock()
+		}(s)
+	}
+	wg.Wait()
+	return out
+}
+
+func (n *Node) pingMember(ctx context.Context, s raft.Server) pingResult {
+	client, err := n.tlsClient(string(s.ID), time.Second)
+	if err != nil {
+		return pingResult{err: err}
+	}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+string(s.Address)+"/v1/ping", nil)
+	if err != nil {
+		return pingResult{err: err}
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return pingResult{err: err}
+	}
+	defer resp.Body.Close()
+	var pr PingResponse
+	if err := decodeResponse(resp, &pr); err != nil {
+		return pingResult{err: err}
+	}
+	return pingResult{resp: pr, rtt: time.Since(start)}
+}
+
+func (n *Node) ping() PingResponse {
+	st := n.fsm.State()
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	_ = leaderAddr
+	pr := PingResponse{
+		Name:       n.cfg.Name,
+		RaftState:  strings.ToLower(n.raft.State().String()),
+		Leader:     string(leaderID),
+		Generation: st.Generation,
+		AppliedIdx: n.raft.AppliedIndex(),
+	}
+	if n.raft.State() != raft.Leader {
+		if lc := n.raft.LastContact(); !lc.IsZero() {
+			pr.LastContactMS = time.Since(lc).Milliseconds()
+		} else {
+			pr.LastContactMS = -1
+		}
+	}
+	return pr
+}
+
+func (n *Node) handlePing(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.ping())
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	servers := f.Configuration().Servers
+	pings := n.pingAll(r.Context(), servers)
+	_, leader := n.raft.LeaderWithID()
+	// Members are compared with the leader's generation when it answers,
+	// else with this node's.
+	st := Status{Node: n.cfg.Name, Leader: string(leader), Generation: n.fsm.State().Generation}
+	if p, ok := pings[leader]; ok && p.err == nil {
+		st.Generation = p.resp.Generation
+	}
+	for _, s := range servers {
+		p := pings[s.ID]
+		m := Member{
+			Name:    string(s.ID),
+			Address: string(s.Address),
+			Voter:   s.Suffrage == raft.Voter,
+			Leader:  s.ID == leader,
+		}
+		if p.err != nil {
+			m.Health, m.Error = HealthUnreachable, p.err.Error()
+		} else {
+			m.Reachable = true
+			m.RTTMillis = float64(p.rtt.Microseconds()) / 1000
+			m.Generation = p.resp.Generation
+			m.LastContactMS = p.resp.LastContactMS
+			m.Health = HealthHealthy
+			switch {
+			case !m.Leader && (p.resp.LastContactMS < 0 || p.resp.LastContactMS > 5000):
+				m.Health = HealthNoLeader
+			case p.resp.Generation < st.Generation:
+				m.Health = HealthBehind
+			}
+		}
+		st.Members = append(st.Members, m)
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (n *Node) handleGetSpec(w http.ResponseWriter, r *http.Request) {
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("consistent") != "" {
+			if err := n.raft.VerifyLeader().Error(); err != nil {
+				writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: "lost leadership while reading: " + err.Error()})
+				return
+			}
+		}
+		st := n.fsm.State()
+		writeJSON(w, http.StatusOK, SpecResponse{YAML: string(st.YAML), Generation: st.Generation, AppliedAt: st.AppliedAt, AppliedBy: st.AppliedBy})
+	}
+	if r.URL.Query().Get("consistent") != "" {
+		n.leaderOnly(serve)(w, r)
+		return
+	}
+	serve(w, r)
+}
+
+func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
+	var req ApplyRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if _, err := schema.Parse("fleet.yaml", []byte(req.YAML)); err != nil {
+		var problems schema.Errors
+		errors.As(err, &problems)
+		writeError(w, http.StatusUnprocessableEntity, &APIError{Code: CodeInvalidSpec, Message: "the spec is invalid", Problems: problems})
+		return
+	}
+	cmd, err := EncodeCommand(CmdApplySpec, ApplySpec{
+		YAML:               []byte(req.YAML),
+		AppliedBy:          userOf(r),
+		AppliedAt:          time.Now().UTC(),
+		ExpectedGeneration: req.ExpectedGeneration,
+	})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	resp, err := applyResponse(n.raft.Apply(cmd, 10*time.Second))
+	if err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	res := resp.(ApplyResult)
+	writeJSON(w, http.StatusOK, ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)})
+}
+
+func writeApplyError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrGenerationMismatch):
+		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: err.Error() + "; retry"})
+	case errors.Is(err, ErrInvalidSpec):
+		var problems schema.Errors
+		errors.As(err, &problems)
+		writeError(w, http.StatusUnprocessableEntity, &APIError{Code: CodeInvalidSpec, Message: "the spec is invalid", Problems: problems})
+	default:
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+	}
+}
+
+func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	tok, err := pki.ParseToken(req.Token)
+	if err != nil || !n.token.SecretMatches(tok) {
+		n.log.Warn("join refused: wrong token", "name", req.Name, "remote", r.RemoteAddr)
+		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "the join token does not match this fleet's (see join-token in the bootstrap agent's data dir)"})
+		return
+	}
+	if !nameRE.MatchString(req.Name) {
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: fmt.Sprintf("%q is not a valid appliance name: lowercase letters, digits and '-', at most 63", req.Name)})
+		return
+	}
+	cert, err := n.ca.SignCSR([]byte(req.CSR), req.Name, pki.RoleNode, []string{hostOf(req.Address)})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "certificate request: " + err.Error()})
+		return
+	}
+	caKey, err := n.ca.KeyPEM()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	n.log.Info("issued a node certificate", "name", req.Name, "address", req.Address)
+	writeJSON(w, http.StatusOK, JoinResponse{CACert: string(n.creds.CACertPEM), CAKey: string(caKey), Cert: string(cert), Token: n.token.String()})
+}
+
+func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
+	var req MemberRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	id := identityOf(r)
+	if id.Role != pki.RoleNode || id.Name != req.Name {
+		// A forwarded request carries the forwarding node's identity; the
+		// original requester is in the user header.
+		if u := userOf(r); u != string(pki.RoleNode)+":"+req.Name {
+			writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the node %q itself may add itself (asked by %s)", req.Name, u)})
+			return
+		}
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case string(s.ID) == req.Name && string(s.Address) == req.Address:
+			writeJSON(w, http.StatusOK, MemberResponse{Name: req.Name, Voter: s.Suffrage == raft.Voter})
+			return
+		case string(s.ID) == req.Name || string(s.Address) == req.Address:
+			// A stale member: the same appliance with a new data dir or
+			// address. Remove it before adding, as rqlite and Consul do.
+			n.log.Info("removing stale member before re-adding", "name", s.ID, "address", s.Address)
+			if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
+				writeApplyError(w, fmt.Errorf("remove stale member %s: %w", s.ID, err))
+				return
+			}
+		case s.Suffrage == raft.Voter:
+			voters++
+		}
+	}
+	var fut raft.IndexFuture
+	voter := voters < n.cfg.MaxVoters
+	if voter {
+		fut = n.raft.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(req.Address), 0, 10*time.Second)
+	} else {
+		fut = n.raft.AddNonvoter(raft.ServerID(req.Name), raft.ServerAddress(req.Address), 0, 10*time.Second)
+	}
+	if err := fut.Error(); err != nil {
+		writeApplyError(w, fmt.Errorf("add member %s: %w", req.Name, err))
+		return
+	}
+	n.log.Info("added member", "name", req.Name, "address", req.Address, "voter", voter)
+	writeJSON(w, http.StatusOK, MemberResponse{Name: req.Name, Voter: voter})
+}
+
+func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == name {
+			if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
+				writeApplyError(w, fmt.Errorf("remove member %s: %w", name, err))
+				return
+			}
+			n.log.Info("removed member", "name", name, "by", userOf(r))
+			writeJSON(w, http.StatusOK, MemberResponse{Name: name})
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: fmt.Sprintf("no member named %q", name)})
+}
+
+// fetchCredentials asks a member for a certificate with the join token,
+// checking that the member's CA is the one the token pins.
+func (n *Node) fetchCredentials(ctx context.Context) error {
+	tok, err := pki.ParseToken(n.cfg.Token)
+	if err != nil {
+		return fmt.Errorf("--token: %w", err)
+	}
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		return err
+	}
+	csr, err := pki.NewCSR(key, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.JoinConfig(tok, []string{protoAPI})}}
+	defer client.CloseIdleConnections()
+	var resp JoinResponse
+	err = retry(ctx, 30*time.Second, func() error {
+		return postJSON(ctx, client, "https://"+n.cfg.Join+"/v1/join", JoinRequest{Name: n.cfg.Name, Address: n.cfg.Advertise, CSR: string(csr), Token: n.cfg.Token}, &resp)
+	})
+	if err != nil {
+		return fmt.Errorf("join via %s: %w", n.cfg.Join, err)
+	}
+	joined, err := pki.ParseToken(resp.Token)
+	if err != nil {
+		return fmt.Errorf("join via %s: the member sent a bad token: %w", n.cfg.Join, err)
+	}
+	creds := pki.Credentials{CACertPEM: []byte(resp.CACert), CertPEM: []byte(resp.Cert), KeyPEM: keyPEM}
+	if err := n.dir.writeCredentials(creds, []byte(resp.CAKey), joined); err != nil {
+		return err
+	}
+	return n.loadCredentials()
+}
+
+// addSelf asks the leader (through the member it joined by) to add this
+// node to the Raft configuration.
+func (n *Node) addSelf(ctx context.Context) error {
+	conf, err := pki.ClientConfig(n.creds, "", []string{protoAPI})
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
+	defer client.CloseIdleConnections()
+	var resp MemberResponse
+	err = retry(ctx, 60*time.Second, func() error {
+		return postJSON(ctx, client, "https://"+n.cfg.Join+"/v1/members", MemberRequest{Name: n.cfg.Name, Address: n.cfg.Advertise}, &resp)
+	})
+	if err != nil {
+		return fmt.Errorf("join via %s: %w", n.cfg.Join, err)
+	}
+	n.log.Info("joined the fleet", "via", n.cfg.Join, "voter", resp.Voter)
+	return nil
+}
+
+// retry calls f until it succeeds, ctx ends or limit passes, backing off
+// from 100ms to 2s. Refusals (4xx) are not retried.
+func retry(ctx context.Context, limit time.Duration, f func() error) error {
+	deadline := time.Now().Add(limit)
+	wait := 100 * time.Millisecond
+	for {
+		err := f()
+		var ae *APIError
+		refused := errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500
+		// A member whose CA is not the one the token pins will not change
+		// its mind: say so at once.
+		if err == nil || refused || errors.Is(err, pki.ErrPinMismatch) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "request body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, e *APIError) {
+	writeJSON(w, status, e)
+}

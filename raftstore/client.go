@@ -1,0 +1,275 @@
+package raftstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// Error codes of APIError.
+const (
+	CodeNoLeader     = "no_leader"
+	CodeInvalidSpec  = "invalid_spec"
+	CodeConflict     = "generation_mismatch"
+	CodeNotFound     = "not_found"
+	CodeUnauthorized = "unauthorized"
+	CodeBadRequest   = "bad_request"
+	CodeInternal     = "internal"
+)
+
+// APIError is an error the API returns, with a reason fit to print.
+type APIError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Problems lists what is wrong with a refused spec.
+	Problems schema.Errors `json:"problems,omitempty"`
+	// Status is the HTTP status it came with (client side only).
+	Status int `json:"-"`
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// JoinRequest asks for a node certificate with the join token.
+type JoinRequest struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	CSR     string `json:"csr"`
+	Token   string `json:"token"`
+}
+
+// JoinResponse carries what a new member needs: the CA (certificate and key:
+// any voter may become leader and sign the next join), its certificate and
+// the fleet's join token.
+type JoinResponse struct {
+	CACert string `json:"ca_cert"`
+	CAKey  string `json:"ca_key"`
+	Cert   string `json:"cert"`
+	Token  string `json:"token"`
+}
+
+// MemberRequest asks the leader to add the calling node to the Raft group.
+type MemberRequest struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// MemberResponse says what became of a member.
+type MemberResponse struct {
+	Name  string `json:"name"`
+	Voter bool   `json:"voter"`
+}
+
+// ApplyRequest stores a new spec.
+type ApplyRequest struct {
+	YAML string `json:"yaml"`
+	// ExpectedGeneration, when not zero, makes the apply fail unless the
+	// stored generation is this one (compare-and-set).
+	ExpectedGeneration uint64 `json:"expected_generation,omitempty"`
+}
+
+// ApplyResponse says what an apply did.
+type ApplyResponse struct {
+	Generation uint64 `json:"generation"`
+	Unchanged  bool   `json:"unchanged"`
+	Previous   string `json:"previous,omitempty"`
+}
+
+// SpecResponse is the stored spec.
+type SpecResponse struct {
+	YAML       string    `json:"yaml"`
+	Generation uint64    `json:"generation"`
+	AppliedAt  time.Time `json:"applied_at"`
+	AppliedBy  string    `json:"applied_by"`
+}
+
+// PingResponse is one member's own view.
+type PingResponse struct {
+	Name       string `json:"name"`
+	RaftState  string `json:"raft_state"`
+	Leader     string `json:"leader"`
+	Generation uint64 `json:"generation"`
+	AppliedIdx uint64 `json:"applied_index"`
+	// LastContactMS is how long ago a follower last heard from the leader;
+	// -1 never, 0 for the leader itself.
+	LastContactMS int64 `json:"last_contact_ms"`
+}
+
+// Health of a member as status reports it.
+const (
+	HealthHealthy     = "healthy"
+	HealthUnreachable = "unreachable"
+	HealthNoLeader    = "no-leader-contact"
+	HealthBehind      = "behind"
+)
+
+// Status is the fleet as one agent sees it.
+type Status struct {
+	Node       string   `json:"node"`
+	Leader     string   `json:"leader"`
+	Generation uint64   `json:"generation"`
+	Members    []Member `json:"members"`
+}
+
+// Member is one member of the Raft group.
+type Member struct {
+	Name          string  `json:"name"`
+	Address       string  `json:"address"`
+	Voter         bool    `json:"voter"`
+	Leader        bool    `json:"leader"`
+	Reachable     bool    `json:"reachable"`
+	RTTMillis     float64 `json:"rtt_ms"`
+	Generation    uint64  `json:"generation"`
+	LastContactMS int64   `json:"last_contact_ms"`
+	Health        string  `json:"health"`
+	Error         string  `json:"error,omitempty"`
+}
+
+// Client calls an agent's API with a fleet credential.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the agent at addr (host:port). wantName,
+// when set, is the appliance the server's certificate must name.
+func NewClient(addr string, creds pki.Credentials, wantName string) (*Client, error) {
+	conf, err := pki.ClientConfig(creds, wantName, []string{protoAPI})
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		base: "https://" + addr,
+		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}},
+	}, nil
+}
+
+// Status returns the fleet's members and their health.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	return &s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Spec returns the stored spec; consistent asks the leader, after it has
+// confirmed it still leads.
+func (c *Client) Spec(ctx context.Context, consistent bool) (*SpecResponse, error) {
+	var s SpecResponse
+	path := "/v1/spec"
+	if consistent {
+		path += "?consistent=1"
+	}
+	return &s, c.do(ctx, http.MethodGet, path, nil, &s)
+}
+
+// Apply stores a new spec.
+func (c *Client) Apply(ctx context.Context, req ApplyRequest) (*ApplyResponse, error) {
+	var r ApplyResponse
+	return &r, c.do(ctx, http.MethodPost, "/v1/spec", req, &r)
+}
+
+// RemoveMember removes a member from the Raft group.
+func (c *Client) RemoveMember(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/members/"+url.PathEscape(name), nil, &MemberResponse{})
+}
+
+// electionWait is how long a request waits out a leader election (several
+// election timeouts) before reporting that there is no leader.
+const electionWait = 15 * time.Second
+
+// do sends a request, retrying while the fleet has no leader. Retrying an
+// apply is safe: the same YAML again changes nothing.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(electionWait)
+	wait := 100 * time.Millisecond
+	for {
+		err := c.once(ctx, method, path, b, out)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != CodeNoLeader || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s: %w", c.base[len("https://"):], unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	return decodeResponse(resp, out)
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// decodeResponse reads a JSON answer into out, or an APIError.
+func decodeResponse(resp *http.Response, out any) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBody))
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(body, e) != nil || e.Message == "" {
+			e.Code, e.Message = CodeInternal, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		return e
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	return nil
+}
+
+func postJSON(ctx context.Context, client *http.Client, url string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return unwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	return decodeResponse(resp, out)
+}

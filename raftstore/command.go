@@ -1,0 +1,227 @@
+package raftstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// A command is one entry of the Raft log: a type byte, a version byte, then
+// the command's body as JSON.
+//
+//	+------+---------+----------------------+
+//	| type | version | JSON body            |
+//	+------+---------+----------------------+
+//
+// The version is the version of the body's format for that type. The log
+// outlives the agent that wrote it, so a newer agent must apply every entry
+// an older one wrote exactly as the older one did: handlers (below) maps each
+// (type, version) this agent knows to the code that applies it, and an entry
+// is never removed from it or changed in meaning. A new body format, or a
+// change in what applying a body does, gets a new version.
+//
+// Validation is not part of applying. The leader validates a spec before
+// proposing it; the ApplySpec handler then accepts it whatever this agent's
+// schema.Parse says, and only decodes it for local use (State.Spec, or
+// State.SpecErr when this agent cannot read it). schema's rules change from
+// release to release; if applying depended on them, an agent replaying old
+// entries with a newer Parse could reach a different generation than its
+// peers. The replicated truth is the text and its generation.
+//
+// An entry this agent does not know (a type it has never heard of, or a
+// version newer than it knows) was written by a newer agent. Applying it
+// wrongly or skipping it would make this agent's state silently diverge from
+// its peers', so Apply panics, as Consul does, and the agent stops with "this
+// agent is older than the log; upgrade fleetctl". A command whose effect an
+// older agent may safely miss can be written with the Ignorable bit set in
+// its type; an agent that does not know it logs a warning and goes on.
+
+// CommandType says what a command does. Its top bit is the Ignorable flag.
+type CommandType uint8
+
+// The commands. Values are written into the log: never reuse or renumber one.
+const (
+	// CmdApplySpec replaces the fleet spec; its body is ApplySpec and its
+	// result ApplyResult.
+	CmdApplySpec CommandType = 1
+	// CmdSetNodeStatus replaces one node's status; its body is SetNodeStatus
+	// and its result nil.
+	CmdSetNodeStatus CommandType = 2
+
+	// Ignorable is the flag bit that tells an agent which does not know a
+	// command (its type, or its version) to log and skip it instead of
+	// stopping. Set it only on commands that change nothing an older agent
+	// relies on.
+	Ignorable CommandType = 0x80
+)
+
+// String names the command type, as in log messages.
+func (t CommandType) String() string {
+	var name string
+	switch t &^ Ignorable {
+	case CmdApplySpec:
+		name = "apply-spec"
+	case CmdSetNodeStatus:
+		name = "set-node-status"
+	default:
+		name = fmt.Sprintf("command type %d", uint8(t&^Ignorable))
+	}
+	if t&Ignorable != 0 {
+		name += " (ignorable)"
+	}
+	return name
+}
+
+// ApplySpec is the body of CmdApplySpec (version 1): replace the fleet spec.
+type ApplySpec struct {
+	// YAML is the fleet.yaml text, kept byte for byte (JSON carries it as
+	// base64, so any encoding YAML allows survives the trip).
+	YAML []byte `json:"yaml"`
+	// AppliedBy names who applied it, as the API authenticated them.
+	AppliedBy string `json:"applied_by"`
+	// AppliedAt is when the proposer accepted the request. Apply must not
+	// read the clock, so the time travels in the command.
+	AppliedAt time.Time `json:"applied_at"`
+	// ExpectedGeneration makes the apply a compare-and-set: it fails with
+	// ErrGenerationMismatch unless the fleet is at this generation. 0 means
+	// apply whatever the generation is. YAML identical to the stored spec
+	// succeeds as Unchanged whatever this says, so a retried apply whose
+	// first attempt landed is not reported as a conflict.
+	ExpectedGeneration uint64 `json:"expected_generation"`
+}
+
+// ApplyResult is what a CmdApplySpec returns through
+// raft.ApplyFuture.Response when it succeeds.
+type ApplyResult struct {
+	// Generation is the fleet's generation after the apply.
+	Generation uint64
+	// Unchanged is true when the YAML was byte-identical to the stored spec:
+	// nothing was written and the generation did not rise.
+	Unchanged bool
+	// Previous is the YAML the apply replaced; nil when there was none or
+	// when nothing changed. It is shared with the old State: do not modify it.
+	Previous []byte
+}
+
+// SetNodeStatus is the body of CmdSetNodeStatus (version 1): replace what one
+// node last reported about itself.
+type SetNodeStatus struct {
+	// Node is the reporting appliance's name.
+	Node string `json:"node"`
+	// Status replaces the node's previous status entirely.
+	Status NodeStatus `json:"status"`
+}
+
+// commandKey names one version of one command type.
+type commandKey struct {
+	typ     CommandType // without the Ignorable bit
+	version uint8
+}
+
+// handler applies one command body to the current state. It returns the
+// state to publish, or nil when nothing changed, and the value Apply returns:
+// a result, nil, or an error.
+type handler func(cur *State, body []byte) (next *State, result any)
+
+// handlers is every command this agent can apply. Entries are only ever
+// added: see the comment at the top of this file.
+var handlers = map[commandKey]handler{
+	{CmdApplySpec, 1}:     applySpecV1,
+	{CmdSetNodeStatus, 1}: setNodeStatusV1,
+}
+
+// EncodeCommand makes the log entry for a command of type t (which may carry
+// the Ignorable bit) with the given body, written in the newest version of
+// that type this agent knows.
+func EncodeCommand(t CommandType, body any) ([]byte, error) {
+	var version uint8
+	for k := range handlers {
+		if k.typ == t&^Ignorable && k.version > version {
+			version = k.version
+		}
+	}
+	if version == 0 {
+		return nil, fmt.Errorf("encode command: unknown %v", t)
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %v command: %w", t, err)
+	}
+	return append([]byte{byte(t), version}, data...), nil
+}
+
+// specFile is the name spec errors from the replicated store are reported
+// against.
+const specFile = "fleet.yaml"
+
+func applySpecV1(cur *State, body []byte) (*State, any) {
+	var cmd ApplySpec
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return nil, fmt.Errorf("decode %v command: %w", CmdApplySpec, err)
+	}
+	// Identical text first: a retried apply whose first attempt landed then
+	// reports Unchanged, not a generation mismatch.
+	if cur.Generation > 0 && bytes.Equal(cmd.YAML, cur.YAML) {
+		return nil, ApplyResult{Generation: cur.Generation, Unchanged: true}
+	}
+	if cmd.ExpectedGeneration != 0 && cmd.ExpectedGeneration != cur.Generation {
+		return nil, fmt.Errorf("%w: expected generation %d, the fleet is at generation %d",
+			ErrGenerationMismatch, cmd.ExpectedGeneration, cur.Generation)
+	}
+	// The leader validated the spec before proposing it. Decoding here is
+	// for this agent's own use and never decides the outcome (see above).
+	spec, specErr := decodeSpec(cmd.YAML)
+	next := *cur
+	next.Generation = cur.Generation + 1
+	next.YAML = cmd.YAML
+	next.Spec, next.SpecErr = spec, specErr
+	next.AppliedAt = cmd.AppliedAt
+	next.AppliedBy = cmd.AppliedBy
+	return &next, ApplyResult{Generation: next.Generation, Previous: cur.YAML}
+}
+
+// decodeSpec decodes a stored spec for this agent's use.
+func decodeSpec(yaml []byte) (*schema.Spec, error) {
+	spec, err := schema.Parse(specFile, yaml)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	return spec, nil
+}
+
+func setNodeStatusV1(cur *State, body []byte) (*State, any) {
+	var cmd SetNodeStatus
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return nil, fmt.Errorf("decode %v command: %w", CmdSetNodeStatus, err)
+	}
+	if cmd.Node == "" {
+		return nil, fmt.Errorf("%v: no node named", CmdSetNodeStatus)
+	}
+	nodes := make(map[string]NodeStatus, len(cur.Nodes)+1)
+	maps.Copy(nodes, cur.Nodes)
+	nodes[cmd.Node] = cmd.Status
+	next := *cur
+	next.Nodes = nodes
+	return &next, nil
+}
+
+// applyResponse waits for a command proposed with raft.Raft.Apply and
+// returns its result. It is the one place that unwraps the two ways an apply
+// fails: Raft did not commit it (future.Error, wrapped in "raft apply: "), or
+// the FSM committed it and refused it (an error as the response).
+func applyResponse(f raft.ApplyFuture) (any, error) {
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	resp := f.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}

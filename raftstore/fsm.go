@@ -1,0 +1,288 @@
+// Package raftstore is the fleet's replicated store: the raft node each agent
+// runs, the FSM that holds the fleet spec and what the appliances report, the
+// TLS transport between agents, and the API the fleetctl commands talk to.
+//
+// The FSM (fsm.go) is the replicated state machine; the commands it applies
+// and their encoding in the log are in command.go.
+package raftstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// Errors callers compare with errors.Is.
+var (
+	// ErrGenerationMismatch: a compare-and-set apply expected a generation
+	// the fleet is no longer (or not yet) at. The wrapping error names both.
+	ErrGenerationMismatch = errors.New("generation mismatch")
+	// ErrInvalidSpec: the spec does not parse or validate. The wrapping error
+	// also wraps the schema.Errors, which errors.As reaches. The API refuses
+	// such a spec before proposing it; the FSM only records it (State.SpecErr).
+	ErrInvalidSpec = errors.New("invalid fleet spec")
+	// ErrNotLeader: the operation needs the Raft leader and this node is not.
+	ErrNotLeader = errors.New("not the raft leader")
+	// ErrNoLeader: the fleet has no Raft leader at the moment, as when no
+	// quorum of appliances can reach each other.
+	ErrNoLeader = errors.New("the fleet has no raft leader")
+)
+
+// State is the fleet's replicated state after some log entry. A published
+// State is never modified: Apply builds a new one and swaps it in, sharing
+// whatever did not change. Readers may keep and read a *State without locks
+// for as long as they like, and must not modify it, its maps or its slices.
+type State struct {
+	// Generation counts accepted spec applies; 0 before the first.
+	Generation uint64
+	// YAML is the spec's text exactly as applied; nil before the first apply.
+	YAML []byte
+	// Spec is YAML decoded by this agent's schema.Parse, defaults applied;
+	// nil before the first apply, or when this agent cannot read the stored
+	// spec (see SpecErr).
+	Spec *schema.Spec
+	// SpecErr says why this agent could not decode YAML (wrapping
+	// ErrInvalidSpec and the schema.Errors); nil when Spec is set. It is
+	// this agent's own verdict, never replicated: an agent older or newer
+	// than the one that validated the spec may read it differently.
+	SpecErr error
+	// AppliedAt is when the proposer accepted the current spec.
+	AppliedAt time.Time
+	// AppliedBy names who applied the current spec.
+	AppliedBy string
+	// Nodes is each appliance's last reported status, by appliance name.
+	Nodes map[string]NodeStatus
+	// Trails is the bounded history of replication attempts, by share name.
+	Trails map[string][]TrailEntry
+	// Failover is the failover state of each replicated share, by share name.
+	Failover map[string]FailoverState
+}
+
+// NodeStatus is what an appliance last reported about itself. This issue
+// keeps it to the basics; the reconciler's issue fills in the share facts.
+type NodeStatus struct {
+	// ObservedGeneration is the spec generation the node last reconciled.
+	ObservedGeneration uint64 `json:"observed_generation"`
+	// ReportedAt is when the node made the report (the node's clock).
+	ReportedAt time.Time `json:"reported_at"`
+	// Errors are the problems the node's last reconcile met, one sentence
+	// each.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// TrailEntry is one replication attempt of a share. A placeholder: the
+// replication issue fills it in and adds the commands that record it.
+type TrailEntry struct {
+	// At is when the attempt started.
+	At time.Time `json:"at"`
+	// From and To are the sending and receiving appliances.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Snapshot names the snapshot sent.
+	Snapshot string `json:"snapshot"`
+	// Error is why the attempt failed; empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// FailoverState says which appliance holds a replicated share's writable
+// copy. A placeholder: the witness issue fills it in and adds the commands
+// that change it.
+type FailoverState struct {
+	// Active is the appliance whose copy of the share is writable.
+	Active string `json:"active"`
+	// Epoch rises on every failover or switchover; a receiver refuses a
+	// replication stream from a lower one.
+	Epoch uint64 `json:"epoch"`
+	// ChangedAt is when Active last changed (the proposer's clock).
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+// FSM is the fleet's replicated state machine, the raft.FSM every agent
+// runs. Raft calls Apply, Snapshot and Restore; everything else in the agent
+// reads through State and Watch.
+type FSM struct {
+	log   *slog.Logger
+	state atomic.Pointer[State]
+
+	// mu serializes changes and pairs each published state with the
+	// channel Watch hands out for it.
+	mu      sync.Mutex
+	changed chan struct{} // closed when state is replaced
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// NewFSM returns an FSM with an empty state (generation 0, no spec). log
+// receives its warnings; nil means slog.Default().
+func NewFSM(log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &FSM{log: log, changed: make(chan struct{})}
+	f.state.Store(&State{})
+	return f
+}
+
+// State returns the current state. It never blocks and is never half
+// applied; the State is immutable (see State).
+func (f *FSM) State() *State {
+	return f.state.Load()
+}
+
+// Watch returns the current state and a channel that is closed as soon as a
+// newer state replaces it. To follow changes, wait on the channel and call
+// Watch again: since both come from one call, no change can slip between
+// reading the state and starting to wait.
+func (f *FSM) Watch() (*State, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.Load(), f.changed
+}
+
+// publish makes s the current state and wakes the watchers. f.mu is held.
+func (f *FSM) publish(s *State) {
+	f.state.Store(s)
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Apply applies one committed log entry and returns the command's result, or
+// an error the proposer gets from raft.ApplyFuture.Response (use
+// applyResponse). It is deterministic: it reads nothing but the entry and the
+// current state, never the clock, so every agent reaches the same state.
+//
+// An entry written by a newer fleetctl than this one makes Apply panic,
+// unless its type carries the Ignorable bit: see command.go.
+func (f *FSM) Apply(l *raft.Log) any {
+	if len(l.Data) < 2 {
+		return fmt.Errorf("log entry %d: %d bytes is too short for a command (type, version, body)", l.Index, len(l.Data))
+	}
+	t, version, body := CommandType(l.Data[0]), l.Data[1], l.Data[2:]
+	h, ok := handlers[commandKey{t &^ Ignorable, version}]
+	if !ok {
+		if t&Ignorable != 0 {
+			f.log.Warn("ignoring a command this agent does not know; upgrade fleetctl",
+				"index", l.Index, "command", t.String(), "version", version)
+			return nil
+		}
+		msg := fmt.Sprintf("raftstore: log entry %d holds %v version %d, which this agent does not know: this agent is older than the log; upgrade fleetctl",
+			l.Index, t, version)
+		f.log.Error(msg)
+		panic(msg)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next, result := h(f.state.Load(), body)
+	if next != nil {
+		f.publish(next)
+	}
+	return result
+}
+
+// snapshotVersion is the version of the snapshot format Persist writes.
+const snapshotVersion = 1
+
+// snapshotV1 is the snapshot format, version 1. The decoded spec is not in
+// it: Restore decodes it again from the YAML.
+type snapshotV1 struct {
+	Version    int                      `json:"version"`
+	Generation uint64                   `json:"generation"`
+	YAML       []byte                   `json:"yaml,omitempty"`
+	AppliedAt  time.Time                `json:"applied_at"`
+	AppliedBy  string                   `json:"applied_by,omitempty"`
+	Nodes      map[string]NodeStatus    `json:"nodes,omitempty"`
+	Trails     map[string][]TrailEntry  `json:"trails,omitempty"`
+	Failover   map[string]FailoverState `json:"failover,omitempty"`
+}
+
+// Snapshot captures the current state for Raft to persist. It only takes the
+// pointer: the state is immutable, so Persist can write it while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return fsmSnapshot{f.state.Load()}, nil
+}
+
+// fsmSnapshot is one captured State on its way to a snapshot sink.
+type fsmSnapshot struct{ s *State }
+
+// Persist writes the state as versioned JSON to sink, and cancels the sink if
+// that fails.
+func (snap fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	s := snap.s
+	err := json.NewEncoder(sink).Encode(snapshotV1{
+		Version:    snapshotVersion,
+		Generation: s.Generation,
+		YAML:       s.YAML,
+		AppliedAt:  s.AppliedAt,
+		AppliedBy:  s.AppliedBy,
+		Nodes:      s.Nodes,
+		Trails:     s.Trails,
+		Failover:   s.Failover,
+	})
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release does nothing: the captured state is garbage collected.
+func (fsmSnapshot) Release() {}
+
+// Restore replaces the whole state with the snapshot read from rc, which it
+// closes. Nothing of the previous state survives; the spec is decoded afresh
+// from the snapshot's YAML.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	var header struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &header); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	switch {
+	case header.Version == 0:
+		return errors.New("restore snapshot: no format version; not a fleetctl snapshot")
+	case header.Version > snapshotVersion:
+		return fmt.Errorf("restore snapshot: format version %d is newer than this agent reads (%d): this agent is older than the fleet; upgrade fleetctl",
+			header.Version, snapshotVersion)
+	}
+	var snap snapshotV1
+	if err := json.Unmarshal(data, &snap); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	s := &State{
+		Generation: snap.Generation,
+		YAML:       snap.YAML,
+		AppliedAt:  snap.AppliedAt,
+		AppliedBy:  snap.AppliedBy,
+		Nodes:      snap.Nodes,
+		Trails:     snap.Trails,
+		Failover:   snap.Failover,
+	}
+	if snap.Generation > 0 {
+		s.Spec, s.SpecErr = decodeSpec(snap.YAML)
+		if s.SpecErr != nil {
+			f.log.Error("this agent cannot read the stored spec; upgrade fleetctl", "generation", snap.Generation, "err", s.SpecErr)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.publish(s)
+	return nil
+}

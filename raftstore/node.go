@@ -1,0 +1,542 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Config says how to start an agent's node.
+type Config struct {
+	// Name is the appliance's name; it is the Raft server ID and the name in
+	// the node's certificate.
+	Name string
+	// DataDir holds the node's identity, credentials and Raft state.
+	DataDir string
+	// Listen is the host:port to listen on for Raft and the API.
+	Listen string
+	// Advertise is the host:port other members reach this node at; Listen
+	// when empty.
+	Advertise string
+	// Bootstrap makes a new fleet with this node as its only member, when
+	// the data dir holds no state yet.
+	Bootstrap bool
+	// Join is the address of any member, and Token the join token, for a
+	// node whose data dir holds no state yet.
+	Join, Token string
+	// MaxVoters is how many voters the fleet keeps; members beyond join as
+	// non-voters. DefaultMaxVoters when zero.
+	MaxVoters int
+	// Logger receives the node's logs; slog.Default when nil.
+	Logger *slog.Logger
+}
+
+// DefaultMaxVoters keeps the quorum small, as the design says: five voters
+// survive two failures; more only slow every commit.
+const DefaultMaxVoters = 5
+
+// Node is one running agent's member of the fleet's Raft group, with the
+// API it serves on the same port.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	dir   dataDir
+	creds pki.Credentials
+	ca    *pki.CA
+	token pki.Token
+
+	fsm   *FSM
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	mux   *mux
+	api   *http.Server
+
+	// forwarders holds a *forwarder per leader ("name@addr").
+	forwarders sync.Map
+
+	// leaderReady is true while this node leads and has applied every
+	// entry of earlier terms (the Barrier after election has returned).
+	leaderReady atomic.Bool
+	stop        context.CancelFunc
+	done        chan struct{}
+}
+
+// Start opens (or creates) the node's data dir, joins or bootstraps the fleet
+// as configured, and serves Raft and the API until Shutdown.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxVoters == 0 {
+		cfg.MaxVoters = DefaultMaxVoters
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.Listen
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{})}
+	if err := n.dir.ensure(); err != nil {
+		return nil, err
+	}
+	fresh, err := n.loadOrCreateIdentity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.log = cfg.Logger.With("node", n.cfg.Name) // the name may come from the data dir
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if err := n.startRaft(ln); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.stop = cancel
+	go n.mux.serve()
+	go func() {
+		if err := n.api.Serve(&chanListener{m: n.mux, ch: n.mux.api, addr: ln.Addr()}); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("API server stopped", "err", err)
+		}
+	}()
+	go n.watchLeadership(runCtx)
+
+	if fresh && cfg.Bootstrap {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(cfg.Name), Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
+			n.Shutdown()
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new fleet", "join_token_file", n.dir.path(fileToken))
+	}
+	if fresh && cfg.Join != "" {
+		if err := n.addSelf(ctx); err != nil {
+			n.Shutdown()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// loadOrCreateIdentity loads the node's credentials, or makes them: a new CA
+// for a bootstrap, a certificate from a member for a join. fresh is true when
+// the data dir held no Raft state before.
+func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error) {
+	id, err := n.dir.readIdentity()
+	switch {
+	case err == nil:
+		if n.cfg.Name != "" && id.Name != n.cfg.Name {
+			return false, fmt.Errorf("data dir %s belongs to appliance %q, not %q", n.cfg.DataDir, id.Name, n.cfg.Name)
+		}
+		n.cfg.Name = id.Name
+		if err := n.loadCredentials(); err != nil {
+			return false, err
+		}
+		has, err := n.dir.hasRaftState()
+		if err != nil {
+			return false, err
+		}
+		if has && (n.cfg.Bootstrap || n.cfg.Join != "") {
+			n.log.Info("data dir has Raft state: restarting as a member; --bootstrap and --join are ignored")
+		}
+		// An agent stopped between making its identity and joining or
+		// bootstrapping Raft does the rest now.
+		return !has && (n.cfg.Join != "" || n.cfg.Bootstrap), nil
+	case !errors.Is(err, os.ErrNotExist):
+		return false, err
+	}
+	if n.cfg.Name == "" {
+		return false, errors.New("a new data dir needs --name")
+	}
+	switch {
+	case n.cfg.Bootstrap && n.cfg.Join != "":
+		return false, errors.New("give either --bootstrap (a new fleet) or --join (an existing one), not both")
+	case n.cfg.Bootstrap:
+		err = n.createFleet()
+	case n.cfg.Join != "":
+		err = n.fetchCredentials(ctx)
+	default:
+		return false, fmt.Errorf("data dir %s is new: give --bootstrap to start a fleet, or --join ADDRESS --token TOKEN to join one", n.cfg.DataDir)
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := n.dir.writeIdentity(identity{Name: n.cfg.Name, Advertise: n.cfg.Advertise}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// createFleet makes the cluster CA, the join token and this node's
+// certificate.
+func (n *Node) createFleet() error {
+	ca, err := pki.NewCA("fleetctl")
+	if err != nil {
+		return err
+	}
+	token, err := pki.NewToken(ca.Cert)
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := ca.Issue(n.cfg.Name, pki.RoleNode, []string{hostOf(n.cfg.Advertise)})
+	if err != nil {
+		return err
+	}
+	caKey, err := ca.KeyPEM()
+	if err != nil {
+		return err
+	}
+	if err := n.dir.writeCredentials(pki.Credentials{CACertPEM: ca.CertPEM, CertPEM: certPEM, KeyPEM: keyPEM}, caKey, token); err != nil {
+		return err
+	}
+	return n.loadCredentials()
+}
+
+func (n *Node) loadCredentials() error {
+	creds, caKey, token, err := n.dir.readCredentials()
+	if err != nil {
+		return err
+	}
+	ca, err := pki.LoadCA(creds.CACertPEM, caKey)
+	if err != nil {
+		return fmt.Errorf("load the cluster CA from %s: %w", n.cfg.DataDir, err)
+	}
+	n.creds, n.ca, n.token = creds, ca, token
+	return nil
+}
+
+func (n *Node) startRaft(ln net.Listener) error {
+	serverConf, err := pki.ServerConfig(n.creds, []string{protoRaft, protoAPI})
+	if err != nil {
+		return err
+	}
+	n.mux = newMux(ln, serverConf, n.log)
+	n.fsm = NewFSM(n.log)
+	stream := &streamLayer{
+		chanListener: chanListener{m: n.mux, ch: n.mux.raft, addr: advertiseAddr(n.cfg.Advertise)},
+		creds:        n.creds,
+		nameOf:       n.memberName,
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hclogger(n.log),
+	})
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: n.dir.path(fileRaftDB)})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", n.dir.path(fileRaftDB), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.dir.path(dirSnapshots), 3, hclogger(n.log))
+	if err != nil {
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.ShutdownOnRemove = false // a removed member stays up to say so; it can be re-added
+	rc.Logger = hclogger(n.log)
+	r, err := raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.api = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	return nil
+}
+
+// memberName returns the name of the member at addr in the current Raft
+// configuration, or "" when no member has that address.
+func (n *Node) memberName(addr raft.ServerAddress) string {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return ""
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.Address == addr {
+			return string(s.ID)
+		}
+	}
+	return ""
+}
+
+// watchLeadership runs a Barrier each time this node becomes leader, so it
+// acts on state only after every entry of earlier terms is applied.
+func (n *Node) watchLeadership(ctx context.Context) {
+	defer close(n.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-n.raft.LeaderCh():
+			n.leaderReady.Store(false)
+			if !leader {
+				n.log.Info("lost leadership")
+				continue
+			}
+			n.log.Info("became leader; waiting for earlier entries to apply")
+			if err := n.raft.Barrier(30 * time.Second).Error(); err != nil {
+				n.log.Warn("barrier after election failed; not serving writes until the next election", "err", err)
+				continue
+			}
+			n.leaderReady.Store(true)
+			n.log.Info("leader ready")
+		}
+	}
+}
+
+// Name returns the node's appliance name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// FSM returns the node's copy of the replicated state.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Shutdown stops serving, leaves Raft state on disk, and returns once
+// everything is closed. A restarted agent comes back from its data dir.
+func (n *Node) Shutdown() error {
+	var errs []error
+	if n.stop != nil {
+		n.stop()
+		<-n.done
+	}
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		// Raft leaves its transport open; closing it marks it shut down
+		// before its listener goes.
+		n.trans.Close()
+	}
+	if n.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := n.api.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+	n.forwarders.Range(func(_, f any) bool {
+		f.(*forwarder).transport.CloseIdleConnections()
+		return true
+	})
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hclogger adapts slog to the hclog.Logger Raft wants. Raft's own info
+// chatter goes to debug; its warnings and errors stay visible.
+func hclogger(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Warn,
+		Output: slogWriter{l},
+	})
+}
+
+// slogWriter passes hclog's formatted lines to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn(string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}
+
+// The files of a data dir.
+const (
+	fileIdentity = "identity.json"
+	fileCACert   = "ca.crt"
+	fileCAKey    = "ca.key"
+	fileCert     = "node.crt"
+	fileKey      = "node.key"
+	fileToken    = "join-token"
+	fileRaftDB   = "raft.db"
+	dirSnapshots = "snapshots"
+)
+
+// dataDir is an agent's data directory.
+type dataDir string
+
+type identity struct {
+	Name      string `json:"name"`
+	Advertise string `json:"advertise"`
+}
+
+func (d dataDir) path(name string) string { return filepath.Join(string(d), name) }
+
+func (d dataDir) ensure() error {
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
+}
+
+func (d dataDir) readIdentity() (identity, error) {
+	var id identity
+	b, err := os.ReadFile(d.path(fileIdentity))
+	if err != nil {
+		return id, err
+	}
+	if err := json.Unmarshal(b, &id); err != nil {
+		return id, fmt.Errorf("%s: %w", d.path(fileIdentity), err)
+	}
+	return id, nil
+}
+
+func (d dataDir) writeIdentity(id identity) error {
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(d.path(fileIdentity), append(b, '\n'), 0o600)
+}
+
+func (d dataDir) hasRaftState() (bool, error) {
+	if _, err := os.Stat(d.path(fileRaftDB)); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: d.path(fileRaftDB)})
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", d.path(fileRaftDB), err)
+	}
+	defer store.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(d.path(dirSnapshots), 3, hclog.NewNullLogger())
+	if err != nil {
+		return false, err
+	}
+	return raft.HasExistingState(store, store, snaps)
+}
+
+func (d dataDir) writeCredentials(c pki.Credentials, caKey []byte, token pki.Token) error {
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{fileCACert, c.CACertPEM}, {fileCAKey, caKey}, {fileCert, c.CertPEM}, {fileKey, c.KeyPEM},
+		{fileToken, []byte(token.String() + "\n")},
+	} {
+		if err := writeFileAtomic(d.path(f.name), f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d dataDir) readCredentials() (c pki.Credentials, caKey []byte, token pki.Token, err error) {
+	read := func(name string) []byte {
+		if err != nil {
+			return nil
+		}
+		var b []byte
+		b, err = os.ReadFile(d.path(name))
+		return b
+	}
+	c.CACertPEM, caKey, c.CertPEM, c.KeyPEM = read(fileCACert), read(fileCAKey), read(fileCert), read(fileKey)
+	tok := read(fileToken)
+	if err != nil {
+		return c, nil, token, fmt.Errorf("read credentials: %w", err)
+	}
+	token, err = pki.ParseToken(string(trimNewline(tok)))
+	return c, caKey, token, err
+}
+
+// LoadClientCredentials reads the credentials and advertised address of the
+// agent whose data dir is dir, for a CLI running on that appliance.
+func LoadClientCredentials(dir string) (creds pki.Credentials, name, addr string, err error) {
+	d := dataDir(dir)
+	id, err := d.readIdentity()
+	if err != nil {
+		return creds, "", "", fmt.Errorf("no agent data in %s: %w", dir, err)
+	}
+	creds, _, _, err = d.readCredentials()
+	return creds, id.Name, id.Advertise, err
+}
+
+// IssueAdminCredential makes a credential bundle (CA certificate, admin
+// certificate and key) for a CLI user named name, signed by the CA in the
+// agent data dir dir.
+func IssueAdminCredential(dir, name string) ([]byte, error) {
+	d := dataDir(dir)
+	creds, caKey, _, err := d.readCredentials()
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.LoadCA(creds.CACertPEM, caKey)
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := ca.Issue(name, pki.RoleAdmin, nil)
+	if err != nil {
+		return nil, err
+	}
+	return pki.Credentials{CACertPEM: creds.CACertPEM, CertPEM: cert, KeyPEM: key}.Bundle(), nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it
+// into place, so a crash never leaves a half-written credential.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// tlsClient returns an HTTP client that speaks to members' APIs with this
+// node's certificate, checking that the server is the member wantName.
+func (n *Node) tlsClient(wantName string, timeout time.Duration) (*http.Client, error) {
+	conf, err := pki.ClientConfig(n.creds, wantName, []string{protoAPI})
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: false, DialContext: (&net.Dialer{Timeout: timeout}).DialContext}}, nil
+}

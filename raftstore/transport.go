@@ -1,0 +1,156 @@
+package raftstore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/hashicorp/raft"
+)
+
+// An agent listens on one TCP port. Every connection is TLS; ALPN says
+// whether it carries the Raft protocol or the HTTPS API, so one address
+// names an appliance everywhere (the spec, Raft's configuration, the CLI).
+const (
+	protoRaft = "fleetctl-raft/1"
+	protoAPI  = "http/1.1"
+)
+
+// handshakeTimeout bounds a TLS handshake on the shared port, so a peer that
+// connects and says nothing cannot hold a goroutine.
+const handshakeTimeout = 10 * time.Second
+
+// mux accepts TLS connections on one listener and hands each to the Raft
+// stream layer or the API server by its negotiated protocol.
+type mux struct {
+	ln     net.Listener
+	conf   *tls.Config
+	log    *slog.Logger
+	raft   chan net.Conn
+	api    chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newMux(ln net.Listener, conf *tls.Config, log *slog.Logger) *mux {
+	return &mux{
+		ln:     ln,
+		conf:   conf,
+		log:    log,
+		raft:   make(chan net.Conn),
+		api:    make(chan net.Conn),
+		closed: make(chan struct{}),
+	}
+}
+
+// serve accepts connections until the listener is closed.
+func (m *mux) serve() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			m.log.Warn("accept failed", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		go m.route(c)
+	}
+}
+
+func (m *mux) route(c net.Conn) {
+	tc := tls.Server(c, m.conf)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		m.log.Debug("TLS handshake refused", "remote", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	cs := tc.ConnectionState()
+	var ch chan net.Conn
+	switch cs.NegotiatedProtocol {
+	case protoRaft:
+		// Raft is for agents only: a verified node certificate, nothing less.
+		id, err := pki.PeerIdentity(cs)
+		if err != nil || id.Role != pki.RoleNode {
+			m.log.Warn("refused a Raft connection without a node certificate", "remote", c.RemoteAddr(), "err", err)
+			tc.Close()
+			return
+		}
+		ch = m.raft
+	default:
+		ch = m.api // the API checks identity per request
+	}
+	select {
+	case ch <- tc:
+	case <-m.closed:
+		tc.Close()
+	}
+}
+
+func (m *mux) close() error {
+	var err error
+	m.once.Do(func() {
+		close(m.closed)
+		err = m.ln.Close()
+	})
+	return err
+}
+
+// chanListener is a net.Listener fed by the mux.
+type chanListener struct {
+	m    *mux
+	ch   chan net.Conn
+	addr net.Addr
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.m.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error   { return l.m.close() }
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// streamLayer is Raft's transport over mutual TLS: it accepts the mux's Raft
+// connections and dials peers presenting this node's certificate, checking
+// that the peer's certificate names the member Raft means to reach.
+type streamLayer struct {
+	chanListener
+	creds pki.Credentials
+	// nameOf maps a member's address to its name, from the Raft
+	// configuration; unknown addresses are checked against the CA only.
+	nameOf func(raft.ServerAddress) string
+}
+
+// advertiseAddr is the address other members dial, as Raft reports it.
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
+
+// Dial connects to a member's Raft endpoint.
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	conf, err := pki.ClientConfig(s.creds, s.nameOf(address), []string{protoRaft})
+	if err != nil {
+		return nil, err
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: conf}
+	c, err := d.Dial("tcp", string(address))
+	if err != nil {
+		return nil, fmt.Errorf("raft dial %s: %w", address, err)
+	}
+	return c, nil
+}
