@@ -40,7 +40,7 @@ const waitTimeout = 20 * time.Second
 // (a goroutine still stopping) are dropped.
 type logWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -53,7 +53,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	w := &logWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
@@ -64,7 +64,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // freeAddr returns a 127.0.0.1 address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +76,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // tryStart starts a node and shuts it down when the test ends.
-func tryStart(t *testing.T, ctx context.Context, cfg Config) (*Node, error) {
+func tryStart(t testing.TB, ctx context.Context, cfg Config) (*Node, error) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -93,7 +93,7 @@ func tryStart(t *testing.T, ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func startNode(t *testing.T, cfg Config) *Node {
+func startNode(t testing.TB, cfg Config) *Node {
 	t.Helper()
 	n, err := tryStart(t, t.Context(), cfg)
 	if err != nil {
@@ -102,17 +102,17 @@ func startNode(t *testing.T, cfg Config) *Node {
 	return n
 }
 
-func bootstrapConfig(t *testing.T, name string) Config {
+func bootstrapConfig(t testing.TB, name string) Config {
 	return Config{Name: name, DataDir: t.TempDir(), Listen: freeAddr(t), Bootstrap: true}
 }
 
 // joinConfig is the configuration of a new node joining through via with
 // the join token from via's data dir.
-func joinConfig(t *testing.T, name string, via *Node) Config {
+func joinConfig(t testing.TB, name string, via *Node) Config {
 	return Config{Name: name, DataDir: t.TempDir(), Listen: freeAddr(t), Join: via.cfg.Advertise, Token: readToken(t, via)}
 }
 
-func readToken(t *testing.T, n *Node) string {
+func readToken(t testing.TB, n *Node) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, fileToken))
 	if err != nil {
@@ -124,7 +124,7 @@ func readToken(t *testing.T, n *Node) string {
 // newFleet starts size nodes named n1, n2, ...: n1 bootstraps the fleet and
 // the others join it through n1, one after the other. It returns once every
 // node has all of them in its configuration and a leader is ready.
-func newFleet(t *testing.T, size, maxVoters int) []*Node {
+func newFleet(t testing.TB, size, maxVoters int) []*Node {
 	t.Helper()
 	cfg := bootstrapConfig(t, "n1")
 	cfg.MaxVoters = maxVoters
@@ -149,7 +149,7 @@ func names(nodes []*Node) []string {
 
 // waitUntil polls cond until it holds, or fails the test after waitTimeout
 // with what it waited for and cond's description of the last state seen.
-func waitUntil(t *testing.T, what string, cond func() (ok bool, state string)) {
+func waitUntil(t testing.TB, what string, cond func() (ok bool, state string)) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -191,7 +191,7 @@ func serverNamed(servers []raft.Server, name string) (raft.Server, bool) {
 
 // waitMembers waits until every one of nodes has exactly the members want in
 // its Raft configuration.
-func waitMembers(t *testing.T, nodes []*Node, want ...string) {
+func waitMembers(t testing.TB, nodes []*Node, want ...string) {
 	t.Helper()
 	want = slices.Sorted(slices.Values(want))
 	for _, n := range nodes {
@@ -209,7 +209,7 @@ func waitMembers(t *testing.T, nodes []*Node, want ...string) {
 
 // readyLeader waits until one of nodes leads and has applied every earlier
 // entry, and returns it.
-func readyLeader(t *testing.T, nodes []*Node) *Node {
+func readyLeader(t testing.TB, nodes []*Node) *Node {
 	t.Helper()
 	var leader *Node
 	waitUntil(t, "a ready leader", func() (bool, string) {
@@ -238,7 +238,7 @@ func notLeader(nodes []*Node, leader *Node) *Node {
 
 // waitSpec waits until every one of nodes has applied generation gen with
 // the given YAML.
-func waitSpec(t *testing.T, nodes []*Node, gen uint64, yaml string) {
+func waitSpec(t testing.TB, nodes []*Node, gen uint64, yaml string) {
 	t.Helper()
 	for _, n := range nodes {
 		waitUntil(t, fmt.Sprintf("%s to apply generation %d", n.Name(), gen), func() (bool, string) {
@@ -250,7 +250,7 @@ func waitSpec(t *testing.T, nodes []*Node, gen uint64, yaml string) {
 
 // clientFor returns a client with n's own credentials, as the CLI on n's
 // appliance would make it.
-func clientFor(t *testing.T, n *Node) *Client {
+func clientFor(t testing.TB, n *Node) *Client {
 	t.Helper()
 	creds, name, addr, err := LoadClientCredentials(n.cfg.DataDir)
 	if err != nil {
@@ -268,7 +268,7 @@ func clientFor(t *testing.T, n *Node) *Client {
 }
 
 // wantAPIError fails the test unless err is an *APIError with code.
-func wantAPIError(t *testing.T, what string, err error, code string) *APIError {
+func wantAPIError(t testing.TB, what string, err error, code string) *APIError {
 	t.Helper()
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Code != code {
@@ -277,7 +277,7 @@ func wantAPIError(t *testing.T, what string, err error, code string) *APIError {
 	return ae
 }
 
-func stop(t *testing.T, n *Node) {
+func stop(t testing.TB, n *Node) {
 	t.Helper()
 	if err := n.Shutdown(); err != nil {
 		t.Fatalf("shut down %s: %v", n.Name(), err)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -259,8 +260,16 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
+// fieldCache holds yamlFields' answer per struct type: a spec with a
+// thousand shares would otherwise walk the Share type a thousand times.
+var fieldCache sync.Map // reflect.Type -> map[string][]int
+
 // yamlFields maps the YAML names of a struct's exported fields to the fields.
+// The map is shared; callers must not modify it.
 func yamlFields(t reflect.Type) map[string][]int {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string][]int)
+	}
 	m := map[string][]int{}
 	for _, f := range reflect.VisibleFields(t) {
 		if !f.IsExported() {
@@ -268,6 +277,7 @@ func yamlFields(t reflect.Type) map[string][]int {
 		}
 		m[yamlName(f)] = f.Index
 	}
+	fieldCache.Store(t, m)
 	return m
 }
 

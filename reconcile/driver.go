@@ -1,0 +1,87 @@
+// Package reconcile makes one appliance's btrfs state match the fleet spec
+// and says what it did. The planner (Plan) is the only place that decides
+// what to change and is pure; the executor runs a plan through a Driver; the
+// btrfs driver (Btrfs) is the one piece of code that speaks to btrfs, through
+// btrfs-progs as Rockstor and btrbk do.
+package reconcile
+
+import "context"
+
+// On-disk layout inside a pool (the mount path of a btrfs filesystem):
+//
+//	<pool>/<share>                                      the share, a subvolume
+//	<pool>/.fleetctl/snapshots/<share>/<share>.<stamp>  its read-only snapshots
+//
+// <stamp> is the snapshot's UTC time, 20060102T150405Z. Everything fleetctl
+// keeps for itself lives under .fleetctl, which is never a share.
+const (
+	// MetaDir is the directory in each pool where fleetctl keeps its own
+	// subvolumes.
+	MetaDir = ".fleetctl"
+	// SnapshotDir is where snapshots live, relative to the pool.
+	SnapshotDir = MetaDir + "/snapshots"
+	// StampFormat is the time format of snapshot names (UTC).
+	StampFormat = "20060102T150405Z"
+)
+
+// Subvolume is one btrfs subvolume of a pool as the driver observes it.
+type Subvolume struct {
+	// ID is the subvolume's btrfs ID (its qgroup is 0/ID).
+	ID uint64 `json:"id"`
+	// Path is relative to the pool's mount path, like "projects" or
+	// ".fleetctl/snapshots/projects/projects.20261125T084600Z".
+	Path string `json:"path"`
+	// UUID, ParentUUID and ReceivedUUID are btrfs's; empty when btrfs shows "-".
+	UUID         string `json:"uuid"`
+	ParentUUID   string `json:"parent_uuid,omitempty"`
+	ReceivedUUID string `json:"received_uuid,omitempty"`
+	// ReadOnly is the subvolume's ro property.
+	ReadOnly bool `json:"read_only"`
+	// Generation is the btrfs transaction generation of its last change.
+	Generation uint64 `json:"generation"`
+}
+
+// Qgroup is the usage and limit of one subvolume's level-0 qgroup.
+type Qgroup struct {
+	// Referenced and Exclusive are bytes, as btrfs qgroup show --raw reports.
+	Referenced uint64 `json:"referenced"`
+	Exclusive  uint64 `json:"exclusive"`
+	// MaxReferenced is the limit on referenced bytes; 0 means none.
+	MaxReferenced uint64 `json:"max_referenced"`
+}
+
+// Driver is what the reconciler needs of btrfs. Paths are absolute. Btrfs
+// implements it with btrfs-progs; tests of the planner use a fake.
+//
+// Implementations must wrap every error with the operation and the path, and
+// for a failed command with the command line and its stderr.
+type Driver interface {
+	// IsBtrfs reports whether path is the mount point (or a directory) of a
+	// mounted btrfs filesystem.
+	IsBtrfs(ctx context.Context, path string) (bool, error)
+	// Subvolumes lists every subvolume below the pool mounted at pool,
+	// with paths relative to pool.
+	Subvolumes(ctx context.Context, pool string) ([]Subvolume, error)
+	// CreateSubvolume makes a new empty subvolume at path; its parent
+	// directory must exist.
+	CreateSubvolume(ctx context.Context, path string) error
+	// DeleteSubvolume deletes the subvolume at path. It fails, deleting
+	// nothing, when path is not a subvolume or holds nested subvolumes.
+	DeleteSubvolume(ctx context.Context, path string) error
+	// Snapshot makes a snapshot of the subvolume src at dst, read-only when
+	// readOnly is set.
+	Snapshot(ctx context.Context, src, dst string, readOnly bool) error
+	// SetReadOnly sets or clears the read-only property of a subvolume.
+	SetReadOnly(ctx context.Context, path string, readOnly bool) error
+	// QuotaEnabled reports whether quotas are enabled on the pool.
+	QuotaEnabled(ctx context.Context, pool string) (bool, error)
+	// EnableQuota enables quotas on the pool (and waits for the rescan).
+	EnableQuota(ctx context.Context, pool string) error
+	// Qgroups returns the level-0 qgroups of the pool by subvolume ID.
+	Qgroups(ctx context.Context, pool string) (map[uint64]Qgroup, error)
+	// SetQuota limits the referenced bytes of the subvolume at path; 0
+	// removes the limit.
+	SetQuota(ctx context.Context, path string, bytes uint64) error
+	// MkdirAll makes a directory and its parents (for MetaDir), mode 0700.
+	MkdirAll(ctx context.Context, path string) error
+}
