@@ -54,6 +54,9 @@ func (n *Node) routes() http.Handler {
 	m.Handle("POST /v1/spec", n.authed(n.leaderOnly(n.handleApply)))
 	m.Handle("POST /v1/members", n.authed(n.leaderOnly(n.handleAddMember)))
 	m.Handle("DELETE /v1/members/{name}", n.authed(n.leaderOnly(n.handleRemoveMember)))
+	m.Handle("POST /v1/nodes/{name}/status", n.authed(n.leaderOnly(n.handleSetNodeStatus)))
+	m.Handle("POST /v1/plan", n.authed(n.handlePlan))
+	m.Handle("POST /v1/plan/local", n.authed(n.handlePlanLocal))
 	return m
 }
 
@@ -291,6 +294,8 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 		st.Members = append(st.Members, m)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
+	local := n.fsm.State()
+	st.Appliances, st.AppliancesGeneration = applianceStatuses(local), local.Generation
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -317,10 +322,7 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if _, err := schema.Parse("fleet.yaml", []byte(req.YAML)); err != nil {
-		var problems schema.Errors
-		errors.As(err, &problems)
-		writeError(w, http.StatusUnprocessableEntity, &APIError{Code: CodeInvalidSpec, Message: "the spec is invalid", Problems: problems})
+	if _, ok := parseForAPI(w, req.YAML); !ok {
 		return
 	}
 	cmd, err := EncodeCommand(CmdApplySpec, ApplySpec{
@@ -555,4 +557,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, e *APIError) {
 	writeJSON(w, status, e)
+}
+
+// applianceStatuses lists the storage appliances of the stored spec with
+// what each last reported.
+func applianceStatuses(st *State) []ApplianceStatus {
+	if st.Spec == nil {
+		return nil
+	}
+	var out []ApplianceStatus
+	for _, a := range st.Spec.Appliances {
+		if a.Role == schema.RoleWitness {
+			continue
+		}
+		as := ApplianceStatus{Name: a.Name}
+		if ns, ok := st.Nodes[a.Name]; ok {
+			as.Reported = true
+			as.NodeStatus = ns
+		}
+		out = append(out, as)
+	}
+	return out
 }

@@ -117,6 +117,19 @@ type Status struct {
 	Leader     string   `json:"leader"`
 	Generation uint64   `json:"generation"`
 	Members    []Member `json:"members"`
+	// Appliances are the storage appliances of the stored spec with what
+	// each last reported, in spec order, as the answering agent's copy of
+	// the state at AppliancesGeneration has them.
+	Appliances           []ApplianceStatus `json:"appliances"`
+	AppliancesGeneration uint64            `json:"appliances_generation"`
+}
+
+// ApplianceStatus is a storage appliance's last report.
+type ApplianceStatus struct {
+	Name string `json:"name"`
+	// Reported is false until the appliance's agent has reported once.
+	Reported bool `json:"reported"`
+	NodeStatus
 }
 
 // Member is one member of the Raft group.
@@ -174,6 +187,21 @@ func (c *Client) Apply(ctx context.Context, req ApplyRequest) (*ApplyResponse, e
 	var r ApplyResponse
 	return &r, c.do(ctx, http.MethodPost, "/v1/spec", req, &r)
 }
+
+// SetNodeStatus stores what the agent name reports about itself; only
+// that agent may call it.
+func (c *Client) SetNodeStatus(ctx context.Context, name string, st NodeStatus) error {
+	return c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/status", st, &struct{}{})
+}
+
+// Plan asks every storage appliance what it would do for a spec.
+func (c *Client) Plan(ctx context.Context, yaml string) (*PlanResponse, error) {
+	var p PlanResponse
+	return &p, c.do(ctx, http.MethodPost, "/v1/plan", PlanRequest{YAML: yaml}, &p)
+}
+
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // RemoveMember removes a member from the Raft group.
 func (c *Client) RemoveMember(ctx context.Context, name string) error {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -67,8 +68,9 @@ type State struct {
 	Failover map[string]FailoverState
 }
 
-// NodeStatus is what an appliance last reported about itself. This issue
-// keeps it to the basics; the reconciler's issue fills in the share facts.
+// NodeStatus is what an appliance last reported about itself: how far its
+// reconciler got and the facts of its shares. Agents write it only when it
+// changed, so an idle fleet writes nothing.
 type NodeStatus struct {
 	// ObservedGeneration is the spec generation the node last reconciled.
 	ObservedGeneration uint64 `json:"observed_generation"`
@@ -77,6 +79,13 @@ type NodeStatus struct {
 	// Errors are the problems the node's last reconcile met, one sentence
 	// each.
 	Errors []string `json:"errors,omitempty"`
+	// Converged is true when the last reconcile left nothing to do.
+	Converged bool `json:"converged"`
+	// Shares are the facts of the node's shares after its last reconcile.
+	Shares []reconcile.ShareFacts `json:"shares,omitempty"`
+	// Orphans are subvolumes on the node's pools that no share names, as
+	// pool/name: kept on disk, reported.
+	Orphans []string `json:"orphans,omitempty"`
 }
 
 // TrailEntry is one replication attempt of a share. A placeholder: the

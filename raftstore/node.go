@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -43,7 +44,18 @@ type Config struct {
 	MaxVoters int
 	// Logger receives the node's logs; slog.Default when nil.
 	Logger *slog.Logger
+	// Driver speaks to this appliance's btrfs. With a driver the node runs
+	// the reconcile loop and answers plan requests; without, it only
+	// stores the spec (a witness needs none).
+	Driver reconcile.Driver
+	// ReconcileInterval is the time between reconcile runs when the spec
+	// does not change; DefaultReconcileInterval when zero.
+	ReconcileInterval time.Duration
 }
+
+// DefaultReconcileInterval is how often an agent looks for drift (a share
+// deleted or a quota changed by hand) when the spec does not change.
+const DefaultReconcileInterval = 30 * time.Second
 
 // DefaultMaxVoters keeps the quorum small, as the design says: five voters
 // survive two failures; more only slow every commit.
@@ -88,6 +100,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.Listen
 	}
+	if cfg.ReconcileInterval == 0 {
+		cfg.ReconcileInterval = DefaultReconcileInterval
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{})}
 	if err := n.dir.ensure(); err != nil {
 		return nil, err
@@ -129,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.startReconciler(runCtx)
 	return n, nil
 }
 

@@ -56,8 +56,10 @@ type Qgroup struct {
 // Implementations must wrap every error with the operation and the path, and
 // for a failed command with the command line and its stderr.
 type Driver interface {
-	// IsBtrfs reports whether path is the mount point (or a directory) of a
-	// mounted btrfs filesystem.
+	// IsBtrfs reports whether path is the mount point of a btrfs
+	// filesystem. A directory that merely lies on btrfs is not: a pool
+	// that failed to mount must not receive shares on the parent
+	// filesystem.
 	IsBtrfs(ctx context.Context, path string) (bool, error)
 	// Subvolumes lists every subvolume below the pool mounted at pool,
 	// with paths relative to pool.

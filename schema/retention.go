@@ -8,7 +8,7 @@ import (
 )
 
 // Retention says which snapshots to keep, in btrbk's preserve syntax:
-// "24h 7d 4w 12m 2y" keeps the newest snapshot of each of the last 24 hours,
+// "24h 7d 4w 12m 2y" keeps the first snapshot of each of the last 24 hours,
 // 7 days, 4 weeks, 12 months and 2 years. A count of * keeps every one of
 // that kind ("*d": a daily for ever). Units left out keep none of that kind.
 type Retention struct {

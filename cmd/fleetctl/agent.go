@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/reconcile"
 )
 
 type agentCmd struct {
@@ -19,6 +21,9 @@ type agentCmd struct {
 	Join      string `placeholder:"HOST:PORT" help:"Join the fleet through the agent at this address (only when the data dir is new)."`
 	Token     string `env:"FLEETCTL_JOIN_TOKEN" placeholder:"TOKEN" help:"The fleet's join token, from join-token in the first agent's data dir."`
 	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
+
+	ReconcileInterval time.Duration `default:"30s" help:"How often to look for drift (a share deleted or a quota changed by hand) when the spec does not change."`
+	Btrfs             string        `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
 }
 
 func (agentCmd) Help() string {
@@ -35,6 +40,12 @@ Every other agent joins through any member with that token:
 
   fleetctl agent --name nas2 --data-dir /var/lib/fleetctl --listen 10.0.0.2:7400 \
       --join 10.0.0.1:7400 --token "$(cat join-token)"
+
+Each agent keeps its own appliance's btrfs at the stored spec: shares
+(subvolumes) on its pools, their quotas, snapshots and retention. It
+reconciles on every spec change and every --reconcile-interval, and reports
+what it found to the fleet (fleetctl status). It never deletes a share that
+the spec merely stopped naming; only state: absent deletes.
 
 Restarted on the same data dir, an agent comes back with its identity and
 state; --bootstrap and --join are then ignored. A member whose data dir was
@@ -58,6 +69,9 @@ func (c *agentCmd) Run(e env) error {
 		Join:      c.Join,
 		Token:     c.Token,
 		Logger:    log,
+
+		Driver:            reconcile.NewBtrfs(c.Btrfs),
+		ReconcileInterval: c.ReconcileInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

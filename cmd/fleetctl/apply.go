@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore"
@@ -12,10 +13,12 @@ import (
 
 type applyCmd struct {
 	clientFlags
-	File             string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to store; - reads standard input."`
-	ExpectGeneration uint64 `placeholder:"N" help:"Store only if the stored spec is still generation N (compare-and-set; 'fleetctl diff' shows it)."`
-	Output           string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
-	NoColor          bool   `help:"No colours, even on a terminal."`
+	File             string        `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to store; - reads standard input."`
+	ExpectGeneration uint64        `placeholder:"N" help:"Store only if the stored spec is still generation N (compare-and-set; 'fleetctl diff' shows it)."`
+	Output           string        `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	NoColor          bool          `help:"No colours, even on a terminal."`
+	Wait             bool          `help:"After storing, wait until every storage appliance has reconciled the new generation, showing progress."`
+	Timeout          time.Duration `default:"2m" help:"How long --wait waits before saying who is behind and why."`
 }
 
 func (applyCmd) Help() string {
@@ -23,8 +26,13 @@ func (applyCmd) Help() string {
 prints the new generation and what changed in the spec. Nothing is sent when
 the file is invalid.
 
-Exit codes: 0 stored (or already stored), 1 invalid spec or refused
-(--expect-generation did not match), 2 trouble (unreachable agent, no leader).`
+With --wait it then follows every storage appliance until it has reconciled
+its btrfs to the new generation, and exits 1 naming who is behind and why
+when one reports errors or the timeout passes.
+
+Exit codes: 0 stored (or already stored) and, with --wait, reconciled
+everywhere; 1 invalid spec, refused (--expect-generation did not match) or
+not reconciled; 2 trouble (unreachable agent, no leader).`
 }
 
 // applyReport is the --output json form of apply.
@@ -43,6 +51,7 @@ func (c *applyCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	res, err := cl.Apply(ctx, raftstore.ApplyRequest{YAML: string(data), ExpectedGeneration: c.ExpectGeneration})
@@ -60,17 +69,79 @@ func (c *applyCmd) Run(e env) error {
 		changes = schema.Changes{}
 	}
 	if c.Output == "json" {
-		return writeJSONOut(e.stdout, applyReport{Generation: res.Generation, Unchanged: res.Unchanged, Changes: changes})
-	}
-	if res.Unchanged {
+		if err := writeJSONOut(e.stdout, applyReport{Generation: res.Generation, Unchanged: res.Unchanged, Changes: changes}); err != nil {
+			return err
+		}
+	} else if res.Unchanged {
 		fmt.Fprintf(e.stdout, "No changes: %s is already stored as generation %d.\n", name, res.Generation)
+	} else {
+		if err := changes.Render(e.stdout, useColor(e, c.NoColor)); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Applied %s as generation %d.\n", name, res.Generation)
+	}
+	if !c.Wait {
 		return nil
 	}
-	if err := changes.Render(e.stdout, useColor(e, c.NoColor)); err != nil {
-		return err
+	return waitReconciled(e, cl, res.Generation, c.Timeout)
+}
+
+// waitReconciled follows the storage appliances' reports until each has
+// reconciled generation gen, printing a line as each gets there. It fails
+// naming who is behind and why when one reports errors at gen or the
+// timeout passes.
+func waitReconciled(e env, cl *raftstore.Client, gen uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	done := map[string]bool{}
+	fmt.Fprintf(e.stderr, "Waiting for the appliances to reconcile generation %d…\n", gen)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := cl.Status(ctx)
+		cancel()
+		if err == nil && st.AppliancesGeneration < gen {
+			// The agent that answered has not applied gen yet.
+			err = fmt.Errorf("the agent that answered is still at generation %d", st.AppliancesGeneration)
+		}
+		if err == nil {
+			var behind, failed []string
+			for _, a := range st.Appliances {
+				switch {
+				case a.Reported && a.ObservedGeneration >= gen && a.Converged:
+					if !done[a.Name] {
+						done[a.Name] = true
+						fmt.Fprintf(e.stderr, "  %s: reconciled (%s)\n", a.Name, plural(len(a.Shares), "share"))
+					}
+				case a.Reported && a.ObservedGeneration >= gen:
+					failed = append(failed, fmt.Sprintf("%s: %s", a.Name, strings.Join(a.Errors, "; ")))
+				case !a.Reported:
+					behind = append(behind, a.Name+": has not reported yet (is its agent running?)")
+				default:
+					behind = append(behind, fmt.Sprintf("%s: still at generation %d", a.Name, a.ObservedGeneration))
+				}
+			}
+			if len(failed) > 0 {
+				for _, f := range failed {
+					fmt.Fprintf(e.stderr, "  %s\n", f)
+				}
+				fmt.Fprintf(e.stderr, "generation %d is stored, but %s could not reconcile it (see above); fix the cause and the agents retry on their own\n", gen, plural(len(failed), "appliance"))
+				return exitError(exitFailed)
+			}
+			if len(behind) == 0 {
+				fmt.Fprintf(e.stderr, "Every appliance has reconciled generation %d.\n", gen)
+				return nil
+			}
+			if time.Now().After(deadline) {
+				for _, b := range behind {
+					fmt.Fprintf(e.stderr, "  %s\n", b)
+				}
+				fmt.Fprintf(e.stderr, "generation %d is stored, but not every appliance reconciled it within %v\n", gen, timeout)
+				return exitError(exitFailed)
+			}
+		} else if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	fmt.Fprintf(e.stdout, "Applied %s as generation %d.\n", name, res.Generation)
-	return nil
 }
 
 // refused prints why the fleet refused a spec; a refusal exits 1, trouble 2.

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
+	"github.com/fleetctl/fleetctl/raftstore"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -17,24 +19,26 @@ type diffCmd struct {
 }
 
 func (diffCmd) Help() string {
-	return `Shows what 'fleetctl apply -f FILE' would change in the stored spec, object
-by object and field by field: + added, ~ changed, - removed, and a summary
-line. Nothing is changed. The stored spec is read from the leader.
+	return `Shows what 'fleetctl apply -f FILE' would change, before anything is
+touched: first the spec, object by object and field by field, then, appliance
+by appliance, the plan its agent would run against its btrfs state now:
++ create, ~ change, - destroy (with the reason), ! report only.
 
 Removing a share from the file never deletes it: it stays on disk and is
 reported as orphaned. Only state: absent deletes a share.
 
-Exit codes, as diff(1): 0 no changes, 1 changes, 2 trouble.`
+Exit codes, as diff(1): 0 nothing would change, 1 changes, 2 trouble.`
 }
 
 // diffReport is the --output json form of diff.
 type diffReport struct {
-	StoredGeneration uint64         `json:"stored_generation"`
-	Changes          schema.Changes `json:"changes"`
+	StoredGeneration uint64                    `json:"stored_generation"`
+	Changes          schema.Changes            `json:"changes"`
+	Appliances       []raftstore.AppliancePlan `json:"appliances"`
 }
 
 func (c *diffCmd) Run(e env) error {
-	_, _, spec, err := loadSpec(e, c.File)
+	_, data, spec, err := loadSpec(e, c.File)
 	if err != nil {
 		return troubleIfInvalid(err)
 	}
@@ -42,7 +46,8 @@ func (c *diffCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	stored, err := cl.Spec(ctx, true)
 	if err != nil {
@@ -54,19 +59,99 @@ func (c *diffCmd) Run(e env) error {
 			return fmt.Errorf("the stored spec no longer parses: %w", err)
 		}
 	}
-	changes := schema.Diff(old, spec)
-	if changes == nil {
-		changes = schema.Changes{}
-	}
-	if c.Output == "json" {
-		if err := writeJSONOut(e.stdout, diffReport{StoredGeneration: stored.Generation, Changes: changes}); err != nil {
-			return err
-		}
-	} else if err := changes.Render(e.stdout, useColor(e, c.NoColor)); err != nil {
+	plan, err := cl.Plan(ctx, string(data))
+	if err != nil {
 		return err
 	}
-	if len(changes) > 0 {
+	rep := diffReport{StoredGeneration: stored.Generation, Changes: schema.Diff(old, spec), Appliances: plan.Appliances}
+	if c.Output == "json" {
+		if err := writeJSONOut(e.stdout, rep); err != nil {
+			return err
+		}
+	} else if err := renderDiff(e.stdout, rep, useColor(e, c.NoColor)); err != nil {
+		return err
+	}
+	if len(rep.Changes) > 0 || planChanges(plan.Appliances) > 0 {
 		return exitError(exitFailed)
+	}
+	return nil
+}
+
+// planChanges counts the actions that would change something.
+func planChanges(plans []raftstore.AppliancePlan) int {
+	n := 0
+	for _, p := range plans {
+		for _, a := range p.Actions {
+			if !a.ReportOnly {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+const (
+	ansiGreen   = "\x1b[32m"
+	ansiYellow  = "\x1b[33m"
+	ansiRed     = "\x1b[31m"
+	ansiMagenta = "\x1b[35m"
+	ansiBold    = "\x1b[1m"
+	ansiReset   = "\x1b[0m"
+)
+
+// renderDiff writes the spec changes, then each appliance's plan, then one
+// summary line for the plans.
+func renderDiff(w io.Writer, rep diffReport, color bool) error {
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return code + s + ansiReset
+	}
+	fmt.Fprintln(w, paint(ansiBold, "Spec changes:"))
+	if err := rep.Changes.Render(w, color); err != nil {
+		return err
+	}
+	var add, change, destroy, report int
+	for _, p := range rep.Appliances {
+		fmt.Fprintf(w, "\n%s\n", paint(ansiBold, "Appliance "+p.Appliance+":"))
+		if p.Error != "" {
+			fmt.Fprintf(w, "  %s\n", paint(ansiMagenta, "? unknown: "+p.Error))
+			report++
+			continue
+		}
+		if len(p.Actions) == 0 {
+			fmt.Fprintln(w, "  No changes.")
+			continue
+		}
+		for _, a := range p.Actions {
+			code := ansiMagenta
+			switch a.Symbol() {
+			case "+":
+				code = ansiGreen
+				add++
+			case "~":
+				code = ansiYellow
+				change++
+			case "-":
+				code = ansiRed
+				destroy++
+			default:
+				report++
+			}
+			fmt.Fprintf(w, "  %s\n", paint(code, a.String()))
+			// Every destructive or report-only line says why.
+			if a.Symbol() == "-" || a.ReportOnly {
+				fmt.Fprintf(w, "      %s\n", a.Reason)
+			}
+		}
+	}
+	if len(rep.Appliances) > 0 {
+		line := fmt.Sprintf("\nPlan: %d to add, %d to change, %d to destroy", add, change, destroy)
+		if report > 0 {
+			line += fmt.Sprintf("; %d to look at", report)
+		}
+		fmt.Fprintln(w, line+".")
 	}
 	return nil
 }

@@ -39,6 +39,7 @@ type cli struct {
 	Get        getCmd        `cmd:"" help:"Print stored state."`
 	Members    membersCmd    `cmd:"" help:"Manage the members of the fleet's Raft group."`
 	Agent      agentCmd      `cmd:"" help:"Run this appliance's agent."`
+	Demo       demoCmd       `cmd:"" help:"Run a fleet on this machine: agents on 127.0.0.1, loop-mounted btrfs pools."`
 	Credential credentialCmd `cmd:"" help:"Issue credentials for using fleetctl away from the appliances."`
 	Schema     schemaCmd     `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
 }

@@ -22,6 +22,10 @@ func (statusCmd) Help() string {
 leader, address, round-trip time, last contact with the leader, the spec
 generation each has applied, and health. Any agent answers.
 
+Then each storage appliance's reconciler: the generation its btrfs was last
+reconciled to, whether it converged, its shares, orphaned subvolumes (kept
+on disk, never deleted) and errors.
+
 With --wait the command retries until the whole fleet is healthy and
 caught up (exit 0) or the time is up (exit 1, showing who is not).`
 }
@@ -76,6 +80,11 @@ func converged(st *raftstore.Status) bool {
 			return false
 		}
 	}
+	for _, a := range st.Appliances {
+		if applianceState(a, st.Generation) != "converged" {
+			return false
+		}
+	}
 	return true
 }
 
@@ -93,7 +102,30 @@ func (c *statusCmd) print(e env, st *raftstore.Status) error {
 	for _, m := range st.Members {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, memberRole(m), m.Address, rtt(m), lastContact(m), generation(m), health(m))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Appliances) == 0 {
+		return nil
+	}
+	fmt.Fprintln(e.stdout)
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APPLIANCE\tRECONCILED\tSTATE\tSHARES\tORPHANS\tREPORTED")
+	for _, a := range st.Appliances {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", a.Name, reconciled(a), applianceState(a, st.Generation), len(a.Shares), len(a.Orphans), reported(a))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, a := range st.Appliances {
+		for _, msg := range a.Errors {
+			fmt.Fprintf(e.stdout, "%s: %s\n", a.Name, msg)
+		}
+		for _, o := range a.Orphans {
+			fmt.Fprintf(e.stdout, "%s: orphaned %s (not in the spec: kept on disk)\n", a.Name, o)
+		}
+	}
+	return nil
 }
 
 func memberRole(m raftstore.Member) string {
@@ -144,4 +176,33 @@ func writeJSONOut(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func reconciled(a raftstore.ApplianceStatus) string {
+	if !a.Reported {
+		return "-"
+	}
+	return fmt.Sprintf("generation %d", a.ObservedGeneration)
+}
+
+// applianceState says how far an appliance is from the stored spec.
+func applianceState(a raftstore.ApplianceStatus, gen uint64) string {
+	switch {
+	case !a.Reported:
+		return "not reported"
+	case len(a.Errors) > 0:
+		return fmt.Sprintf("errors (%d)", len(a.Errors))
+	case a.ObservedGeneration < gen:
+		return "behind"
+	case !a.Converged:
+		return "converging"
+	}
+	return "converged"
+}
+
+func reported(a raftstore.ApplianceStatus) string {
+	if !a.Reported {
+		return "-"
+	}
+	return a.ReportedAt.Format(time.RFC3339)
 }

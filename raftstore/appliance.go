@@ -1,0 +1,197 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+	"github.com/hashicorp/raft"
+)
+
+// This file connects the store to each appliance's reconciler: the loop
+// that keeps the appliance's btrfs at the stored spec and publishes its
+// status, and the plan endpoints behind `fleetctl diff`.
+
+// PlanRequest asks what the agents would do for a spec.
+type PlanRequest struct {
+	YAML string `json:"yaml"`
+}
+
+// AppliancePlan is the plan one appliance's agent would run for a spec,
+// against its btrfs state at the time of asking.
+type AppliancePlan struct {
+	Appliance string             `json:"appliance"`
+	Actions   []reconcile.Action `json:"actions"`
+	// Error says why there is no plan: the agent is unreachable, has not
+	// joined, or cannot observe its pools.
+	Error string `json:"error,omitempty"`
+}
+
+// PlanResponse is every storage appliance's plan, in spec order.
+type PlanResponse struct {
+	Appliances []AppliancePlan `json:"appliances"`
+}
+
+// startReconciler runs this appliance's reconcile loop until ctx ends.
+func (n *Node) startReconciler(ctx context.Context) {
+	if n.cfg.Driver == nil {
+		return
+	}
+	l := &reconcile.Loop{
+		Appliance: n.cfg.Name,
+		Driver:    n.cfg.Driver,
+		Watch: func() (*schema.Spec, uint64, <-chan struct{}) {
+			st, changed := n.fsm.Watch()
+			return st.Spec, st.Generation, changed
+		},
+		Publish:  n.publishStatus,
+		Interval: n.cfg.ReconcileInterval,
+		Log:      n.log.With("part", "reconcile"),
+	}
+	go l.Run(ctx)
+}
+
+// publishStatus stores this appliance's report in the fleet, through the
+// leader.
+func (n *Node) publishStatus(ctx context.Context, rep reconcile.Report) error {
+	client, err := NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return client.SetNodeStatus(ctx, n.cfg.Name, NodeStatus{
+		ObservedGeneration: rep.Generation,
+		ReportedAt:         time.Now().UTC(),
+		Errors:             rep.Errors,
+		Converged:          rep.Converged,
+		Shares:             rep.Shares,
+		Orphans:            rep.Orphans,
+	})
+}
+
+func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if u := userOf(r); u != string(pki.RoleNode)+":"+name {
+		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the agent %q reports its own status (asked by %s)", name, u)})
+		return
+	}
+	var st NodeStatus
+	if !readJSON(w, r, &st) {
+		return
+	}
+	cmd, err := EncodeCommand(CmdSetNodeStatus, SetNodeStatus{Node: name, Status: st})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	if _, err := applyResponse(n.raft.Apply(cmd, 10*time.Second)); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// handlePlan asks every storage appliance of a spec for its plan.
+func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
+	var req PlanRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	spec, ok := parseForAPI(w, req.YAML)
+	if !ok {
+		return
+	}
+	members := map[string]raft.ServerAddress{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			members[string(s.ID)] = s.Address
+		}
+	}
+	var storage []schema.Appliance
+	for _, a := range spec.Appliances {
+		if a.Role != schema.RoleWitness {
+			storage = append(storage, a)
+		}
+	}
+	// Sized once: the goroutines below write into its elements.
+	resp := PlanResponse{Appliances: make([]AppliancePlan, len(storage))}
+	var wg sync.WaitGroup
+	for i, a := range storage {
+		p := &resp.Appliances[i]
+		p.Appliance = a.Name
+		addr, member := members[a.Name]
+		switch {
+		case a.Name == n.cfg.Name:
+			*p = n.localPlan(r.Context(), spec)
+		case !member:
+			p.Error = fmt.Sprintf("no agent named %q has joined the fleet", a.Name)
+		default:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				*p = n.remotePlan(r.Context(), a.Name, string(addr), req.YAML)
+			}()
+		}
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (n *Node) remotePlan(ctx context.Context, name, addr, yaml string) AppliancePlan {
+	client, err := n.tlsClient(name, 30*time.Second)
+	if err != nil {
+		return AppliancePlan{Appliance: name, Error: err.Error()}
+	}
+	defer client.CloseIdleConnections()
+	var p AppliancePlan
+	if err := postJSON(ctx, client, "https://"+addr+"/v1/plan/local", PlanRequest{YAML: yaml}, &p); err != nil {
+		return AppliancePlan{Appliance: name, Error: fmt.Sprintf("agent unreachable: %v", err)}
+	}
+	return p
+}
+
+// handlePlanLocal answers with this appliance's own plan.
+func (n *Node) handlePlanLocal(w http.ResponseWriter, r *http.Request) {
+	var req PlanRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	spec, ok := parseForAPI(w, req.YAML)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, n.localPlan(r.Context(), spec))
+}
+
+// localPlan is the plan this appliance's reconciler would run for spec now.
+func (n *Node) localPlan(ctx context.Context, spec *schema.Spec) AppliancePlan {
+	p := AppliancePlan{Appliance: n.cfg.Name}
+	if n.cfg.Driver == nil {
+		p.Error = "this agent does not manage btrfs"
+		return p
+	}
+	obs := reconcile.Observe(ctx, n.cfg.Driver, spec, n.cfg.Name)
+	p.Actions = reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: n.cfg.Name, Observed: obs, Now: time.Now()})
+	if p.Actions == nil {
+		p.Actions = []reconcile.Action{}
+	}
+	return p
+}
+
+// parseForAPI parses a spec sent to the API, answering 422 with every
+// problem when it is invalid.
+func parseForAPI(w http.ResponseWriter, yaml string) (*schema.Spec, bool) {
+	spec, err := schema.Parse("fleet.yaml", []byte(yaml))
+	if err != nil {
+		writeApplyError(w, fmt.Errorf("%w: %w", ErrInvalidSpec, err))
+		return nil, false
+	}
+	return spec, true
+}

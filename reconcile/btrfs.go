@@ -1,0 +1,772 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fleetctl/fleetctl/reconcile/looppool"
+)
+
+// Errors of the btrfs driver that callers may test with errors.Is.
+var (
+	// ErrNotSubvolume means a path that must be a subvolume is not one.
+	ErrNotSubvolume = errors.New("not a btrfs subvolume")
+	// ErrQuotaDisabled means the pool's quotas are not enabled, so it has no
+	// qgroups to read.
+	ErrQuotaDisabled = errors.New("quotas are not enabled")
+)
+
+const (
+	// btrfsSuperMagic is BTRFS_SUPER_MAGIC, statfs's f_type of btrfs.
+	btrfsSuperMagic = 0x9123683e
+	// subvolumeRootIno is BTRFS_FIRST_FREE_OBJECTID: the inode number of the
+	// root directory of every subvolume, and of no other directory.
+	subvolumeRootIno = 256
+	// topLevelID is BTRFS_FS_TREE_OBJECTID, the top-level subvolume.
+	topLevelID = 5
+	// fsTreePrefix is what "btrfs subvolume list -a" puts before the path of
+	// a subvolume whose parent is not the subvolume it was asked about.
+	fsTreePrefix = "<FS_TREE>/"
+	// waitDelay bounds how long a killed command may keep its output open.
+	waitDelay = 5 * time.Second
+	// maxStderr is how much of a command's stderr an error message keeps.
+	maxStderr = 2048
+)
+
+// Btrfs is the Driver that speaks to btrfs, by running btrfs-progs as
+// Rockstor and btrbk do. Every command runs with LC_ALL=C (its messages are
+// parsed), ends when its context does, and reads nothing from stdin.
+//
+// The zero value runs "btrfs" from PATH. A Btrfs is safe for concurrent use
+// once its fields are set.
+type Btrfs struct {
+	binary string
+
+	// Observer, when set, is called just before each change the driver
+	// makes, with the operation and the path it changes: "create",
+	// "delete", "snapshot" (the destination), "set-ro", "enable-quota" (the
+	// pool), "set-quota" and "mkdir". Reads are never observed, nor are
+	// calls refused before anything ran, nor a MkdirAll of a directory that
+	// exists; so a test can assert that a run changed nothing.
+	Observer func(op, path string)
+}
+
+var _ Driver = (*Btrfs)(nil)
+
+// NewBtrfs returns a driver that runs the btrfs-progs command binary, a
+// path or a name looked up in PATH; "" means "btrfs".
+func NewBtrfs(binary string) *Btrfs {
+	return &Btrfs{binary: binary}
+}
+
+// CommandError is a btrfs-progs command that failed. Its message is the
+// command line, why it failed and what it wrote to stderr:
+//
+//	btrfs subvolume delete /tank/x: exit status 1: ERROR: Could not destroy subvolume/snapshot: Directory not empty
+type CommandError struct {
+	// Args is the command line; Args[0] is the binary.
+	Args []string
+	// Stderr is what the command wrote to stderr, trimmed, its lines joined
+	// with "; ".
+	Stderr string
+	// Err is why it failed: an *exec.ExitError, or why it could not start.
+	Err error
+	// Killed is the context's error when the command was stopped because
+	// its context ended, nil otherwise.
+	Killed error
+}
+
+func (e *CommandError) Error() string {
+	var b strings.Builder
+	b.WriteString(commandLine(e.Args))
+	b.WriteString(": ")
+	if e.Killed != nil {
+		fmt.Fprintf(&b, "killed (%v)", e.Killed)
+	} else {
+		b.WriteString(e.Err.Error())
+	}
+	if e.Stderr != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Stderr)
+	}
+	return b.String()
+}
+
+// Unwrap gives the exec error and, for a killed command, the context's
+// error, so errors.Is(err, context.DeadlineExceeded) holds.
+func (e *CommandError) Unwrap() []error {
+	if e.Killed != nil {
+		return []error{e.Err, e.Killed}
+	}
+	return []error{e.Err}
+}
+
+// commandLine renders args as a shell would need them, quoting the ones
+// with spaces or other special characters.
+func commandLine(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && !strings.ContainsFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+		}) {
+			quoted[i] = a
+			continue
+		}
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(quoted, " ")
+}
+
+// tidyStderr makes a command's stderr fit in one line of an error message.
+func tidyStderr(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	s = strings.Join(lines, "; ")
+	if len(s) > maxStderr {
+		s = s[:maxStderr] + "…"
+	}
+	return s
+}
+
+func (b *Btrfs) bin() string {
+	if b.binary == "" {
+		return "btrfs"
+	}
+	return b.binary
+}
+
+// run runs btrfs with args and returns its stdout; a failure is a
+// *CommandError.
+func (b *Btrfs) run(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, b.bin(), args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.WaitDelay = waitDelay
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		ce := &CommandError{
+			Args:   append([]string{b.bin()}, args...),
+			Stderr: tidyStderr(stderr.String()),
+			Err:    err,
+		}
+		// Killed only when the context ended the command, not when it
+		// failed on its own just before the context ended.
+		var exit *exec.ExitError
+		if ctxErr := ctx.Err(); ctxErr != nil && (!errors.As(err, &exit) || !exit.Exited()) {
+			ce.Killed = ctxErr
+		}
+		return stdout.Bytes(), ce
+	}
+	return stdout.Bytes(), nil
+}
+
+func (b *Btrfs) observe(op, path string) {
+	if b.Observer != nil {
+		b.Observer(op, path)
+	}
+}
+
+// checkAbs refuses relative paths: the Driver takes absolute ones, and a
+// relative path starting with "-" would reach btrfs as an option.
+func checkAbs(paths ...string) error {
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%q is not an absolute path", p)
+		}
+	}
+	return nil
+}
+
+// IsBtrfs reports whether path is on a mounted btrfs filesystem, by its
+// statfs magic; a path that does not exist is not. It runs no command.
+func (b *Btrfs) IsBtrfs(ctx context.Context, path string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("check btrfs %s: %w", path, err)
+	}
+	ok, err := onBtrfs(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check btrfs %s: %w", path, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	// A pool is a mount point. An empty directory where a pool should be
+	// mounted passes the statfs check when / is btrfs; shares made there
+	// would land on the root filesystem.
+	mounted, err := looppool.Mounted(path)
+	if err != nil {
+		return false, fmt.Errorf("check btrfs %s: %w", path, err)
+	}
+	return mounted, nil
+}
+
+func onBtrfs(path string) (bool, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return false, &fs.PathError{Op: "statfs", Path: path, Err: err}
+	}
+	return uint32(st.Type) == btrfsSuperMagic, nil
+}
+
+// isSubvolume reports whether path itself (not a symlink to it) is the root
+// directory of a btrfs subvolume.
+func isSubvolume(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return false, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.IsDir() || st.Ino != subvolumeRootIno {
+		return false, nil
+	}
+	return onBtrfs(path)
+}
+
+// Subvolumes lists every subvolume below the pool, in btrfs's ID order, with
+// paths relative to pool. The pool may be the filesystem's top level, a
+// subvolume mounted with subvol=, or a plain directory inside either.
+//
+// It runs three commands: "btrfs inspect-internal rootid" for the subvolume
+// holding the pool, "btrfs subvolume list -a -puqR -g" for every subvolume of
+// the filesystem, and "btrfs subvolume list -r" for the read-only ones
+// (matched by ID, rather than one "btrfs property get" per subvolume).
+//
+// Why -a: without it, list prints a path relative to the subvolume it was
+// asked about when the subvolume lies below it, and relative to the top level
+// otherwise, so on a subvol= mount "x" may mean either. With -a every path is
+// relative to the top level, prefixed with "<FS_TREE>/" exactly when the
+// subvolume's parent is not the subvolume asked about, which the parent
+// column tells. Paths are then taken relative to the pool's own path.
+func (b *Btrfs) Subvolumes(ctx context.Context, pool string) ([]Subvolume, error) {
+	subvols, err := b.subvolumes(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("list subvolumes of %s: %w", pool, err)
+	}
+	return subvols, nil
+}
+
+func (b *Btrfs) subvolumes(ctx context.Context, pool string) ([]Subvolume, error) {
+	if err := checkAbs(pool); err != nil {
+		return nil, err
+	}
+	within, err := pathInSubvolume(pool)
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.run(ctx, "inspect-internal", "rootid", pool)
+	if err != nil {
+		return nil, err
+	}
+	rootID, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("btrfs inspect-internal rootid %s: unexpected output %q", pool, out)
+	}
+	out, err = b.run(ctx, "subvolume", "list", "-a", "-p", "-u", "-q", "-R", "-g", pool)
+	if err != nil {
+		return nil, err
+	}
+	all, err := parseSubvolumeList(out)
+	if err != nil {
+		return nil, err
+	}
+	// Listed after the others: a subvolume made between the two commands is
+	// missing rather than shown writable when it is not.
+	out, err = b.run(ctx, "subvolume", "list", "-r", pool)
+	if err != nil {
+		return nil, err
+	}
+	ro, err := parseSubvolumeList(out)
+	if err != nil {
+		return nil, err
+	}
+	readOnly := make(map[uint64]bool, len(ro))
+	for _, e := range ro {
+		readOnly[e.ID] = true
+	}
+	return subvolumesBelow(all, readOnly, rootID, within)
+}
+
+// pathInSubvolume returns where pool lies inside the subvolume that holds
+// it: "" when pool is that subvolume's root (a mount point, normally), else
+// like "srv/tank". It walks up to the directory with the subvolume root's
+// inode number on the same device (each subvolume has its own st_dev).
+func pathInSubvolume(pool string) (string, error) {
+	real, err := filepath.EvalSymlinks(pool)
+	if err != nil {
+		return "", err
+	}
+	btrfs, err := onBtrfs(real)
+	if err != nil {
+		return "", err
+	}
+	if !btrfs {
+		return "", fmt.Errorf("%s is not on a btrfs filesystem", pool)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(real, &st); err != nil {
+		return "", &fs.PathError{Op: "stat", Path: real, Err: err}
+	}
+	dev, dir := st.Dev, real
+	for st.Ino != subvolumeRootIno {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("found no subvolume root above %s", pool)
+		}
+		if err := syscall.Stat(parent, &st); err != nil {
+			return "", &fs.PathError{Op: "stat", Path: parent, Err: err}
+		}
+		if st.Dev != dev {
+			return "", fmt.Errorf("found no subvolume root above %s before the mount point %s", pool, dir)
+		}
+		dir = parent
+	}
+	rel, err := filepath.Rel(dir, real)
+	if err != nil || rel == "." {
+		return "", err
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+// listEntry is one line of "btrfs subvolume list".
+type listEntry struct {
+	ID, Gen, Parent, TopLevel      uint64
+	UUID, ParentUUID, ReceivedUUID string
+	Path                           string
+	hasID, hasPath, hasParent      bool
+}
+
+// parseSubvolumeList parses the output of "btrfs subvolume list" in its
+// default layout, whatever columns were asked for:
+//
+//	ID 257 gen 9 parent 5 top level 5 parent_uuid - received_uuid - uuid 3671… path my share
+//
+// Keys come in a fixed order with path last, so the path is the rest of the
+// line, spaces and all. btrfs prints names raw, so a line that does not
+// start with "ID " continues the previous path after a newline in a name.
+func parseSubvolumeList(out []byte) ([]listEntry, error) {
+	text := strings.TrimSuffix(string(out), "\n")
+	if text == "" {
+		return nil, nil
+	}
+	var entries []listEntry
+	for i, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "ID ") {
+			if len(entries) == 0 || !entries[len(entries)-1].hasPath {
+				return nil, fmt.Errorf("btrfs subvolume list: unexpected line %d: %q", i+1, line)
+			}
+			entries[len(entries)-1].Path += "\n" + line
+			continue
+		}
+		e, err := parseListLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("btrfs subvolume list: line %d: %v: %q", i+1, err, line)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+func parseListLine(line string) (listEntry, error) {
+	var e listEntry
+	rest := line
+	for rest != "" {
+		if p, ok := strings.CutPrefix(rest, "path "); ok {
+			e.Path, e.hasPath = p, true
+			break
+		}
+		var key string
+		if r, ok := strings.CutPrefix(rest, "top level "); ok {
+			key, rest = "top level", r
+		} else {
+			key, rest, _ = strings.Cut(rest, " ")
+		}
+		rest = strings.TrimLeft(rest, " ")
+		var val string
+		val, rest, _ = strings.Cut(rest, " ")
+		if key == "otime" && val != "-" { // "2026-11-25 08:46:00"
+			_, rest, _ = strings.Cut(rest, " ")
+		}
+		rest = strings.TrimLeft(rest, " ")
+		var err error
+		switch key {
+		case "ID":
+			e.ID, err = strconv.ParseUint(val, 10, 64)
+			e.hasID = true
+		case "gen":
+			e.Gen, err = strconv.ParseUint(val, 10, 64)
+		case "parent":
+			e.Parent, err = strconv.ParseUint(val, 10, 64)
+			e.hasParent = true
+		case "top level":
+			e.TopLevel, err = strconv.ParseUint(val, 10, 64)
+		case "uuid":
+			e.UUID = dashless(val)
+		case "parent_uuid":
+			e.ParentUUID = dashless(val)
+		case "received_uuid":
+			e.ReceivedUUID = dashless(val)
+		}
+		if err != nil {
+			return e, fmt.Errorf("%s: %v", key, err)
+		}
+	}
+	if !e.hasID || !e.hasPath {
+		return e, errors.New("no ID or no path")
+	}
+	return e, nil
+}
+
+// dashless turns btrfs's "-" (no such UUID) into "".
+func dashless(s string) string {
+	if s == "-" {
+		return ""
+	}
+	return s
+}
+
+// subvolumesBelow turns "btrfs subvolume list -a -puqR -g" entries of a
+// filesystem into the subvolumes below the pool, which is the directory
+// within inside the subvolume rootID.
+func subvolumesBelow(all []listEntry, readOnly map[uint64]bool, rootID uint64, within string) ([]Subvolume, error) {
+	full := make(map[uint64]string, len(all))
+	for _, e := range all {
+		if !e.hasParent {
+			return nil, fmt.Errorf("btrfs subvolume list: no parent for ID %d", e.ID)
+		}
+		p := e.Path
+		if e.Parent != rootID {
+			p = strings.TrimPrefix(p, fsTreePrefix)
+		}
+		full[e.ID] = p
+	}
+	var poolPath string
+	if rootID != topLevelID {
+		p, ok := full[rootID]
+		if !ok {
+			return nil, fmt.Errorf("btrfs subvolume list does not show the pool's subvolume, ID %d", rootID)
+		}
+		poolPath = p
+	}
+	if within != "" {
+		poolPath = strings.TrimPrefix(poolPath+"/"+within, "/")
+	}
+	var subvols []Subvolume
+	for _, e := range all {
+		rel := full[e.ID]
+		if poolPath != "" {
+			var ok bool
+			if rel, ok = strings.CutPrefix(rel, poolPath+"/"); !ok {
+				continue // the pool itself, or outside it
+			}
+		}
+		subvols = append(subvols, Subvolume{
+			ID:           e.ID,
+			Path:         rel,
+			UUID:         e.UUID,
+			ParentUUID:   e.ParentUUID,
+			ReceivedUUID: e.ReceivedUUID,
+			ReadOnly:     readOnly[e.ID],
+			Generation:   e.Gen,
+		})
+	}
+	return subvols, nil
+}
+
+// CreateSubvolume makes an empty subvolume at path with "btrfs subvolume
+// create"; it fails when path exists.
+func (b *Btrfs) CreateSubvolume(ctx context.Context, path string) error {
+	if err := checkAbs(path); err != nil {
+		return fmt.Errorf("create subvolume %s: %w", path, err)
+	}
+	b.observe("create", path)
+	if _, err := b.run(ctx, "subvolume", "create", path); err != nil {
+		return fmt.Errorf("create subvolume %s: %w", path, err)
+	}
+	return nil
+}
+
+// DeleteSubvolume deletes the subvolume at path with "btrfs subvolume
+// delete", never -R: a subvolume holding nested subvolumes makes it fail
+// and nothing is deleted. A path that is not itself a subvolume (a plain
+// directory, a symlink, nothing) is refused before any command runs.
+func (b *Btrfs) DeleteSubvolume(ctx context.Context, path string) error {
+	if err := checkAbs(path); err != nil {
+		return fmt.Errorf("delete subvolume %s: %w", path, err)
+	}
+	ok, err := isSubvolume(path)
+	if err != nil {
+		return fmt.Errorf("delete subvolume %s: %w", path, err)
+	}
+	if !ok {
+		return fmt.Errorf("delete subvolume %s: %w", path, ErrNotSubvolume)
+	}
+	b.observe("delete", path)
+	if _, err := b.run(ctx, "subvolume", "delete", path); err != nil {
+		return fmt.Errorf("delete subvolume %s: %w", path, err)
+	}
+	return nil
+}
+
+// Snapshot makes a snapshot of src at dst with "btrfs subvolume snapshot",
+// read-only with -r. It refuses a dst that exists, because btrfs would put
+// the snapshot inside an existing directory instead.
+func (b *Btrfs) Snapshot(ctx context.Context, src, dst string, readOnly bool) error {
+	wrap := func(err error) error { return fmt.Errorf("snapshot %s to %s: %w", src, dst, err) }
+	if err := checkAbs(src, dst); err != nil {
+		return wrap(err)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return wrap(fmt.Errorf("%s: %w", dst, fs.ErrExist))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return wrap(err)
+	}
+	args := []string{"subvolume", "snapshot"}
+	if readOnly {
+		args = append(args, "-r")
+	}
+	b.observe("snapshot", dst)
+	if _, err := b.run(ctx, append(args, src, dst)...); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// SetReadOnly sets the subvolume's ro property with "btrfs property set
+// -ts". btrfs-progs refuses to clear it on a received subvolume (one with a
+// received UUID), which keeps incremental receives on it safe.
+func (b *Btrfs) SetReadOnly(ctx context.Context, path string, readOnly bool) error {
+	if err := checkAbs(path); err != nil {
+		return fmt.Errorf("set read-only %s: %w", path, err)
+	}
+	b.observe("set-ro", path)
+	if _, err := b.run(ctx, "property", "set", "-ts", path, "ro", strconv.FormatBool(readOnly)); err != nil {
+		return fmt.Errorf("set read-only=%t %s: %w", readOnly, path, err)
+	}
+	return nil
+}
+
+// quotasDisabled tells the failure of "btrfs qgroup show" on a filesystem
+// without quotas: btrfs-progs 5.x and 6.x say "quotas not enabled"
+// (ENOTTY from the kernel); older ones printed the errno.
+func quotasDisabled(err error) bool {
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Killed != nil {
+		return false
+	}
+	return strings.Contains(ce.Stderr, "quotas not enabled") ||
+		strings.Contains(ce.Stderr, "can't list qgroups: Inappropriate ioctl for device") ||
+		strings.Contains(ce.Stderr, "can't list qgroups: No such file or directory")
+}
+
+// QuotaEnabled reports whether quotas are enabled on the pool, by whether
+// "btrfs qgroup show" can list its qgroups.
+func (b *Btrfs) QuotaEnabled(ctx context.Context, pool string) (bool, error) {
+	if err := checkAbs(pool); err != nil {
+		return false, fmt.Errorf("check quota of %s: %w", pool, err)
+	}
+	_, err := b.run(ctx, "qgroup", "show", pool)
+	switch {
+	case err == nil:
+		return true, nil
+	case quotasDisabled(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("check quota of %s: %w", pool, err)
+	}
+}
+
+// EnableQuota runs "btrfs quota enable" and then "btrfs quota rescan -w",
+// which waits for the rescan that enabling started, so usage numbers are
+// right when it returns. Enabling quotas that are enabled is harmless.
+func (b *Btrfs) EnableQuota(ctx context.Context, pool string) error {
+	if err := checkAbs(pool); err != nil {
+		return fmt.Errorf("enable quota on %s: %w", pool, err)
+	}
+	b.observe("enable-quota", pool)
+	if _, err := b.run(ctx, "quota", "enable", pool); err != nil {
+		return fmt.Errorf("enable quota on %s: %w", pool, err)
+	}
+	if _, err := b.run(ctx, "quota", "rescan", "-w", pool); err != nil {
+		return fmt.Errorf("enable quota on %s: wait for the rescan: %w", pool, err)
+	}
+	return nil
+}
+
+// Qgroups reads the level-0 qgroups of the pool's filesystem with "btrfs
+// qgroup show --raw -r -e", by subvolume ID. The numbers are as of the last
+// transaction commit (up to 30 s old by default). Without quotas it fails
+// with ErrQuotaDisabled.
+func (b *Btrfs) Qgroups(ctx context.Context, pool string) (map[uint64]Qgroup, error) {
+	if err := checkAbs(pool); err != nil {
+		return nil, fmt.Errorf("read qgroups of %s: %w", pool, err)
+	}
+	out, err := b.run(ctx, "qgroup", "show", "--raw", "-r", "-e", pool)
+	if quotasDisabled(err) {
+		return nil, fmt.Errorf("read qgroups of %s: %w: %w", pool, ErrQuotaDisabled, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read qgroups of %s: %w", pool, err)
+	}
+	q, err := parseQgroupShow(out)
+	if err != nil {
+		return nil, fmt.Errorf("read qgroups of %s: %w", pool, err)
+	}
+	return q, nil
+}
+
+// parseQgroupShow parses "btrfs qgroup show --raw -r -e": a header, a line
+// of dashes under each column name, then one row per qgroup. Columns are
+// found by name, in the names of btrfs-progs 5.x and later (Qgroupid,
+// Referenced, Exclusive, Max referenced, Max exclusive, Path) or of older
+// ones (qgroupid, rfer, excl, max_rfer, max_excl). Every column but the
+// last (Path, which may hold spaces) is one word in a row. "none" is no
+// limit, 0.
+func parseQgroupShow(out []byte) (map[uint64]Qgroup, error) {
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) < 2 || strings.Trim(lines[1], "- ") != "" || !strings.Contains(lines[1], "-") {
+		return nil, fmt.Errorf("btrfs qgroup show: no header in %q", firstLines(out))
+	}
+	header, dashes := lines[0], lines[1]
+	col := map[string]int{}
+	n := 0
+	for i := 0; i < len(dashes); {
+		if dashes[i] != '-' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(dashes) && dashes[j] == '-' {
+			j++
+		}
+		name := ""
+		if i < len(header) {
+			name = header[i:min(j, len(header))]
+		}
+		name = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), " ", "_")
+		switch name {
+		case "referenced":
+			name = "rfer"
+		case "exclusive":
+			name = "excl"
+		case "max_referenced":
+			name = "max_rfer"
+		case "max_exclusive":
+			name = "max_excl"
+		}
+		col[name] = n
+		n++
+		i = j
+	}
+	for _, want := range []string{"qgroupid", "rfer", "excl", "max_rfer"} {
+		if _, ok := col[want]; !ok {
+			return nil, fmt.Errorf("btrfs qgroup show: no %s column in header %q", want, header)
+		}
+	}
+	qgroups := map[uint64]Qgroup{}
+	for _, line := range lines[2:] {
+		f := strings.Fields(line)
+		field := func(name string) string {
+			if i := col[name]; i < len(f) {
+				return f[i]
+			}
+			return ""
+		}
+		level, id, ok := strings.Cut(field("qgroupid"), "/")
+		if !ok {
+			return nil, fmt.Errorf("btrfs qgroup show: unexpected line %q", line)
+		}
+		if level != "0" {
+			continue
+		}
+		var q Qgroup
+		sid, err := strconv.ParseUint(id, 10, 64)
+		if err == nil {
+			q.Referenced, err = parseQgroupBytes(field("rfer"))
+		}
+		if err == nil {
+			q.Exclusive, err = parseQgroupBytes(field("excl"))
+		}
+		if err == nil {
+			q.MaxReferenced, err = parseQgroupBytes(field("max_rfer"))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("btrfs qgroup show: line %q: %v", line, err)
+		}
+		qgroups[sid] = q
+	}
+	return qgroups, nil
+}
+
+func parseQgroupBytes(s string) (uint64, error) {
+	if s == "none" || s == "-" {
+		return 0, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// firstLines is the start of a command's output, for an error message.
+func firstLines(out []byte) string {
+	s := string(out)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// SetQuota limits the referenced bytes of the subvolume at path with "btrfs
+// qgroup limit", or removes the limit ("none") when bytes is 0.
+func (b *Btrfs) SetQuota(ctx context.Context, path string, bytes uint64) error {
+	if err := checkAbs(path); err != nil {
+		return fmt.Errorf("set quota of %s: %w", path, err)
+	}
+	limit := "none"
+	if bytes > 0 {
+		limit = strconv.FormatUint(bytes, 10)
+	}
+	b.observe("set-quota", path)
+	if _, err := b.run(ctx, "qgroup", "limit", limit, path); err != nil {
+		return fmt.Errorf("set quota of %s to %s: %w", path, limit, err)
+	}
+	return nil
+}
+
+// MkdirAll makes the directory path and its missing parents, mode 0700. A
+// directory that exists is left alone and not observed.
+func (b *Btrfs) MkdirAll(ctx context.Context, path string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("make directory %s: %w", path, err)
+	}
+	if err := checkAbs(path); err != nil {
+		return fmt.Errorf("make directory %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil
+	}
+	b.observe("mkdir", path)
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("make directory %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,517 @@
+package reconcile
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// FakeDriver is an in-memory Driver for tests: btrfs filesystems mounted at
+// the paths given to AddPool, each a tree of subvolumes and plain
+// directories, with IDs, UUIDs, read-only flags, generations, qgroups with
+// limits and a quota switch. It keeps the Driver contract as btrfs does:
+// creating needs the parent directory and a free name, nothing is written
+// inside a read-only subvolume, DeleteSubvolume refuses plain directories
+// and subvolumes holding nested subvolumes, and qgroups exist only once
+// quotas are enabled. Errors name the operation and the path.
+//
+// It is safe for concurrent use. The zero value is not; use NewFakeDriver.
+type FakeDriver struct {
+	mu        sync.Mutex
+	pools     map[string]*fakePool // by mount path
+	failures  map[string]error     // op + "\x00" + path
+	mutations int
+	log       []string
+	uuids     uint64
+}
+
+type fakePool struct {
+	quota   bool
+	nextID  uint64
+	gen     uint64
+	subvols map[string]*fakeSubvol // by path relative to the mount
+	dirs    map[string]bool        // plain directories, relative
+	below   map[string]int         // how many entries each path has below it
+}
+
+// add records a new subvolume (sv) or plain directory (sv == nil) at rel.
+func (p *fakePool) add(rel string, sv *fakeSubvol) {
+	if sv != nil {
+		p.subvols[rel] = sv
+	} else {
+		p.dirs[rel] = true
+	}
+	for dir := parentOf(rel); dir != ""; dir = parentOf(dir) {
+		p.below[dir]++
+	}
+}
+
+// remove forgets the entry at rel, which has nothing below it.
+func (p *fakePool) remove(rel string) {
+	delete(p.subvols, rel)
+	delete(p.dirs, rel)
+	delete(p.below, rel)
+	for dir := parentOf(rel); dir != ""; dir = parentOf(dir) {
+		p.below[dir]--
+	}
+}
+
+type fakeSubvol struct {
+	Subvolume
+	qgroup Qgroup
+}
+
+// emptySubvolumeBytes is what btrfs's qgroup shows for an empty subvolume.
+const emptySubvolumeBytes = 16 << 10
+
+var (
+	errNotSubvolume = errors.New("not a subvolume")
+	errNested       = errors.New("holds nested subvolumes")
+	errReadOnly     = errors.New("read-only file system")
+	errNoQuota      = errors.New("quotas not enabled")
+	errNotOnPool    = errors.New("not on a mounted btrfs filesystem")
+	errCrossDevice  = errors.New("source and destination are on different filesystems")
+)
+
+// NewFakeDriver returns a FakeDriver with no filesystems mounted.
+func NewFakeDriver() *FakeDriver {
+	return &FakeDriver{pools: map[string]*fakePool{}, failures: map[string]error{}}
+}
+
+// AddPool mounts an empty btrfs filesystem at path, quotas disabled.
+func (d *FakeDriver) AddPool(path string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pools[filepath.Clean(path)] = &fakePool{nextID: 256, subvols: map[string]*fakeSubvol{}, dirs: map[string]bool{}, below: map[string]int{}}
+}
+
+// Fail makes every later call of the Driver method op (like
+// "CreateSubvolume") on path fail with err, wrapped as the driver wraps
+// errors; a nil err ends that.
+func (d *FakeDriver) Fail(op, path string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := op + "\x00" + filepath.Clean(path)
+	if err == nil {
+		delete(d.failures, k)
+		return
+	}
+	d.failures[k] = err
+}
+
+// Mutations counts the calls of mutating methods (CreateSubvolume,
+// DeleteSubvolume, Snapshot, SetReadOnly, EnableQuota, SetQuota, MkdirAll)
+// that succeeded.
+func (d *FakeDriver) Mutations() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mutations
+}
+
+// Log lists the mutating calls that succeeded, in order, like
+// "CreateSubvolume /tank/projects" or "SetQuota /tank/projects 1073741824".
+func (d *FakeDriver) Log() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.log)
+}
+
+// Lookup returns the subvolume at the absolute path, if there is one.
+func (d *FakeDriver) Lookup(path string) (Subvolume, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.resolve(path)
+	if err != nil {
+		return Subvolume{}, false
+	}
+	sv, ok := p.subvols[rel]
+	if !ok {
+		return Subvolume{}, false
+	}
+	return sv.Subvolume, true
+}
+
+// SetUsage sets the referenced and exclusive bytes of the subvolume at path,
+// as if data had been written to it.
+func (d *FakeDriver) SetUsage(path string, referenced, exclusive uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.resolve(path)
+	if err != nil {
+		return fmt.Errorf("set usage %s: %w", path, err)
+	}
+	sv, ok := p.subvols[rel]
+	if !ok {
+		return fmt.Errorf("set usage %s: %w", path, errNotSubvolume)
+	}
+	sv.qgroup.Referenced, sv.qgroup.Exclusive = referenced, exclusive
+	return nil
+}
+
+// resolve finds the pool holding the absolute path and the path relative to
+// its mount ("" for the mount itself).
+func (d *FakeDriver) resolve(path string) (*fakePool, string, string, error) {
+	if !filepath.IsAbs(path) {
+		return nil, "", "", fmt.Errorf("%q is not an absolute path", path)
+	}
+	path = filepath.Clean(path)
+	best := ""
+	for mount := range d.pools {
+		if (path == mount || strings.HasPrefix(path, mount+"/") || mount == "/") && len(mount) > len(best) {
+			best = mount
+		}
+	}
+	if best == "" {
+		return nil, "", "", errNotOnPool
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(path, best), "/")
+	return d.pools[best], best, rel, nil
+}
+
+// begin checks the context and injected failures, and resolves path.
+func (d *FakeDriver) begin(ctx context.Context, op, what, path string) (*fakePool, string, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", "", fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if err, ok := d.failures[op+"\x00"+filepath.Clean(path)]; ok {
+		return nil, "", "", fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	p, mount, rel, err := d.resolve(path)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return p, mount, rel, nil
+}
+
+func (d *FakeDriver) mutated(p *fakePool, entry string) {
+	d.mutations++
+	d.log = append(d.log, entry)
+	p.gen++
+}
+
+func (p *fakePool) exists(rel string) bool {
+	return rel == "" || p.dirs[rel] || p.subvols[rel] != nil
+}
+
+func parentOf(rel string) string {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i]
+	}
+	return ""
+}
+
+// writable reports whether an entry may be added to or removed from the
+// directory rel: false when the subvolume holding it is read-only.
+func (p *fakePool) writable(rel string) bool {
+	for dir := rel; dir != ""; dir = parentOf(dir) {
+		if sv := p.subvols[dir]; sv != nil {
+			return !sv.ReadOnly
+		}
+	}
+	return true
+}
+
+// canCreate checks that rel can be made: a free name in a writable
+// directory.
+func (p *fakePool) canCreate(rel string) error {
+	switch {
+	case p.exists(rel):
+		return fs.ErrExist
+	case !p.exists(parentOf(rel)):
+		return fmt.Errorf("parent directory: %w", fs.ErrNotExist)
+	case !p.writable(parentOf(rel)):
+		return errReadOnly
+	}
+	return nil
+}
+
+func (d *FakeDriver) newSubvol(p *fakePool, rel string) *fakeSubvol {
+	d.uuids++
+	sv := &fakeSubvol{Subvolume: Subvolume{
+		ID:         p.nextID,
+		Path:       rel,
+		UUID:       fmt.Sprintf("00000000-0000-4000-8000-%012x", d.uuids),
+		Generation: p.gen + 1,
+	}}
+	p.nextID++
+	sv.qgroup.Referenced, sv.qgroup.Exclusive = emptySubvolumeBytes, emptySubvolumeBytes
+	p.add(rel, sv)
+	return sv
+}
+
+// IsBtrfs reports whether path is a directory on a mounted FakeDriver pool.
+func (d *FakeDriver) IsBtrfs(ctx context.Context, path string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "IsBtrfs", "check btrfs", path)
+	if errors.Is(err, errNotOnPool) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return p.exists(rel), nil
+}
+
+// Subvolumes lists the subvolumes below pool, by ID, with paths relative to
+// pool.
+func (d *FakeDriver) Subvolumes(ctx context.Context, pool string) ([]Subvolume, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "Subvolumes", "list subvolumes", pool)
+	if err != nil {
+		return nil, err
+	}
+	if !p.exists(rel) {
+		return nil, fmt.Errorf("list subvolumes %s: %w", pool, fs.ErrNotExist)
+	}
+	out := make([]Subvolume, 0, len(p.subvols))
+	for path, sv := range p.subvols {
+		if rel != "" {
+			var ok bool
+			if path, ok = strings.CutPrefix(path, rel+"/"); !ok {
+				continue
+			}
+		}
+		s := sv.Subvolume
+		s.Path = path
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Subvolume) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// CreateSubvolume makes an empty subvolume at path.
+func (d *FakeDriver) CreateSubvolume(ctx context.Context, path string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "CreateSubvolume", "create subvolume", path)
+	if err != nil {
+		return err
+	}
+	if err := p.canCreate(rel); err != nil {
+		return fmt.Errorf("create subvolume %s: %w", path, err)
+	}
+	d.newSubvol(p, rel)
+	d.mutated(p, "CreateSubvolume "+path)
+	return nil
+}
+
+// DeleteSubvolume deletes the subvolume at path and the plain directories in
+// it; it refuses a plain directory and a subvolume holding subvolumes.
+func (d *FakeDriver) DeleteSubvolume(ctx context.Context, path string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "DeleteSubvolume", "delete subvolume", path)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error { return fmt.Errorf("delete subvolume %s: %w", path, err) }
+	switch {
+	case rel == "":
+		return fail(errors.New("the top-level subvolume cannot be deleted"))
+	case p.dirs[rel]:
+		return fail(errNotSubvolume)
+	case p.subvols[rel] == nil:
+		return fail(fs.ErrNotExist)
+	case !p.writable(parentOf(rel)):
+		return fail(errReadOnly)
+	}
+	var inside []string
+	if p.below[rel] > 0 {
+		for other := range p.subvols {
+			if strings.HasPrefix(other, rel+"/") {
+				return fail(fmt.Errorf("%w (%s)", errNested, other))
+			}
+		}
+		for dir := range p.dirs {
+			if strings.HasPrefix(dir, rel+"/") {
+				inside = append(inside, dir)
+			}
+		}
+	}
+	// Deepest first, so each has nothing below it when it goes.
+	slices.SortFunc(inside, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	for _, dir := range inside {
+		p.remove(dir)
+	}
+	p.remove(rel)
+	d.mutated(p, "DeleteSubvolume "+path)
+	return nil
+}
+
+// Snapshot snapshots the subvolume src at dst. As in btrfs, plain
+// directories are copied and nested subvolumes become empty directories.
+func (d *FakeDriver) Snapshot(ctx context.Context, src, dst string, readOnly bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	what := "snapshot " + src + " to"
+	sp, smount, srel, err := d.begin(ctx, "Snapshot", "snapshot", src)
+	if err != nil {
+		return err
+	}
+	p, mount, rel, err := d.begin(ctx, "Snapshot", what, dst)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error { return fmt.Errorf("%s %s: %w", what, dst, err) }
+	if sp != p || smount != mount {
+		return fail(errCrossDevice)
+	}
+	from := p.subvols[srel]
+	if from == nil {
+		return fail(fmt.Errorf("source: %w", errNotSubvolume))
+	}
+	if err := p.canCreate(rel); err != nil {
+		return fail(err)
+	}
+	sv := d.newSubvol(p, rel)
+	sv.ParentUUID = from.UUID
+	sv.ReadOnly = readOnly
+	sv.qgroup.Referenced, sv.qgroup.Exclusive = from.qgroup.Referenced, emptySubvolumeBytes
+	if p.below[srel] > 0 {
+		var copied []string
+		for dir := range p.dirs {
+			if inner, ok := strings.CutPrefix(dir, srel+"/"); ok && p.containing(dir) == srel {
+				copied = append(copied, inner)
+			}
+		}
+		for other := range p.subvols {
+			if inner, ok := strings.CutPrefix(other, srel+"/"); ok && p.containing(other) == srel {
+				copied = append(copied, inner)
+			}
+		}
+		for _, inner := range copied {
+			p.add(rel+"/"+inner, nil)
+		}
+	}
+	d.mutated(p, fmt.Sprintf("Snapshot %s %s ro=%t", src, dst, readOnly))
+	return nil
+}
+
+// containing is the subvolume whose tree rel lies in ("" for the top level).
+func (p *fakePool) containing(rel string) string {
+	for dir := parentOf(rel); dir != ""; dir = parentOf(dir) {
+		if p.subvols[dir] != nil {
+			return dir
+		}
+	}
+	return ""
+}
+
+// SetReadOnly sets or clears the subvolume's read-only flag.
+func (d *FakeDriver) SetReadOnly(ctx context.Context, path string, readOnly bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "SetReadOnly", "set read-only", path)
+	if err != nil {
+		return err
+	}
+	sv := p.subvols[rel]
+	if sv == nil {
+		return fmt.Errorf("set read-only %s: %w", path, errNotSubvolume)
+	}
+	sv.ReadOnly = readOnly
+	d.mutated(p, fmt.Sprintf("SetReadOnly %s %t", path, readOnly))
+	return nil
+}
+
+// QuotaEnabled reports whether quotas are enabled on the pool.
+func (d *FakeDriver) QuotaEnabled(ctx context.Context, pool string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, _, err := d.begin(ctx, "QuotaEnabled", "check quota", pool)
+	if err != nil {
+		return false, err
+	}
+	return p.quota, nil
+}
+
+// EnableQuota enables quotas on the pool; every subvolume gets its qgroup,
+// without a limit.
+func (d *FakeDriver) EnableQuota(ctx context.Context, pool string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, _, err := d.begin(ctx, "EnableQuota", "enable quota", pool)
+	if err != nil {
+		return err
+	}
+	if !p.quota {
+		for _, sv := range p.subvols {
+			sv.qgroup.MaxReferenced = 0
+		}
+	}
+	p.quota = true
+	d.mutated(p, "EnableQuota "+pool)
+	return nil
+}
+
+// Qgroups returns the pool's level-0 qgroups by subvolume ID; it fails when
+// quotas are disabled, as btrfs qgroup show does.
+func (d *FakeDriver) Qgroups(ctx context.Context, pool string) (map[uint64]Qgroup, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, _, err := d.begin(ctx, "Qgroups", "list qgroups", pool)
+	if err != nil {
+		return nil, err
+	}
+	if !p.quota {
+		return nil, fmt.Errorf("list qgroups %s: %w", pool, errNoQuota)
+	}
+	out := make(map[uint64]Qgroup, len(p.subvols))
+	for _, sv := range p.subvols {
+		out[sv.ID] = sv.qgroup
+	}
+	return out, nil
+}
+
+// SetQuota limits the referenced bytes of the subvolume at path; 0 removes
+// the limit. Quotas must be enabled.
+func (d *FakeDriver) SetQuota(ctx context.Context, path string, bytes uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "SetQuota", "set quota", path)
+	if err != nil {
+		return err
+	}
+	sv := p.subvols[rel]
+	switch {
+	case !p.quota:
+		return fmt.Errorf("set quota %s: %w", path, errNoQuota)
+	case sv == nil:
+		return fmt.Errorf("set quota %s: %w", path, errNotSubvolume)
+	}
+	sv.qgroup.MaxReferenced = bytes
+	d.mutated(p, fmt.Sprintf("SetQuota %s %d", path, bytes))
+	return nil
+}
+
+// MkdirAll makes the directory path and its missing parents.
+func (d *FakeDriver) MkdirAll(ctx context.Context, path string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "MkdirAll", "make directory", path)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for dir := rel; !p.exists(dir); dir = parentOf(dir) {
+		missing = append(missing, dir)
+	}
+	for _, dir := range slices.Backward(missing) {
+		if !p.writable(parentOf(dir)) {
+			return fmt.Errorf("make directory %s: %w", path, errReadOnly)
+		}
+		p.add(dir, nil)
+	}
+	d.mutated(p, "MkdirAll "+path)
+	return nil
+}
+
+var _ Driver = (*FakeDriver)(nil)

@@ -1,0 +1,177 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// Report is what one reconcile run found and did on this appliance, as the
+// agent publishes it to the fleet. It holds no timestamps, so two runs that
+// found the same state give equal Reports and an idle fleet writes nothing.
+type Report struct {
+	// Generation is the spec generation the run reconciled toward.
+	Generation uint64 `json:"generation"`
+	// Converged is true when the run left nothing to do but report.
+	Converged bool `json:"converged"`
+	// Errors are the failed actions and unobservable pools, one sentence each.
+	Errors []string `json:"errors,omitempty"`
+	// Shares are the facts of this appliance's shares, in spec order.
+	Shares []ShareFacts `json:"shares,omitempty"`
+	// Orphans are subvolumes at the top of a pool that no share names,
+	// as pool/name: kept on disk, reported.
+	Orphans []string `json:"orphans,omitempty"`
+}
+
+// ShareFacts is what the appliance knows of one of its shares.
+type ShareFacts struct {
+	Name string `json:"name"`
+	Pool string `json:"pool"`
+	// Exists is whether the share's subvolume is on disk.
+	Exists bool `json:"exists"`
+	// Referenced is the bytes the share refers to (0 when quotas are off).
+	Referenced uint64 `json:"referenced"`
+	// Quota is the qgroup limit on disk; 0 for none.
+	Quota uint64 `json:"quota"`
+	// Snapshots counts the share's snapshots on this appliance.
+	Snapshots int `json:"snapshots"`
+}
+
+// Loop keeps one appliance's btrfs state at the spec: it reconciles on every
+// spec change and every Interval (so drift, like a share deleted by hand, is
+// repaired), and publishes a Report when it differs from the last one
+// published.
+type Loop struct {
+	// Appliance is this appliance's name in the spec.
+	Appliance string
+	// Driver speaks to btrfs.
+	Driver Driver
+	// Watch returns the current spec (nil before the first apply, or when
+	// this agent cannot read it), its generation, and a channel closed when
+	// either changes.
+	Watch func() (spec *schema.Spec, generation uint64, changed <-chan struct{})
+	// Publish sends a Report to the fleet; a failure is retried at the next
+	// run.
+	Publish func(ctx context.Context, r Report) error
+	// Interval is the time between runs when nothing changes.
+	Interval time.Duration
+	// Log receives what the loop does.
+	Log *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	published *Report
+}
+
+// Run reconciles until ctx ends: at once, whenever the spec's generation
+// changes, and every Interval.
+func (l *Loop) Run(ctx context.Context) {
+	var (
+		ran  uint64    // the generation of the last run
+		next time.Time // when the next periodic run is due
+	)
+	for {
+		spec, gen, changed := l.Watch()
+		wait := l.Interval
+		if spec != nil {
+			if gen != ran || !time.Now().Before(next) {
+				rep, _ := l.Once(ctx, spec, gen)
+				l.publish(ctx, rep)
+				ran, next = gen, time.Now().Add(l.Interval)
+			}
+			wait = time.Until(next)
+		}
+		// Other changes to the replicated state (another appliance's
+		// report) wake the loop too; it runs again only for a new spec.
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (l *Loop) publish(ctx context.Context, rep Report) {
+	if l.published != nil && reflect.DeepEqual(*l.published, rep) {
+		return
+	}
+	if err := l.Publish(ctx, rep); err != nil {
+		l.Log.Warn("could not publish this appliance's status; will retry", "err", err)
+		return
+	}
+	l.published = &rep
+}
+
+// Once observes, plans and executes one reconcile run toward spec, and
+// reports what it found and did.
+func (l *Loop) Once(ctx context.Context, spec *schema.Spec, generation uint64) (Report, []Result) {
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	obs := Observe(ctx, l.Driver, spec, l.Appliance)
+	actions := Plan(PlanInput{Spec: spec, Appliance: l.Appliance, Observed: obs, Now: now()})
+	results := Execute(ctx, l.Driver, actions)
+	rep := Report{Generation: generation, Converged: true}
+	for _, a := range actions {
+		switch a.Kind {
+		case ActionPoolError, ActionBlocked:
+			rep.Converged = false
+			rep.Errors = append(rep.Errors, a.String()+": "+a.Reason)
+		case ActionOrphaned:
+			rep.Orphans = append(rep.Orphans, a.Pool+"/"+a.Share)
+		}
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			rep.Converged = false
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", r.Action, r.Err))
+			l.Log.Error("reconcile action failed", "action", r.Action.String(), "err", r.Err)
+		} else {
+			l.Log.Info("reconciled", "action", r.Action.String(), "reason", r.Action.Reason)
+		}
+	}
+	// The facts are read after the run, so they say what is on disk now.
+	if len(results) > 0 {
+		obs = Observe(ctx, l.Driver, spec, l.Appliance)
+	}
+	rep.Shares = shareFacts(spec, l.Appliance, obs)
+	return rep, results
+}
+
+// shareFacts collects the facts of the appliance's shares from an
+// observation.
+func shareFacts(spec *schema.Spec, appliance string, obs Observed) []ShareFacts {
+	var out []ShareFacts
+	for _, sh := range spec.Shares {
+		if sh.Appliance != appliance {
+			continue
+		}
+		f := ShareFacts{Name: sh.Name, Pool: sh.Pool}
+		po, ok := obs.Pools[sh.Pool]
+		if !ok || po.Err != "" {
+			out = append(out, f)
+			continue
+		}
+		prefix := SnapshotDir + "/" + sh.Name + "/"
+		for _, sv := range po.Subvolumes {
+			switch {
+			case sv.Path == sh.Name:
+				f.Exists = true
+				q := po.Qgroups[sv.ID]
+				f.Referenced, f.Quota = q.Referenced, q.MaxReferenced
+			case strings.HasPrefix(sv.Path, prefix) && path.Dir(sv.Path) == path.Clean(prefix):
+				f.Snapshots++
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
