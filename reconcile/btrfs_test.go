@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 // The outputs below are btrfs-progs v6.2's, captured on one filesystem
@@ -888,6 +889,41 @@ func BenchmarkSubvolumes1000(b *testing.B) {
 		}
 		if len(list) != 1000 {
 			b.Fatalf("listed %d subvolumes, want 1000", len(list))
+		}
+	}
+}
+
+// BenchmarkNoopReconcileRealBtrfs1000 is one reconcile run (observe, plan,
+// execute nothing) of a converged pool of 1,000 shares with quotas on real
+// btrfs. Its baseline is BenchmarkSubvolumes1000, the one listing it needs.
+func BenchmarkNoopReconcileRealBtrfs1000(b *testing.B) {
+	d, pool, _ := realPool(b)
+	ctx := context.Background()
+	var spec strings.Builder
+	fmt.Fprintf(&spec, "version: 1\nappliances:\n  - {name: nas1, address: \"nas1:7400\", pools: [{name: tank, path: %s}]}\nshares:\n", pool)
+	for i := range 1000 {
+		fmt.Fprintf(&spec, "  - {name: share-%04d, appliance: nas1, pool: tank, quota: 1GiB}\n", i)
+	}
+	s, err := schema.Parse("fleet.yaml", []byte(spec.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func() int {
+		actions := Plan(PlanInput{Spec: s, Appliance: "nas1", Observed: Observe(ctx, d, s, "nas1"), Now: time.Now()})
+		n := 0
+		for _, r := range Execute(ctx, d, actions) {
+			if r.Err != nil {
+				b.Fatalf("%s: %v", r.Action, r.Err)
+			}
+			n++
+		}
+		return n
+	}
+	run()
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := run(); n != 0 {
+			b.Fatalf("a converged pool planned %d actions", n)
 		}
 	}
 }

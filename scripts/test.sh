@@ -10,17 +10,10 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Real-btrfs tests need btrfs-progs. As root on Debian, install it when it
-# is missing; otherwise those tests skip and say why (and fail under CI=true).
-if ! command -v mkfs.btrfs >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    step "installing btrfs-progs"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq btrfs-progs >/dev/null
-  else
-    echo "btrfs-progs is missing and cannot be installed here (not root or no apt-get); real-btrfs tests will skip" >&2
-  fi
-fi
+# Real-btrfs tests need btrfs-progs: installed when missing (as root on
+# Debian); otherwise they skip and say why, and fail under CI=true.
+. scripts/ensure-btrfs-progs.sh
+ensure_btrfs_progs || echo "real-btrfs tests will skip" >&2
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

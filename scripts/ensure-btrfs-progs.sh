@@ -1,0 +1,16 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs btrfs-progs with
+# apt-get when it is missing and this is root on Debian; otherwise says what
+# is missing and returns non-zero.
+ensure_btrfs_progs() {
+  if command -v mkfs.btrfs >/dev/null 2>&1 && command -v btrfs >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing btrfs-progs" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq btrfs-progs >/dev/null
+    return 0
+  fi
+  echo "btrfs-progs is missing and cannot be installed here (not root, or no apt-get)" >&2
+  return 1
+}
