@@ -354,7 +354,7 @@ shares:
 `,
 			want: []string{
 				`fleet.yaml:19:7: shares[0].replication.keepmin: unknown field "keepmin" (did you mean "keep_min"?)`,
-				`fleet.yaml:20:7: shares[0].replication.compress: unknown field "compress"; known fields here: to, schedule, retention, keep_min`,
+				`fleet.yaml:20:7: shares[0].replication.compress: unknown field "compress"; known fields here: to, schedule, retention, keep_min, compression, bandwidth_limit`,
 			},
 		},
 		{

@@ -129,6 +129,12 @@ type Replication struct {
 	// KeepMin is the number of newest received snapshots always kept on the
 	// target. At least 1; 0 means the default, 1.
 	KeepMin int `yaml:"keep_min,omitempty"`
+	// Compression of the stream between the appliances: none or zstd. None
+	// when omitted.
+	Compression Compression `yaml:"compression,omitempty"`
+	// BandwidthLimit caps the stream's rate, like 50MiB/s or 100MB/s. No
+	// limit when omitted.
+	BandwidthLimit Rate `yaml:"bandwidth_limit,omitempty"`
 }
 
 // Appliance returns the appliance named name, or nil.

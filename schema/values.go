@@ -82,12 +82,7 @@ func (q *Quota) UnmarshalText(b []byte) error {
 	if unit == "" {
 		return fmt.Errorf("%q has no unit; write it like %sGiB (binary) or %sGB (decimal)", s, m[1], m[1])
 	}
-	var mult float64
-	for _, u := range quotaUnits {
-		if u.name == unit {
-			mult = u.size
-		}
-	}
+	mult := unitSize(unit)
 	if mult == 0 {
 		switch strings.ToUpper(unit) {
 		case "K", "M", "G", "T", "P":
@@ -112,6 +107,16 @@ func (q *Quota) UnmarshalText(b []byte) error {
 	}
 	*q = Quota(math.Round(v))
 	return nil
+}
+
+// unitSize is the size of a quota unit such as GiB, or 0 for no such unit.
+func unitSize(unit string) float64 {
+	for _, u := range quotaUnits {
+		if u.name == unit {
+			return u.size
+		}
+	}
+	return 0
 }
 
 // MarshalText writes the quota in the largest unit that divides it exactly.
@@ -271,4 +276,76 @@ func (f *Failback) UnmarshalText(b []byte) error {
 
 func (Failback) jsonSchema() map[string]any {
 	return enumSchema(string(FailbackManual), string(FailbackAuto))
+}
+
+// Compression is how a replication stream is compressed on the wire.
+type Compression string
+
+// The compressions of a replication stream.
+const (
+	CompressionNone Compression = "none" // the stream as btrfs send writes it
+	CompressionZstd Compression = "zstd" // zstd, for slow links
+)
+
+// UnmarshalText accepts none or zstd.
+func (c *Compression) UnmarshalText(b []byte) error {
+	if err := enum(string(b), string(CompressionNone), string(CompressionZstd)); err != nil {
+		return err
+	}
+	*c = Compression(b)
+	return nil
+}
+
+func (Compression) jsonSchema() map[string]any {
+	return enumSchema(string(CompressionNone), string(CompressionZstd))
+}
+
+// Rate is a data rate in bytes per second, written as a size per second:
+// 50MiB/s, 100MB/s. The zero Rate means no limit.
+type Rate uint64
+
+// MinRate is the slowest rate accepted: below it a replication of any real
+// share would never finish.
+const MinRate = 64 << 10
+
+// UnmarshalText parses a size followed by /s.
+func (r *Rate) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	size, ok := strings.CutSuffix(s, "/s")
+	if !ok {
+		return fmt.Errorf("%q is not a rate; write it like 50MiB/s or 100MB/s", s)
+	}
+	m := quotaRE.FindStringSubmatch(strings.TrimSpace(size))
+	if m == nil || m[2] == "" {
+		return fmt.Errorf("%q is not a rate; write it like 50MiB/s or 100MB/s", s)
+	}
+	mult := unitSize(m[2])
+	if mult == 0 {
+		return fmt.Errorf("%q: unknown unit %q; use KiB, MiB, GiB or KB, MB, GB (per second)", s, m[2])
+	}
+	n, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a rate: %w", s, err)
+	}
+	v := n * mult
+	if v < MinRate || v >= math.MaxInt64 {
+		return fmt.Errorf("%q: a bandwidth limit must be between 64KiB/s and any real link's speed", s)
+	}
+	*r = Rate(math.Round(v))
+	return nil
+}
+
+// MarshalText writes the rate like 50MiB/s.
+func (r Rate) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// String writes the rate like 50MiB/s.
+func (r Rate) String() string {
+	if r == 0 {
+		return ""
+	}
+	return Quota(r).String() + "/s"
+}
+
+func (Rate) jsonSchema() map[string]any {
+	return map[string]any{"type": "string", "pattern": `^[0-9]+(\.[0-9]+)?\s*(B|KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB)/s$`}
 }

@@ -303,3 +303,31 @@ func TestScheduleRejected(t *testing.T) {
 		}
 	}
 }
+
+func TestRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want schema.Rate
+		str  string
+	}{
+		{"50MiB/s", 50 << 20, "50MiB/s"},
+		{"100MB/s", 100e6, "100MB/s"},
+		{"1.5GiB/s", 3 << 29, "1536MiB/s"},
+	} {
+		var r schema.Rate
+		if err := r.UnmarshalText([]byte(tc.in)); err != nil || r != tc.want || r.String() != tc.str {
+			t.Errorf("Rate(%q) = %d %q, %v; want %d %q", tc.in, r, r.String(), err, tc.want, tc.str)
+		}
+	}
+	for in, want := range map[string]string{
+		"50MiB":  `"50MiB" is not a rate; write it like 50MiB/s or 100MB/s`,
+		"fast/s": `"fast/s" is not a rate; write it like 50MiB/s or 100MB/s`,
+		"10Mb/s": `"10Mb/s": unknown unit "Mb"; use KiB, MiB, GiB or KB, MB, GB (per second)`,
+		"1KiB/s": `"1KiB/s": a bandwidth limit must be between 64KiB/s and any real link's speed`,
+	} {
+		var r schema.Rate
+		if err := r.UnmarshalText([]byte(in)); err == nil || err.Error() != want {
+			t.Errorf("Rate(%q): got error %v, want %q", in, err, want)
+		}
+	}
+}
