@@ -57,6 +57,13 @@ func (n *Node) routes() http.Handler {
 	m.Handle("POST /v1/nodes/{name}/status", n.authed(n.leaderOnly(n.handleSetNodeStatus)))
 	m.Handle("POST /v1/plan", n.authed(n.handlePlan))
 	m.Handle("POST /v1/plan/local", n.authed(n.handlePlanLocal))
+	m.Handle("POST /v1/trails", n.authed(n.leaderOnly(n.handleAppendTrail)))
+	m.Handle("GET /v1/replication/trail", n.authed(n.handleTrail))
+	m.Handle("GET /v1/replication/status", n.authed(n.handleReplicationStatus))
+	m.Handle("GET /v1/replication/progress", n.authed(n.handleProgress))
+	m.Handle("POST /v1/replication/run", n.authed(n.handleRun))
+	m.Handle("GET /v1/replication/held", n.authed(n.handleHeld))
+	m.Handle("POST /v1/replication/receive", n.authed(n.handleReceive))
 	return m
 }
 
@@ -125,7 +132,7 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, addr, leader stri
 			},
 			Transport: client.Transport,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				writeError(w, http.StatusBadGateway, &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("forwarding to the leader %s at %s: %v", leader, addr, err)})
+				writeError(w, http.StatusBadGateway, &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("forwarding to %s at %s: %v", leader, addr, err)})
 			},
 		}})
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -198,6 +199,30 @@ func (c *Client) SetNodeStatus(ctx context.Context, name string, st NodeStatus) 
 func (c *Client) Plan(ctx context.Context, yaml string) (*PlanResponse, error) {
 	var p PlanResponse
 	return &p, c.do(ctx, http.MethodPost, "/v1/plan", PlanRequest{YAML: yaml}, &p)
+}
+
+// ReplicationStatus lists every replicated share with its last success and
+// its sending agent's view.
+func (c *Client) ReplicationStatus(ctx context.Context) ([]ReplicationShare, error) {
+	var out []ReplicationShare
+	return out, c.do(ctx, http.MethodGet, "/v1/replication/status", nil, &out)
+}
+
+// Trail returns a share's replication trail, oldest first.
+func (c *Client) Trail(ctx context.Context, share string) ([]reconcile.TrailEntry, error) {
+	var out []reconcile.TrailEntry
+	return out, c.do(ctx, http.MethodGet, "/v1/replication/trail?share="+url.QueryEscape(share), nil, &out)
+}
+
+// Replicate starts a replication of share now on its sending agent.
+func (c *Client) Replicate(ctx context.Context, share string) error {
+	return c.do(ctx, http.MethodPost, "/v1/replication/run?share="+url.QueryEscape(share), nil, &struct{}{})
+}
+
+// Progress returns the sending agent's view of a share's replication.
+func (c *Client) Progress(ctx context.Context, share string) (*reconcile.ShareReplication, error) {
+	var out reconcile.ShareReplication
+	return &out, c.do(ctx, http.MethodGet, "/v1/replication/progress?share="+url.QueryEscape(share), nil, &out)
 }
 
 // Close releases the client's idle connections.

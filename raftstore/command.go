@@ -53,6 +53,9 @@ const (
 	// CmdSetNodeStatus replaces one node's status; its body is SetNodeStatus
 	// and its result nil.
 	CmdSetNodeStatus CommandType = 2
+	// CmdAppendTrail adds a replication attempt to its share's trail; its
+	// body is AppendTrail and its result nil.
+	CmdAppendTrail CommandType = 3
 
 	// Ignorable is the flag bit that tells an agent which does not know a
 	// command (its type, or its version) to log and skip it instead of
@@ -69,6 +72,8 @@ func (t CommandType) String() string {
 		name = "apply-spec"
 	case CmdSetNodeStatus:
 		name = "set-node-status"
+	case CmdAppendTrail:
+		name = "append-trail"
 	default:
 		name = fmt.Sprintf("command type %d", uint8(t&^Ignorable))
 	}
@@ -109,6 +114,12 @@ type ApplyResult struct {
 	Previous []byte
 }
 
+// AppendTrail is the body of CmdAppendTrail (version 1): add one replication
+// attempt to its share's trail, dropping the oldest beyond MaxTrail.
+type AppendTrail struct {
+	Entry TrailEntry `json:"entry"`
+}
+
 // SetNodeStatus is the body of CmdSetNodeStatus (version 1): replace what one
 // node last reported about itself.
 type SetNodeStatus struct {
@@ -134,6 +145,7 @@ type handler func(cur *State, body []byte) (next *State, result any)
 var handlers = map[commandKey]handler{
 	{CmdApplySpec, 1}:     applySpecV1,
 	{CmdSetNodeStatus, 1}: setNodeStatusV1,
+	{CmdAppendTrail, 1}:   appendTrailV1,
 }
 
 // EncodeCommand makes the log entry for a command of type t (which may carry
@@ -224,4 +236,25 @@ func applyResponse(f raft.ApplyFuture) (any, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+func appendTrailV1(cur *State, body []byte) (*State, any) {
+	var cmd AppendTrail
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return nil, fmt.Errorf("decode %v command: %w", CmdAppendTrail, err)
+	}
+	share := cmd.Entry.Share
+	if share == "" {
+		return nil, fmt.Errorf("%v: no share named", CmdAppendTrail)
+	}
+	old := cur.Trails[share]
+	start := max(0, len(old)+1-MaxTrail)
+	trail := make([]TrailEntry, 0, len(old)-start+1)
+	trail = append(append(trail, old[start:]...), cmd.Entry)
+	trails := make(map[string][]TrailEntry, len(cur.Trails)+1)
+	maps.Copy(trails, cur.Trails)
+	trails[share] = trail
+	next := *cur
+	next.Trails = trails
+	return &next, nil
 }

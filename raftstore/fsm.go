@@ -88,19 +88,12 @@ type NodeStatus struct {
 	Orphans []string `json:"orphans,omitempty"`
 }
 
-// TrailEntry is one replication attempt of a share. A placeholder: the
-// replication issue fills it in and adds the commands that record it.
-type TrailEntry struct {
-	// At is when the attempt started.
-	At time.Time `json:"at"`
-	// From and To are the sending and receiving appliances.
-	From string `json:"from"`
-	To   string `json:"to"`
-	// Snapshot names the snapshot sent.
-	Snapshot string `json:"snapshot"`
-	// Error is why the attempt failed; empty when it succeeded.
-	Error string `json:"error,omitempty"`
-}
+// TrailEntry is one replication attempt as one side recorded it.
+type TrailEntry = reconcile.TrailEntry
+
+// MaxTrail is how many attempts the store keeps per share (both sides
+// together); older ones are dropped.
+const MaxTrail = 100
 
 // FailoverState says which appliance holds a replicated share's writable
 // copy. A placeholder: the witness issue fills it in and adds the commands

@@ -582,3 +582,27 @@ func TestClusterConverges(t *testing.T) {
 	}
 	sameState(t, want, g.State())
 }
+
+// A share's trail keeps the newest MaxTrail attempts, oldest first, and an
+// append never changes the map a reader already holds.
+func TestFSMAppendTrailIsBounded(t *testing.T) {
+	f := newTestFSM()
+	for i := range MaxTrail + 5 {
+		e := TrailEntry{ID: fmt.Sprint(i), Share: "projects", Side: "send", Result: "ok"}
+		if resp := apply(t, f, CmdAppendTrail, AppendTrail{Entry: e}); resp != nil {
+			t.Fatalf("append-trail returned %v, want nil", resp)
+		}
+	}
+	held := f.State()
+	trail := held.Trails["projects"]
+	if len(trail) != MaxTrail || trail[0].ID != "5" || trail[MaxTrail-1].ID != fmt.Sprint(MaxTrail+4) {
+		t.Fatalf("want the newest %d attempts, 5..%d; got %d from %s to %s", MaxTrail, MaxTrail+4, len(trail), trail[0].ID, trail[len(trail)-1].ID)
+	}
+	apply(t, f, CmdAppendTrail, AppendTrail{Entry: TrailEntry{ID: "new", Share: "projects"}})
+	if held.Trails["projects"][MaxTrail-1].ID != fmt.Sprint(MaxTrail+4) {
+		t.Fatalf("an append changed a state a reader held")
+	}
+	if resp := apply(t, f, CmdAppendTrail, AppendTrail{}); resp == nil {
+		t.Fatalf("an entry without a share was accepted")
+	}
+}

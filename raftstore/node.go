@@ -78,6 +78,11 @@ type Node struct {
 	mux   *mux
 	api   *http.Server
 
+	// replicator sends this appliance's replicated shares; receiver takes
+	// the shares replicated to it. Nil without a Driver.
+	replicator *reconcile.Replicator
+	receiver   *reconcile.Receiver
+
 	// forwarders holds a *forwarder per leader ("name@addr").
 	forwarders sync.Map
 
@@ -145,6 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n.startReconciler(runCtx)
+	n.startReplication(runCtx)
 	return n, nil
 }
 

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,7 +57,8 @@ type Btrfs struct {
 	// Observer, when set, is called just before each change the driver
 	// makes, with the operation and the path it changes: "create",
 	// "delete", "snapshot" (the destination), "set-ro", "enable-quota" (the
-	// pool), "set-quota" and "mkdir". Reads are never observed, nor are
+	// pool), "set-quota", "mkdir", "rename" (the new path) and "receive"
+	// (the directory). Send changes nothing and is not observed. Reads are never observed, nor are
 	// calls refused before anything ran, nor a MkdirAll of a directory that
 	// exists; so a test can assert that a run changed nothing.
 	Observer func(op, path string)
@@ -152,26 +155,38 @@ func (b *Btrfs) bin() string {
 // run runs btrfs with args and returns its stdout; a failure is a
 // *CommandError.
 func (b *Btrfs) run(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, b.bin(), args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	cmd.WaitDelay = waitDelay
+	cmd := b.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		ce := &CommandError{
-			Args:   append([]string{b.bin()}, args...),
-			Stderr: tidyStderr(stderr.String()),
-			Err:    err,
-		}
-		// Killed only when the context ended the command, not when it
-		// failed on its own just before the context ended.
-		var exit *exec.ExitError
-		if ctxErr := ctx.Err(); ctxErr != nil && (!errors.As(err, &exit) || !exit.Exited()) {
-			ce.Killed = ctxErr
-		}
-		return stdout.Bytes(), ce
+		return stdout.Bytes(), b.commandError(ctx, args, stderr.String(), err)
 	}
 	return stdout.Bytes(), nil
+}
+
+// command prepares btrfs with args, LC_ALL=C, ended with ctx.
+func (b *Btrfs) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, b.bin(), args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.WaitDelay = waitDelay
+	return cmd
+}
+
+// commandError makes the *CommandError of the btrfs command args that
+// failed with err.
+func (b *Btrfs) commandError(ctx context.Context, args []string, stderr string, err error) *CommandError {
+	ce := &CommandError{
+		Args:   append([]string{b.bin()}, args...),
+		Stderr: tidyStderr(stderr),
+		Err:    err,
+	}
+	// Killed only when the context ended the command, not when it
+	// failed on its own just before the context ended.
+	var exit *exec.ExitError
+	if ctxErr := ctx.Err(); ctxErr != nil && (!errors.As(err, &exit) || !exit.Exited()) {
+		ce.Killed = ctxErr
+	}
+	return ce
 }
 
 func (b *Btrfs) observe(op, path string) {
@@ -769,4 +784,228 @@ func (b *Btrfs) MkdirAll(ctx context.Context, path string) error {
 		return fmt.Errorf("make directory %s: %w", path, err)
 	}
 	return nil
+}
+
+// Rename renames from to to with rename(2). It refuses a to that exists,
+// which rename(2) would replace when it is an empty directory or a file.
+func (b *Btrfs) Rename(ctx context.Context, from, to string) error {
+	wrap := func(err error) error { return fmt.Errorf("rename %s to %s: %w", from, to, err) }
+	if err := ctx.Err(); err != nil {
+		return wrap(err)
+	}
+	if err := checkAbs(from, to); err != nil {
+		return wrap(err)
+	}
+	if _, err := os.Lstat(to); err == nil {
+		return wrap(fmt.Errorf("%s: %w", to, fs.ErrExist))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return wrap(err)
+	}
+	b.observe("rename", to)
+	if err := os.Rename(from, to); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// streamBuffer is the size of the buffers that copy send streams: a few
+// of btrfs's 64 KiB commands at a time.
+const streamBuffer = 256 << 10
+
+// Send runs "btrfs send -q [-p parent] snapshot" and copies its stdout to w
+// as it comes. When w fails, btrfs send is stopped and Send returns w's
+// error; when btrfs send fails, its error with its stderr. When w is an
+// *os.File (a pipe, normally), btrfs send writes into it itself, with no
+// copy in this process; when the pipe's reader goes away, btrfs send fails
+// with a broken pipe.
+func (b *Btrfs) Send(ctx context.Context, snapshot, parent string, w io.Writer) error {
+	wrap := func(err error) error {
+		if parent != "" {
+			return fmt.Errorf("send %s from %s: %w", snapshot, parent, err)
+		}
+		return fmt.Errorf("send %s: %w", snapshot, err)
+	}
+	if err := checkAbs(snapshot); err != nil {
+		return wrap(err)
+	}
+	args := []string{"send", "-q"}
+	if parent != "" {
+		if err := checkAbs(parent); err != nil {
+			return wrap(err)
+		}
+		args = append(args, "-p", parent)
+	}
+	args = append(args, snapshot)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := b.command(ctx, args...)
+	stderr := &cappedBuffer{max: maxStderr * 8}
+	cmd.Stderr = stderr
+	if f, ok := w.(*os.File); ok {
+		// btrfs writes into the file (a pipe, normally) itself.
+		cmd.Stdout = f
+		if err := cmd.Run(); err != nil {
+			return wrap(b.commandError(ctx, args, stderr.String(), err))
+		}
+		return nil
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return wrap(err)
+	}
+	if err := cmd.Start(); err != nil {
+		return wrap(b.commandError(ctx, args, stderr.String(), err))
+	}
+	ew := &errWriter{w: w}
+	_, copyErr := io.CopyBuffer(ew, stdout, make([]byte, streamBuffer))
+	if ew.err != nil {
+		cancel() // nobody takes the rest of the stream
+		_ = cmd.Wait()
+		return wrap(fmt.Errorf("write the stream: %w", ew.err))
+	}
+	waitErr := cmd.Wait()
+	if waitErr != nil {
+		return wrap(b.commandError(ctx, args, stderr.String(), waitErr))
+	}
+	if copyErr != nil {
+		return wrap(fmt.Errorf("read the stream: %w", copyErr))
+	}
+	return nil
+}
+
+// Receive runs "btrfs receive -q -e --chroot dir" with r as its stdin.
+// --chroot confines it to dir: a crafted stream could otherwise name paths
+// outside dir, or clone from any file of the filesystem. -e makes it stop
+// at the stream's end command instead of waiting for more. A failure
+// reading r is added to the error, since it is usually why btrfs receive
+// saw a short stream.
+func (b *Btrfs) Receive(ctx context.Context, dir string, r io.Reader) error {
+	wrap := func(err error) error { return fmt.Errorf("receive into %s: %w", dir, err) }
+	if err := checkAbs(dir); err != nil {
+		return wrap(err)
+	}
+	args := []string{"receive", "-q", "-e", "--chroot", dir}
+	cmd := b.command(ctx, args...)
+	stderr := &cappedBuffer{max: maxStderr * 8}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return wrap(err)
+	}
+	if f, ok := stdin.(syscallConner); ok {
+		growPipe(f)
+	}
+	b.observe("receive", dir)
+	if err := cmd.Start(); err != nil {
+		return wrap(b.commandError(ctx, args, stderr.String(), err))
+	}
+	// The copy is ours rather than exec's: exec's Wait would wait for a
+	// Read of r that may block long after btrfs has exited.
+	readErr := make(chan error, 1)
+	go func() {
+		er := &errReader{r: r}
+		_, _ = io.CopyBuffer(stdin, er, make([]byte, streamBuffer))
+		readErr <- er.err // before Close, so Wait below finds it
+		stdin.Close()
+	}()
+	waitErr := cmd.Wait()
+	if waitErr == nil {
+		return nil
+	}
+	ce := b.commandError(ctx, args, dropChrootNote(stderr.String()), waitErr)
+	select {
+	case err := <-readErr:
+		if err != nil {
+			return wrap(fmt.Errorf("%w (reading the stream: %w)", ce, err))
+		}
+	default:
+	}
+	return wrap(ce)
+}
+
+// dropChrootNote removes the "Chroot to DIR" line that btrfs receive
+// --chroot prints even with -q, which would only repeat the directory in
+// an error message.
+func dropChrootNote(stderr string) string {
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if !strings.HasPrefix(l, "Chroot to ") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// errWriter remembers why its writer failed.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// errReader remembers why its reader failed (io.EOF is no failure).
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest,
+// so a chatty command cannot fill memory.
+type cappedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+// pipeSize is the capacity asked for the pipes that carry send streams:
+// larger than the 64 KiB default, so the two ends switch less often.
+const pipeSize = 1 << 20
+
+// syscallConner is a file whose descriptor can be reached, like *os.File.
+type syscallConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// growPipe asks the kernel for a pipe of pipeSize (F_SETPIPE_SZ); a refusal
+// (beyond /proc/sys/fs/pipe-max-size) leaves it as it was.
+func growPipe(f syscallConner) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		const fSetPipeSz = 1031 // F_SETPIPE_SZ, Linux
+		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, pipeSize)
+	})
 }

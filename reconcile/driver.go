@@ -2,24 +2,43 @@
 // and says what it did. The planner (Plan) is the only place that decides
 // what to change and is pure; the executor runs a plan through a Driver; the
 // btrfs driver (Btrfs) is the one piece of code that speaks to btrfs, through
-// btrfs-progs as Rockstor and btrbk do.
+// btrfs-progs as Rockstor and btrbk do. Replicator and Receiver replicate
+// shares between appliances with btrfs send and receive (see DESIGN.md).
 package reconcile
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // On-disk layout inside a pool (the mount path of a btrfs filesystem):
 //
 //	<pool>/<share>                                      the share, a subvolume
 //	<pool>/.fleetctl/snapshots/<share>/<share>.<stamp>  its read-only snapshots
+//	<pool>/.fleetctl/replication/<share>/<stamp>        replication snapshots (source)
+//	<pool>/.fleetctl/received/<share>/<share>.<stamp>   received snapshots (target)
 //
 // <stamp> is the snapshot's UTC time, 20060102T150405Z. Everything fleetctl
 // keeps for itself lives under .fleetctl, which is never a share.
+//
+// A replication snapshot is named by its stamp alone because btrfs receive
+// names the subvolume it creates after the sent one: a receive lands in
+// received/<share>/<stamp>, the staging name, and only a verified receive
+// is renamed to <share>.<stamp>, the final name. btrfs allows that rename of
+// a read-only received subvolume within its directory (not to another
+// one). Anything else in a received directory is an incomplete receive.
 const (
 	// MetaDir is the directory in each pool where fleetctl keeps its own
 	// subvolumes.
 	MetaDir = ".fleetctl"
 	// SnapshotDir is where snapshots live, relative to the pool.
 	SnapshotDir = MetaDir + "/snapshots"
+	// ReplicationDir is where a replication source keeps the read-only
+	// snapshots it sends, one directory per share, relative to the pool.
+	ReplicationDir = MetaDir + "/replication"
+	// ReceivedDir is where a replication target receives, one directory
+	// per share, relative to the pool.
+	ReceivedDir = MetaDir + "/received"
 	// StampFormat is the time format of snapshot names (UTC).
 	StampFormat = "20060102T150405Z"
 )
@@ -86,4 +105,20 @@ type Driver interface {
 	SetQuota(ctx context.Context, path string, bytes uint64) error
 	// MkdirAll makes a directory and its parents (for MetaDir), mode 0700.
 	MkdirAll(ctx context.Context, path string) error
+	// Rename renames a file or subvolume within its filesystem; it fails,
+	// changing nothing, when to exists.
+	Rename(ctx context.Context, from, to string) error
+	// Send writes the btrfs send stream of the read-only snapshot to w as
+	// btrfs makes it, never holding the whole stream: incremental from
+	// the read-only snapshot parent, or full when parent is "". It returns
+	// once the stream is written, or with the error that stopped it (w's
+	// error when w failed); a stream that ends with an error is incomplete.
+	Send(ctx context.Context, snapshot, parent string, w io.Writer) error
+	// Receive reads one btrfs send stream from r and creates the subvolume
+	// it carries in the directory dir, confined to dir. It returns when the
+	// stream's end command was applied or receiving failed; a failure may
+	// leave a partial, writable subvolume in dir, which the caller deletes.
+	// It stops reading r when it returns (a Read in progress may finish
+	// later; its data is dropped).
+	Receive(ctx context.Context, dir string, r io.Reader) error
 }

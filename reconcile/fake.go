@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"slices"
@@ -77,6 +78,7 @@ var (
 	errNoQuota      = errors.New("quotas not enabled")
 	errNotOnPool    = errors.New("not on a mounted btrfs filesystem")
 	errCrossDevice  = errors.New("source and destination are on different filesystems")
+	errNotModelled  = errors.New("send/receive not modelled by FakeDriver; use a loop pool (looppool.ForTest)")
 )
 
 // NewFakeDriver returns a FakeDriver with no filesystems mounted.
@@ -106,8 +108,8 @@ func (d *FakeDriver) Fail(op, path string, err error) {
 }
 
 // Mutations counts the calls of mutating methods (CreateSubvolume,
-// DeleteSubvolume, Snapshot, SetReadOnly, EnableQuota, SetQuota, MkdirAll)
-// that succeeded.
+// DeleteSubvolume, Snapshot, SetReadOnly, EnableQuota, SetQuota, MkdirAll,
+// Rename) that succeeded.
 func (d *FakeDriver) Mutations() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -512,6 +514,77 @@ func (d *FakeDriver) MkdirAll(ctx context.Context, path string) error {
 	}
 	d.mutated(p, "MkdirAll "+path)
 	return nil
+}
+
+// Rename moves the subvolume or directory from, and everything below it, to
+// to, within one pool; to must not exist. Renaming out of or into a
+// read-only subvolume fails.
+func (d *FakeDriver) Rename(ctx context.Context, from, to string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	what := "rename " + from + " to"
+	p, mount, rel, err := d.begin(ctx, "Rename", "rename", from)
+	if err != nil {
+		return err
+	}
+	tp, tmount, trel, err := d.begin(ctx, "Rename", what, to)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error { return fmt.Errorf("%s %s: %w", what, to, err) }
+	switch {
+	case p != tp || mount != tmount:
+		return fail(errCrossDevice)
+	case rel == "" || !p.exists(rel):
+		return fail(fmt.Errorf("source: %w", fs.ErrNotExist))
+	case trel == rel || strings.HasPrefix(trel, rel+"/"):
+		return fail(errors.New("cannot move a directory into itself"))
+	case !p.writable(parentOf(rel)):
+		return fail(errReadOnly)
+	}
+	if err := p.canCreate(trel); err != nil {
+		return fail(err)
+	}
+	type entry struct {
+		rel string
+		sv  *fakeSubvol
+	}
+	moved := []entry{{rel, p.subvols[rel]}}
+	for other, sv := range p.subvols {
+		if strings.HasPrefix(other, rel+"/") {
+			moved = append(moved, entry{other, sv})
+		}
+	}
+	for dir := range p.dirs {
+		if strings.HasPrefix(dir, rel+"/") {
+			moved = append(moved, entry{dir, nil})
+		}
+	}
+	// Remove deepest first, add shallowest first, so the counts of what
+	// lies below each directory stay right.
+	slices.SortFunc(moved, func(a, b entry) int { return cmp.Compare(len(b.rel), len(a.rel)) })
+	for _, e := range moved {
+		p.remove(e.rel)
+	}
+	for _, e := range slices.Backward(moved) {
+		nrel := trel + strings.TrimPrefix(e.rel, rel)
+		if e.sv != nil {
+			e.sv.Path = nrel
+		}
+		p.add(nrel, e.sv)
+	}
+	d.mutated(p, "Rename "+from+" "+to)
+	return nil
+}
+
+// Send is not modelled: it fails, writing nothing.
+func (d *FakeDriver) Send(ctx context.Context, snapshot, parent string, w io.Writer) error {
+	return fmt.Errorf("send %s: %w", snapshot, errNotModelled)
+}
+
+// Receive is not modelled: it fails, reading nothing.
+func (d *FakeDriver) Receive(ctx context.Context, dir string, r io.Reader) error {
+	return fmt.Errorf("receive into %s: %w", dir, errNotModelled)
 }
 
 var _ Driver = (*FakeDriver)(nil)

@@ -19,6 +19,7 @@ pairs=(
   "./raftstore BenchmarkApply1000Shares BenchmarkApply1Share"
   "./reconcile BenchmarkNoopReconcile1000Shares BenchmarkPlan1000Shares"
   "./reconcile BenchmarkNoopReconcileRealBtrfs1000 BenchmarkSubvolumes1000"
+  "./reconcile BenchmarkReplicateFull256MiB BenchmarkSendReceivePipe256MiB"
 )
 
 : > "$out"

@@ -32,16 +32,18 @@ const (
 type cli struct {
 	Version kong.VersionFlag `help:"Print the version of fleetctl and exit."`
 
-	Validate   validateCmd   `cmd:"" help:"Check a fleet.yaml: every problem, with file:line:col and field path."`
-	Diff       diffCmd       `cmd:"" help:"Show what applying a fleet.yaml would change (exit 0 none, 1 some, 2 trouble)."`
-	Apply      applyCmd      `cmd:"" help:"Store a fleet.yaml in the fleet through any agent."`
-	Status     statusCmd     `cmd:"" help:"Show the fleet's members, leader, health and spec generation."`
-	Get        getCmd        `cmd:"" help:"Print stored state."`
-	Members    membersCmd    `cmd:"" help:"Manage the members of the fleet's Raft group."`
-	Agent      agentCmd      `cmd:"" help:"Run this appliance's agent."`
-	Demo       demoCmd       `cmd:"" help:"Run a fleet on this machine: agents on 127.0.0.1, loop-mounted btrfs pools."`
-	Credential credentialCmd `cmd:"" help:"Issue credentials for using fleetctl away from the appliances."`
-	Schema     schemaCmd     `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
+	Validate    validateCmd    `cmd:"" help:"Check a fleet.yaml: every problem, with file:line:col and field path."`
+	Diff        diffCmd        `cmd:"" help:"Show what applying a fleet.yaml would change (exit 0 none, 1 some, 2 trouble)."`
+	Apply       applyCmd       `cmd:"" help:"Store a fleet.yaml in the fleet through any agent."`
+	Status      statusCmd      `cmd:"" help:"Show the fleet's members, leader, health and spec generation."`
+	Get         getCmd         `cmd:"" help:"Print stored state."`
+	Members     membersCmd     `cmd:"" help:"Manage the members of the fleet's Raft group."`
+	Replicate   replicateCmd   `cmd:"" help:"Replicate a share now (--now), and follow it (--follow)."`
+	Replication replicationCmd `cmd:"" help:"Replication status and trails."`
+	Agent       agentCmd       `cmd:"" help:"Run this appliance's agent."`
+	Demo        demoCmd        `cmd:"" help:"Run a fleet on this machine: agents on 127.0.0.1, loop-mounted btrfs pools."`
+	Credential  credentialCmd  `cmd:"" help:"Issue credentials for using fleetctl away from the appliances."`
+	Schema      schemaCmd      `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
 }
 
 const description = `fleetctl runs a fleet of btrfs storage appliances from one desired-state

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
+	"github.com/fleetctl/fleetctl/schema"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -160,19 +161,26 @@ func cmdWaitfor(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdLooppool makes a loop-mounted btrfs pool for the script, sets a
-// variable to its mount path, and removes it when the script ends:
+// cmdLooppool makes a loop-mounted btrfs pool for the script (256MiB, or
+// the size given), sets a variable to its mount path, and removes it when
+// the script ends:
 //
-//	looppool POOL1 n1-tank
+//	looppool POOL1 n1-tank [1GiB]
 func cmdLooppool(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: looppool VAR NAME")
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: looppool VAR NAME [SIZE]")
+	}
+	var size schema.Quota
+	if len(args) == 3 {
+		if err := size.UnmarshalText([]byte(args[2])); err != nil {
+			ts.Fatalf("looppool: %v", err)
+		}
 	}
 	dir := ts.MkAbs("pools")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		ts.Fatalf("looppool: %v", err)
 	}
-	p, err := looppool.Create(context.Background(), dir, args[1], 0)
+	p, err := looppool.Create(context.Background(), dir, args[1], int64(size))
 	if err != nil {
 		ts.Fatalf("looppool: %v", err)
 	}

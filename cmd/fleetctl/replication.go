@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/reconcile"
+)
+
+type replicationCmd struct {
+	Status replicationStatusCmd `cmd:"" help:"Show every replicated share: last success, lag, next run."`
+	Trail  replicationTrailCmd  `cmd:"" help:"Show a share's replication attempts, both sides."`
+}
+
+type replicationStatusCmd struct {
+	clientFlags
+	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+}
+
+func (replicationStatusCmd) Help() string {
+	return `Shows every replicated share of the stored spec: where it is sent, the
+last successful replication and the snapshot it delivered, the lag (how old
+the target's newest copy is), when the schedule runs next, and whether a
+run is going on now (bytes so far).`
+}
+
+func (c *replicationStatusCmd) Run(e env) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	shares, err := cl.ReplicationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return writeJSONOut(e.stdout, shares)
+	}
+	if len(shares) == 0 {
+		fmt.Fprintln(e.stdout, "No replicated shares in the stored spec.")
+		return nil
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHARE\tFROM\tTO\tLAST SUCCESS\tLAG\tNEXT RUN\tNOW")
+	for _, s := range shares {
+		last, lag := "never", "-"
+		if !s.LastSuccess.IsZero() {
+			last = s.LastSuccess.Local().Format(time.DateTime)
+			if t, err := time.Parse(reconcile.StampFormat, s.LastSnapshot); err == nil {
+				lag = now.Sub(t).Round(time.Second).String()
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Share, s.From, s.To, last, lag, s.NextRun.Local().Format(time.DateTime), sourceNow(s))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range shares {
+		if a := s.LastAttempt; a != nil && a.Result != "ok" {
+			fmt.Fprintf(e.stdout, "%s: last attempt %s: %s\n", s.Share, a.Result, a.Error)
+		}
+	}
+	return nil
+}
+
+func sourceNow(s raftstore.ReplicationShare) string {
+	switch {
+	case s.Source == nil:
+		return "? (" + s.SourceError + ")"
+	case s.Source.Running:
+		return "sending, " + humanBytes(s.Source.Bytes) + " so far"
+	}
+	return "idle"
+}
+
+type replicationTrailCmd struct {
+	clientFlags
+	Share  string `arg:"" help:"The replicated share."`
+	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+}
+
+func (replicationTrailCmd) Help() string {
+	return `Shows every recorded replication attempt of a share, oldest first, as the
+sending and the receiving appliance each saw it: start, full or
+incremental, the parent it was based on, the snapshot, bytes, throughput,
+result and error. The store keeps the newest 100 per share.`
+}
+
+func (c *replicationTrailCmd) Run(e env) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	trail, err := cl.Trail(ctx, c.Share)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return writeJSONOut(e.stdout, trail)
+	}
+	if len(trail) == 0 {
+		fmt.Fprintf(e.stdout, "No replication attempts of %s recorded.\n", c.Share)
+		return nil
+	}
+	return printTrail(e.stdout, trail)
+}
+
+func printTrail(w io.Writer, trail []reconcile.TrailEntry) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "START\tSIDE\tFROM → TO\tKIND\tPARENT\tSNAPSHOT\tBYTES\tRATE\tRESULT")
+	var errs []string
+	for _, t := range trail {
+		parent := t.Parent
+		if parent == "" {
+			parent = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%s\t%s\t%s/s\t%s\n", t.Start.Local().Format(time.DateTime), t.Side, t.From, t.To, t.Kind, parent, t.Snapshot,
+			humanBytes(t.Bytes), humanBytes(int64(t.Throughput())), t.Result)
+		if t.Error != "" {
+			errs = append(errs, fmt.Sprintf("%s %s %s: %s", t.Start.Local().Format(time.DateTime), t.Side, t.Result, t.Error))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range errs {
+		fmt.Fprintln(w, e)
+	}
+	return nil
+}
+
+type replicateCmd struct {
+	clientFlags
+	Share  string `arg:"" help:"The replicated share."`
+	Now    bool   `required:"" help:"Run a replication now, whatever the schedule (the only mode; required so that the command says what it does)."`
+	Follow bool   `help:"Show progress until the run ends, then its result; exit 1 if it failed."`
+}
+
+func (replicateCmd) Help() string {
+	return `Starts a replication of SHARE now on its sending appliance: a read-only
+snapshot, sent full the first time and incrementally after, received on the
+target. A run already going is not started twice.
+
+With --follow it shows bytes sent and the rate (and an ETA for a first, full
+send, from the share's size) until the run ends, then the trail entries of
+both sides.`
+}
+
+func (c *replicateCmd) Run(e env) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	before, err := cl.Trail(ctx, c.Share)
+	if err != nil {
+		return err
+	}
+	if err := cl.Replicate(ctx, c.Share); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Replication of %s started.\n", c.Share)
+	if !c.Follow {
+		return nil
+	}
+	total := c.fullSize(ctx, cl, before)
+	var last int64
+	lastAt := time.Now()
+	for {
+		time.Sleep(500 * time.Millisecond)
+		trail, err := cl.Trail(ctx, c.Share)
+		if err != nil {
+			return err
+		}
+		if sent := newSend(before, trail); sent != nil {
+			fmt.Fprintln(e.stderr)
+			if err := printTrail(e.stdout, trail[len(before):]); err != nil {
+				return err
+			}
+			if sent.Result != "ok" {
+				return exitError(exitFailed)
+			}
+			return nil
+		}
+		p, err := cl.Progress(ctx, c.Share)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		rate := float64(p.Bytes-last) / now.Sub(lastAt).Seconds()
+		last, lastAt = p.Bytes, now
+		fmt.Fprintf(e.stderr, "\r%s", progressLine(p.Bytes, rate, total))
+	}
+}
+
+// fullSize is the share's size when the run will be a full send (no
+// successful send in the trail yet), for an ETA; 0 when unknown.
+func (c *replicateCmd) fullSize(ctx context.Context, cl *raftstore.Client, trail []reconcile.TrailEntry) int64 {
+	for _, t := range trail {
+		if t.Side == "send" && t.Result == "ok" {
+			return 0
+		}
+	}
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return 0
+	}
+	for _, a := range st.Appliances {
+		for _, s := range a.Shares {
+			if s.Name == c.Share {
+				return int64(s.Referenced)
+			}
+		}
+	}
+	return 0
+}
+
+// newSend returns the first send entry of trail that before did not have.
+func newSend(before, trail []reconcile.TrailEntry) *reconcile.TrailEntry {
+	if len(trail) < len(before) {
+		return nil // the trail was trimmed; wait for the next read
+	}
+	for i := len(before); i < len(trail); i++ {
+		if trail[i].Side == "send" {
+			return &trail[i]
+		}
+	}
+	return nil
+}
+
+// progressLine is a progress bar when the total is known, else bytes and rate.
+func progressLine(done int64, rate float64, total int64) string {
+	line := fmt.Sprintf("%s sent, %s/s", humanBytes(done), humanBytes(int64(rate)))
+	if total <= 0 {
+		return line + "          "
+	}
+	frac := min(float64(done)/float64(total), 1)
+	const width = 30
+	bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
+	eta := "?"
+	if rate > 0 {
+		eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
+	}
+	return fmt.Sprintf("[%s] %3.0f%% %s, ETA %s   ", bar, frac*100, line, eta)
+}
+
+// humanBytes writes a byte count with one decimal in binary units: 2.9MiB.
+func humanBytes(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%dB", max(n, 0))
+	}
+	v, unit := float64(n), "B"
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return fmt.Sprintf("%.1f%s", v, unit)
+}

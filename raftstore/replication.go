@@ -1,0 +1,561 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+	"github.com/klauspost/compress/zstd"
+)
+
+// This file carries replication between agents: the sending agent streams
+// `btrfs send` to the receiving agent's API over the fleet's mutual TLS
+// (zstd-compressed when the spec says so), and both sides record every
+// attempt in the share's trail in the Raft store.
+
+// headerSend carries the reconcile.SendHeader of a replication stream, as
+// base64 JSON; headerGeneration the sender's spec generation, which the
+// receiver waits to have applied before it answers (right after an apply
+// the receiver may lag the sender by a few milliseconds).
+const (
+	headerSend       = "X-Fleetctl-Send"
+	headerGeneration = "X-Fleetctl-Generation"
+)
+
+// waitGeneration waits up to 10s for this agent's state to reach the
+// generation a peer named in a request, and returns the state it has then.
+func (n *Node) waitGeneration(r *http.Request) *State {
+	want, _ := strconv.ParseUint(r.Header.Get(headerGeneration), 10, 64)
+	deadline := time.After(10 * time.Second)
+	for {
+		st, changed := n.fsm.Watch()
+		if st.Generation >= want {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return st
+		case <-r.Context().Done():
+			return st
+		}
+	}
+}
+
+// startReplication starts this appliance's replicator (the sending side)
+// and cleans its receiving side's incomplete receives once a spec is known.
+func (n *Node) startReplication(ctx context.Context) {
+	if n.cfg.Driver == nil {
+		return
+	}
+	log := n.log.With("part", "replication")
+	n.receiver = &reconcile.Receiver{Appliance: n.cfg.Name, Driver: n.cfg.Driver, Trail: n.recordTrail, Log: log}
+	n.replicator = &reconcile.Replicator{Appliance: n.cfg.Name, Driver: n.cfg.Driver, Transport: &mtlsTransport{n: n}, Trail: n.recordTrail, Log: log}
+	watch := func() (*schema.Spec, uint64, <-chan struct{}) {
+		st, changed := n.fsm.Watch()
+		return st.Spec, st.Generation, changed
+	}
+	go func() {
+		// A receive cut off when this agent last stopped left a partial
+		// subvolume: remove it before anything counts on the received dir.
+		for {
+			spec, _, changed := watch()
+			if spec != nil {
+				if err := n.receiver.CleanStaging(ctx, spec); err != nil {
+					log.Warn("could not clean incomplete receives", "err", err)
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+		n.replicator.Run(ctx, watch)
+	}()
+}
+
+// recordTrail stores a replication attempt in the share's trail, through
+// the leader. A failure is logged: the attempt itself is not undone.
+func (n *Node) recordTrail(ctx context.Context, e reconcile.TrailEntry) {
+	client, err := NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+	if err == nil {
+		defer client.Close()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err = client.do(ctx, http.MethodPost, "/v1/trails", e, &struct{}{})
+	}
+	if err != nil {
+		n.log.Warn("could not record a replication attempt in the trail", "share", e.Share, "side", e.Side, "err", err)
+	}
+}
+
+func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
+	if identityOf(r).Role != pki.RoleNode {
+		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "only agents record replication attempts"})
+		return
+	}
+	var e reconcile.TrailEntry
+	if !readJSON(w, r, &e) {
+		return
+	}
+	cmd, err := EncodeCommand(CmdAppendTrail, AppendTrail{Entry: e})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	if _, err := applyResponse(n.raft.Apply(cmd, 10*time.Second)); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// memberAddr returns the Raft address of the member named name.
+func (n *Node) memberAddr(name string) (string, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return "", err
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == name {
+			return string(s.Address), nil
+		}
+	}
+	return "", fmt.Errorf("no agent named %q has joined the fleet", name)
+}
+
+// mtlsTransport is reconcile.Transport over the fleet's mutual TLS.
+type mtlsTransport struct{ n *Node }
+
+// streamClient is an HTTP client for long replication streams to the
+// member name: no overall timeout (the context ends a stream), but dialling
+// and the TLS handshake are bounded.
+func (t *mtlsTransport) streamClient(name string) (*http.Client, string, error) {
+	addr, err := t.n.memberAddr(name)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := t.n.tlsClient(name, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	tr := c.Transport.(*http.Transport)
+	tr.TLSHandshakeTimeout = 10 * time.Second
+	tr.ResponseHeaderTimeout = 0
+	return c, addr, nil
+}
+
+// Held asks the target what it holds of share.
+func (t *mtlsTransport) Held(ctx context.Context, target, share string) ([]reconcile.Subvolume, error) {
+	c, addr, err := t.streamClient(target)
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/replication/held?share="+url.QueryEscape(share), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(headerGeneration, strconv.FormatUint(t.n.fsm.State().Generation, 10))
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, unwrapURLError(err) // the replicator says what it asked
+	}
+	defer resp.Body.Close()
+	var held []reconcile.Subvolume
+	if err := decodeResponse(resp, &held); err != nil {
+		return nil, err
+	}
+	return held, nil
+}
+
+// Send streams a btrfs send stream to the target's agent.
+func (t *mtlsTransport) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
+	var res reconcile.ReceiveResult
+	c, addr, err := t.streamClient(target)
+	if err != nil {
+		return res, err
+	}
+	defer c.CloseIdleConnections()
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		return res, err
+	}
+	// Send must not read the stream after it returns, but the HTTP client
+	// may go on writing a request body after the response: the gate makes
+	// later reads fail and waits for one in progress.
+	gate := &gatedReader{r: stream}
+	var body io.Reader = gate
+	var compressed chan struct{}
+	if h.Compression == schema.CompressionZstd {
+		pr, pw := io.Pipe()
+		compressed = make(chan struct{})
+		go func() {
+			defer close(compressed)
+			zw, err := zstd.NewWriter(pw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+			if err == nil {
+				_, err = io.Copy(zw, gate)
+				if cerr := zw.Close(); err == nil {
+					err = cerr
+				}
+			}
+			pw.CloseWithError(err)
+		}()
+		defer func() {
+			pr.CloseWithError(errors.New("replication stream closed"))
+			<-compressed
+		}()
+		body = pr
+	}
+	defer gate.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/replication/receive", body)
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set(headerSend, base64.StdEncoding.EncodeToString(hdr))
+	req.Header.Set(headerGeneration, strconv.FormatUint(t.n.fsm.State().Generation, 10))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if compressed != nil {
+		req.Header.Set("Content-Encoding", "zstd")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("send %s to %s: %w", h.Share, target, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if err := decodeResponse(resp, &res); err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			switch ae.Status {
+			case http.StatusForbidden:
+				return res, fmt.Errorf("%s: %w: %s", target, reconcile.ErrRefused, ae.Message)
+			case http.StatusConflict:
+				return res, fmt.Errorf("%s: %w", target, reconcile.ErrBusy)
+			}
+		}
+		return res, fmt.Errorf("%s failed the receive: %w", target, err)
+	}
+	return res, nil
+}
+
+// gatedReader passes reads through until Close, which waits for a read in
+// progress and makes every later one fail.
+type gatedReader struct {
+	mu     sync.Mutex
+	r      io.Reader
+	closed bool
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errors.New("replication stream closed")
+	}
+	return g.r.Read(p)
+}
+
+// Close stops the reader; it never closes the stream underneath.
+func (g *gatedReader) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	return nil
+}
+
+// replicationPeer returns the sending agent of a replication request: a
+// node certificate, on a direct (never forwarded) connection.
+func replicationPeer(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := identityOf(r)
+	if id.Role != pki.RoleNode || r.Header.Get(headerForwardedBy) != "" {
+		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "replication is agent to agent, directly"})
+		return "", false
+	}
+	return id.Name, true
+}
+
+func (n *Node) handleHeld(w http.ResponseWriter, r *http.Request) {
+	peer, ok := replicationPeer(w, r)
+	if !ok {
+		return
+	}
+	spec := n.waitGeneration(r).Spec
+	if spec == nil || n.receiver == nil {
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " has no spec or does not manage btrfs"})
+		return
+	}
+	share := r.URL.Query().Get("share")
+	// Only the share's source may ask what this appliance holds of it.
+	if sh := spec.Share(share); sh == nil || sh.Appliance != peer {
+		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("%s is not the source of share %q", peer, share)})
+		return
+	}
+	held, err := n.receiver.Held(r.Context(), spec, share)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	if held == nil {
+		held = []reconcile.Subvolume{}
+	}
+	writeJSON(w, http.StatusOK, held)
+}
+
+func (n *Node) handleReceive(w http.ResponseWriter, r *http.Request) {
+	peer, ok := replicationPeer(w, r)
+	if !ok {
+		return
+	}
+	var h reconcile.SendHeader
+	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(headerSend))
+	if err == nil {
+		err = json.Unmarshal(raw, &h)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "replication header: " + err.Error()})
+		return
+	}
+	spec := n.waitGeneration(r).Spec
+	if spec == nil || n.receiver == nil {
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " has no spec or does not manage btrfs"})
+		return
+	}
+	var body io.Reader = r.Body
+	switch r.Header.Get("Content-Encoding") {
+	case "":
+	case "zstd":
+		zr, err := zstd.NewReader(r.Body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: err.Error()})
+			return
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "unknown Content-Encoding " + r.Header.Get("Content-Encoding")})
+		return
+	}
+	res, err := n.receiver.Receive(r.Context(), spec, peer, h, body)
+	switch {
+	case errors.Is(err, reconcile.ErrRefused):
+		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: err.Error()})
+	case errors.Is(err, reconcile.ErrBusy):
+		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// ReplicationShare is one replicated share as `fleetctl replication status`
+// shows it.
+type ReplicationShare struct {
+	Share string `json:"share"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	// LastSuccess is the end of the newest successful send; zero if none.
+	LastSuccess time.Time `json:"last_success"`
+	// LastSnapshot is the snapshot that send delivered.
+	LastSnapshot string `json:"last_snapshot,omitempty"`
+	// LastAttempt is the newest send attempt, whatever its result.
+	LastAttempt *reconcile.TrailEntry `json:"last_attempt,omitempty"`
+	// NextRun is when the schedule runs next after the last attempt.
+	NextRun time.Time `json:"next_run"`
+	// Source is the sending agent's own view: running, bytes so far. Nil
+	// when the agent did not answer.
+	Source *reconcile.ShareReplication `json:"source,omitempty"`
+	// SourceError says why the sending agent did not answer.
+	SourceError string `json:"source_error,omitempty"`
+}
+
+// handleReplicationStatus lists every replicated share of the stored spec
+// with its trail's last success and the sending agent's own view.
+func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
+	st := n.fsm.State()
+	if st.Spec == nil {
+		writeJSON(w, http.StatusOK, []ReplicationShare{})
+		return
+	}
+	out := []ReplicationShare{}
+	for _, sh := range st.Spec.Shares {
+		if sh.Replication == nil || sh.State == schema.StateAbsent {
+			continue
+		}
+		rs := ReplicationShare{Share: sh.Name, From: sh.Appliance, To: sh.Replication.To.String()}
+		trail := st.Trails[sh.Name]
+		for i := len(trail) - 1; i >= 0; i-- {
+			e := trail[i]
+			if e.Side != "send" {
+				continue
+			}
+			if rs.LastAttempt == nil {
+				rs.LastAttempt = &trail[i]
+			}
+			if e.Result == "ok" {
+				rs.LastSuccess, rs.LastSnapshot = e.End, e.Snapshot
+				break
+			}
+		}
+		from := time.Now()
+		if rs.LastAttempt != nil {
+			from = rs.LastAttempt.Start
+		}
+		rs.NextRun = sh.Replication.Schedule.Next(from)
+		out = append(out, rs)
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func(rs *ReplicationShare) {
+			defer wg.Done()
+			src, err := n.sourceView(r.Context(), rs.From, rs.Share)
+			if err != nil {
+				rs.SourceError = err.Error()
+				return
+			}
+			rs.Source = src
+		}(&out[i])
+	}
+	wg.Wait()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Share < out[j].Share })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// sourceView asks the agent of appliance what its replicator knows of share.
+func (n *Node) sourceView(ctx context.Context, appliance, share string) (*reconcile.ShareReplication, error) {
+	if appliance == n.cfg.Name {
+		return n.localProgress(share)
+	}
+	addr, err := n.memberAddr(appliance)
+	if err != nil {
+		return nil, err
+	}
+	c, err := n.tlsClient(appliance, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/replication/progress?share="+url.QueryEscape(share), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, unwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	var sr reconcile.ShareReplication
+	return &sr, decodeResponse(resp, &sr)
+}
+
+func (n *Node) localProgress(share string) (*reconcile.ShareReplication, error) {
+	if n.replicator == nil {
+		return nil, errors.New(n.cfg.Name + " does not manage btrfs")
+	}
+	for _, s := range n.replicator.Status() {
+		if s.Share == share {
+			return &s, nil
+		}
+	}
+	return nil, fmt.Errorf("%s does not send %s", n.cfg.Name, share)
+}
+
+// handleProgress answers with this agent's replicator's view of a share,
+// or forwards to the share's sending agent.
+func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
+	share := r.URL.Query().Get("share")
+	src, err := n.sourceOf(share)
+	if err != nil {
+		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		return
+	}
+	if src != n.cfg.Name {
+		n.forwardTo(w, r, src)
+		return
+	}
+	p, err := n.localProgress(share)
+	if err != nil {
+		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// handleRun starts a replication of a share now, on its sending agent.
+func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
+	share := r.URL.Query().Get("share")
+	src, err := n.sourceOf(share)
+	if err != nil {
+		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		return
+	}
+	if src != n.cfg.Name {
+		n.forwardTo(w, r, src)
+		return
+	}
+	if n.replicator == nil {
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
+		return
+	}
+	if err := n.replicator.Trigger(share); err != nil {
+		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// sourceOf names the appliance that sends a replicated share.
+func (n *Node) sourceOf(share string) (string, error) {
+	spec := n.fsm.State().Spec
+	if spec == nil {
+		return "", errors.New("no spec has been applied yet")
+	}
+	sh := spec.Share(share)
+	if sh == nil {
+		return "", fmt.Errorf("the spec has no share %q", share)
+	}
+	if sh.Replication == nil {
+		return "", fmt.Errorf("share %q is not replicated (it has no replication:)", share)
+	}
+	return sh.Appliance, nil
+}
+
+// forwardTo passes a request to the agent of appliance name, once.
+func (n *Node) forwardTo(w http.ResponseWriter, r *http.Request, name string) {
+	if r.Header.Get(headerForwardedBy) != "" {
+		writeError(w, http.StatusBadGateway, &APIError{Code: CodeInternal, Message: "forwarded to " + n.cfg.Name + ", which is not " + name})
+		return
+	}
+	addr, err := n.memberAddr(name)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, &APIError{Code: CodeInternal, Message: err.Error()})
+		return
+	}
+	n.forward(w, r, addr, name)
+}
+
+func (n *Node) handleTrail(w http.ResponseWriter, r *http.Request) {
+	share := r.URL.Query().Get("share")
+	trail := n.fsm.State().Trails[share]
+	if trail == nil {
+		trail = []reconcile.TrailEntry{}
+	}
+	writeJSON(w, http.StatusOK, trail)
+}

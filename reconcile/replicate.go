@@ -1,0 +1,966 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// Replication follows the Rockstor model. On schedule, the share's source
+// appliance snapshots the share read-only into its replication directory,
+// asks the target which snapshots it holds, and sends the new snapshot with
+// btrfs send: incremental from the newest snapshot both sides hold (matched
+// by the target's received UUID, never by name), full when there is none.
+// The target receives it (receive.go), verifies it and renames it to its
+// final name. Each side records the attempt in the trail. The source keeps
+// only the newest snapshot the target holds, the parent of the next
+// incremental; the target keeps what the share's retention says, and always
+// its newest.
+
+// Errors of replication that callers may test with errors.Is.
+var (
+	// ErrRefused means a receiver refused a replication: the spec does not
+	// name the sender as the share's source or this appliance as its
+	// target, or the stream's epoch is older than the share's. A Transport
+	// wraps it in the error of a Send the receiver refused.
+	ErrRefused = errors.New("replication refused")
+	// ErrBusy means a receive of the share is already running on the
+	// target; the sender tries again later.
+	ErrBusy = errors.New("a receive of this share is already running")
+	// ErrRunning means a replication of the share is already running on
+	// the source.
+	ErrRunning = errors.New("a replication of this share is already running")
+	// ErrNotSource means this appliance does not replicate the share: the
+	// share is not in the spec, has no replication, is absent, or lives on
+	// another appliance.
+	ErrNotSource = errors.New("this appliance is not the share's replication source")
+)
+
+// Trail sides, kinds and results.
+const (
+	SideSend    = "send"    // the attempt as the source saw it
+	SideReceive = "receive" // the attempt as the target saw it
+
+	KindFull        = "full"        // the whole snapshot
+	KindIncremental = "incremental" // the changes since the parent
+
+	ResultOK      = "ok"      // the target holds the snapshot
+	ResultFailed  = "failed"  // the attempt failed; nothing half-received is left
+	ResultRefused = "refused" // the receiver refused the sender
+)
+
+// TrailEntry is one replication attempt as one side saw it. Both sides of
+// one attempt record an entry with the same ID.
+type TrailEntry struct {
+	// ID is the attempt's ID, made by the sender.
+	ID string `json:"id"`
+	// Share is the replicated share.
+	Share string `json:"share"`
+	// Side is SideSend or SideReceive.
+	Side string `json:"side"`
+	// From and To are the sending and receiving appliances.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Start and End are when the attempt started and ended, by the
+	// recording side's clock.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Kind is KindFull or KindIncremental; "" when the attempt failed before
+	// that was decided.
+	Kind string `json:"kind,omitempty"`
+	// Parent is the stamp name of the parent snapshot of an incremental.
+	Parent string `json:"parent,omitempty"`
+	// Snapshot is the stamp name of the snapshot sent or received, like
+	// 20261125T084600Z; "" when the attempt failed before it was made.
+	Snapshot string `json:"snapshot,omitempty"`
+	// Bytes is the size of the btrfs send stream that passed, before any
+	// compression on the wire.
+	Bytes int64 `json:"bytes"`
+	// Result is ResultOK, ResultFailed or ResultRefused.
+	Result string `json:"result"`
+	// Error says what went wrong, in one line. An ok attempt may carry one
+	// too: the snapshot arrived, but pruning old snapshots failed.
+	Error string `json:"error,omitempty"`
+}
+
+// Throughput is the attempt's stream bytes per second, 0 when it took no
+// time.
+func (t TrailEntry) Throughput() float64 {
+	d := t.End.Sub(t.Start).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(t.Bytes) / d
+}
+
+// SendHeader is what a sender tells the receiver before the stream.
+type SendHeader struct {
+	// ID is the attempt's ID, for both sides' trails.
+	ID string `json:"id"`
+	// Share is the replicated share.
+	Share string `json:"share"`
+	// From is the sending appliance. The receiver trusts only the name in
+	// the sender's certificate, and refuses a header that says otherwise.
+	From string `json:"from"`
+	// Snapshot is the stamp name of the snapshot sent; the stream creates a
+	// subvolume of that name.
+	Snapshot string `json:"snapshot"`
+	// UUID is the sent snapshot's UUID on the source: the received
+	// subvolume's received UUID must equal it.
+	UUID string `json:"uuid"`
+	// Parent is the stamp name of the parent snapshot, "" for a full send.
+	Parent string `json:"parent,omitempty"`
+	// ParentUUID is the parent's UUID on the source, which is the received
+	// UUID of the target's copy; "" for a full send.
+	ParentUUID string `json:"parent_uuid,omitempty"`
+	// Epoch is the share's failover epoch as the sender knows it; a
+	// receiver refuses a stream from an older epoch.
+	Epoch uint64 `json:"epoch"`
+	// Compression is the spec's compression of the stream on the wire: the
+	// transport's business, carried here so it knows.
+	Compression schema.Compression `json:"compression,omitempty"`
+}
+
+// Kind is KindIncremental when the header names a parent, else KindFull.
+func (h SendHeader) Kind() string {
+	if h.ParentUUID != "" {
+		return KindIncremental
+	}
+	return KindFull
+}
+
+// ReceiveResult is what the receiver says of a completed receive.
+type ReceiveResult struct {
+	// Name is the received snapshot's final name, <share>.<stamp>.
+	Name string `json:"name"`
+	// ReceivedUUID is its received UUID: the sent snapshot's UUID.
+	ReceivedUUID string `json:"received_uuid"`
+	// Bytes is the size of the stream received.
+	Bytes int64 `json:"bytes"`
+}
+
+// Transport carries replications to target appliances. The agent
+// implements it over mutual TLS; tests call a Receiver in process.
+type Transport interface {
+	// Held lists the completed received snapshots of share that the
+	// target holds (Receiver.Held there), with their UUIDs and received
+	// UUIDs.
+	Held(ctx context.Context, target, share string) ([]Subvolume, error)
+	// Send streams a btrfs send stream to target, which receives it
+	// (Receiver.Receive there, with the sender's authenticated name), and
+	// returns the receiver's result. The stream the target reads must end
+	// (io.EOF) exactly where stream does, and fail where stream fails: a
+	// receiver accepts a stream only when it ends cleanly right after the
+	// btrfs end command. When the receiver refuses, the error wraps
+	// ErrRefused. When ctx ends, Send ends the transfer and returns.
+	Send(ctx context.Context, target string, h SendHeader, stream io.Reader) (ReceiveResult, error)
+}
+
+// Replicator is the sending side of replication. It runs on every storage
+// appliance and replicates the shares that live there.
+type Replicator struct {
+	// Appliance is this appliance's name in the spec.
+	Appliance string
+	// Driver speaks to btrfs.
+	Driver Driver
+	// Transport reaches the targets.
+	Transport Transport
+	// Trail records an attempt (the agent stores it in the replicated
+	// state); nil records nothing. It is called with a context that is not
+	// cancelled with the attempt's, so a cancelled attempt is recorded too.
+	Trail func(ctx context.Context, e TrailEntry)
+	// Epoch returns the share's failover epoch, sent in the header; nil
+	// means 0.
+	Epoch func(share string) uint64
+	// Log receives what the replicator does; nil discards it.
+	Log *slog.Logger
+	// Now is the clock of snapshot stamps, trails and schedules; time.Now
+	// when nil. Waiting and the bandwidth limit use the real clock.
+	Now func() time.Time
+
+	// retryBase is the first retry delay after a failure; defaultRetryBase
+	// when 0. Tests shorten it.
+	retryBase time.Duration
+
+	mu     sync.Mutex
+	shares map[string]*shareState
+	spec   *schema.Spec  // the spec Run saw last
+	wake   chan struct{} // wakes Run: a trigger, a run that ended
+	active bool          // Run is running
+}
+
+// shareState is what the replicator knows of one share's replication.
+// Fields are guarded by Replicator.mu, but bytes.
+type shareState struct {
+	running     bool
+	bytes       atomic.Int64 // stream bytes of the running or last attempt
+	initialized bool         // lastRun is known
+	lastRun     time.Time    // start of the last attempt, for the schedule
+	lastAttempt time.Time
+	lastResult  string
+	lastError   string
+	failures    int // consecutive
+	retryAt     time.Time
+	triggered   bool
+}
+
+// ShareReplication is the state of one share's replication on its source.
+type ShareReplication struct {
+	// Share is the share's name.
+	Share string `json:"share"`
+	// Target is where it replicates to, as appliance/pool.
+	Target string `json:"target"`
+	// Schedule is its replication schedule.
+	Schedule string `json:"schedule"`
+	// Running says an attempt is under way.
+	Running bool `json:"running"`
+	// Bytes is the stream bytes sent so far by the running attempt, or by
+	// the last one.
+	Bytes int64 `json:"bytes"`
+	// LastAttempt is when the last attempt started; zero when none ran
+	// since the agent started.
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// LastResult and LastError are the last attempt's Result and Error.
+	LastResult string `json:"last_result,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+	// Failures counts the failed attempts since the last success.
+	Failures int `json:"failures,omitempty"`
+	// NextRun is when the next attempt is due; zero while one runs.
+	NextRun time.Time `json:"next_run,omitzero"`
+}
+
+const (
+	// defaultRetryBase is the first retry delay after a failed attempt;
+	// it doubles with each further failure.
+	defaultRetryBase = 10 * time.Second
+	// maxRetry caps the retry delay, and so does the schedule's interval.
+	maxRetry = 10 * time.Minute
+	// cleanupTimeout bounds the cleanup after an attempt, which runs even
+	// when the attempt's context has ended.
+	cleanupTimeout = 2 * time.Minute
+	// idleWait is how long Run sleeps when nothing is scheduled.
+	idleWait = time.Hour
+	// heldAgainTimeout bounds asking the target again after a failure:
+	// a target that just failed may well not answer.
+	heldAgainTimeout = 30 * time.Second
+)
+
+func (r *Replicator) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Replicator) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// replicaSource is a share this appliance replicates, resolved in the spec.
+type replicaSource struct {
+	share     *schema.Share
+	pool      string // the pool's mount path
+	sharePath string // the share's subvolume
+	dir       string // its replication directory
+	target    string // the target appliance
+}
+
+// sourceOf resolves share as one that appliance replicates.
+func sourceOf(spec *schema.Spec, appliance, share string) (replicaSource, error) {
+	if spec == nil {
+		return replicaSource{}, fmt.Errorf("no spec yet: %w", ErrNotSource)
+	}
+	sh := spec.Share(share)
+	switch {
+	case sh == nil:
+		return replicaSource{}, fmt.Errorf("share %q is not in the spec: %w", share, ErrNotSource)
+	case sh.Replication == nil:
+		return replicaSource{}, fmt.Errorf("share %s has no replication in the spec: %w", share, ErrNotSource)
+	case sh.State == schema.StateAbsent:
+		return replicaSource{}, fmt.Errorf("share %s is marked state: absent: %w", share, ErrNotSource)
+	case sh.Appliance != appliance:
+		return replicaSource{}, fmt.Errorf("share %s lives on %s, not on this appliance %s: %w", share, sh.Appliance, appliance, ErrNotSource)
+	}
+	a := spec.Appliance(appliance)
+	if a == nil || a.Pool(sh.Pool) == nil {
+		return replicaSource{}, fmt.Errorf("share %s: pool %s of %s is not in the spec: %w", share, sh.Pool, appliance, ErrNotSource)
+	}
+	pool := a.Pool(sh.Pool).Path
+	return replicaSource{
+		share:     sh,
+		pool:      pool,
+		sharePath: filepath.Join(pool, sh.Name),
+		dir:       filepath.Join(pool, ReplicationDir, sh.Name),
+		target:    sh.Replication.To.Appliance,
+	}, nil
+}
+
+// RunOnce makes one replication attempt of share, records it in the trail
+// and returns it. It snapshots the share read-only into the replication
+// directory, sends it to the target (incremental from the newest snapshot
+// the target holds, full when it holds none), and prunes the replication
+// directory down to the newest snapshot the target holds. progress, when
+// not nil, is called with the stream bytes sent so far as they flow.
+//
+// A failed attempt leaves no snapshot behind that the target does not hold
+// (so failures never pile up snapshots) and never deletes the one it does
+// hold. When the target cannot be reached, nothing is snapshotted at all.
+// A second attempt of the same share while one runs fails at once with
+// ErrRunning and is not recorded.
+func (r *Replicator) RunOnce(ctx context.Context, spec *schema.Spec, share string, progress func(int64)) TrailEntry {
+	st, ok := r.claim(share)
+	if !ok {
+		now := r.now()
+		return TrailEntry{
+			Share: share, Side: SideSend, From: r.Appliance, Start: now, End: now, Result: ResultFailed,
+			Error: fmt.Sprintf("replicate %s: %v", share, ErrRunning),
+		}
+	}
+	e := r.attempt(ctx, spec, share, st, progress)
+	r.release(st, e, retryCap(spec, share, r.now()))
+	return e
+}
+
+// claim marks share running, unless it already is.
+func (r *Replicator) claim(share string) (*shareState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.stateLocked(share)
+	if st.running {
+		return nil, false
+	}
+	st.running = true
+	st.bytes.Store(0)
+	return st, true
+}
+
+// release records the end of an attempt in its share's state and wakes
+// Run to schedule the next.
+func (r *Replicator) release(st *shareState, e TrailEntry, limit time.Duration) {
+	r.mu.Lock()
+	st.running = false
+	st.initialized = true
+	st.lastRun, st.lastAttempt = e.Start, e.Start
+	st.lastResult, st.lastError = e.Result, e.Error
+	if e.Result == ResultOK {
+		st.failures, st.retryAt = 0, time.Time{}
+	} else {
+		st.failures++
+		st.retryAt = e.End.Add(backoff(r.retryBase, st.failures, limit))
+	}
+	r.mu.Unlock()
+	r.wakeUp()
+}
+
+func (r *Replicator) stateLocked(share string) *shareState {
+	if r.shares == nil {
+		r.shares = map[string]*shareState{}
+	}
+	st := r.shares[share]
+	if st == nil {
+		st = &shareState{}
+		r.shares[share] = st
+	}
+	return st
+}
+
+func (r *Replicator) wakeChan() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wakeLocked()
+}
+
+func (r *Replicator) wakeLocked() chan struct{} {
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	return r.wake
+}
+
+func (r *Replicator) wakeUp() {
+	select {
+	case r.wakeChan() <- struct{}{}:
+	default:
+	}
+}
+
+// attempt makes one attempt of a claimed share and records it.
+func (r *Replicator) attempt(ctx context.Context, spec *schema.Spec, share string, st *shareState, progress func(int64)) TrailEntry {
+	e := TrailEntry{ID: rand.Text(), Share: share, Side: SideSend, From: r.Appliance, Start: r.now()}
+	src, err := sourceOf(spec, r.Appliance, share)
+	if err != nil {
+		// Not this appliance's to replicate: nothing to record.
+		e.End, e.Result, e.Error = r.now(), ResultFailed, fmt.Sprintf("replicate %s: %v", share, err)
+		return e
+	}
+	e.To = src.target
+	err, pruneErr := r.replicate(ctx, src, &e, st, progress)
+	e.End = r.now()
+	switch {
+	case err != nil:
+		e.Result, e.Error = ResultFailed, err.Error()
+		if errors.Is(err, ErrRefused) {
+			e.Result = ResultRefused
+		}
+		if pruneErr != nil {
+			e.Error += "; and pruning: " + pruneErr.Error()
+		}
+		r.log().Warn("replication failed", "share", share, "to", e.To, "kind", e.Kind, "snapshot", e.Snapshot, "bytes", e.Bytes, "err", e.Error)
+	default:
+		e.Result = ResultOK
+		if pruneErr != nil {
+			e.Error = "replicated, but pruning old replication snapshots failed: " + pruneErr.Error()
+		}
+		r.log().Info("replicated", "share", share, "to", e.To, "kind", e.Kind, "snapshot", e.Snapshot, "parent", e.Parent,
+			"bytes", e.Bytes, "took", e.End.Sub(e.Start).Round(time.Millisecond))
+	}
+	if r.Trail != nil {
+		r.Trail(context.WithoutCancel(ctx), e)
+	}
+	return e
+}
+
+// replicate does the work of an attempt, filling in e as it learns. err is
+// why the attempt failed; pruneErr why pruning failed.
+func (r *Replicator) replicate(ctx context.Context, src replicaSource, e *TrailEntry, st *shareState, progress func(int64)) (err, pruneErr error) {
+	share := src.share.Name
+	// Asked first: an unreachable target costs no snapshot.
+	held, err := r.Transport.Held(ctx, src.target, share)
+	if err != nil {
+		return fmt.Errorf("ask %s which snapshots of %s it holds: %w", src.target, share, err), nil
+	}
+	if err := r.Driver.MkdirAll(ctx, src.dir); err != nil {
+		return err, nil
+	}
+	snaps, err := r.sourceSnapshots(ctx, src)
+	if err != nil {
+		return err, nil
+	}
+	parent := newestHeld(snaps, held)
+	stamp := nextStamp(e.Start, snaps)
+	name := stamp.Format(StampFormat)
+	path := filepath.Join(src.dir, name)
+	e.Snapshot, e.Kind = name, KindFull
+	var parentPath string
+	if parent != nil {
+		e.Kind, e.Parent = KindIncremental, parent.name
+		parentPath = filepath.Join(src.dir, parent.name)
+	}
+
+	// From here on, whatever happens, the directory is pruned to what the
+	// target holds, with a context that outlives a cancelled attempt.
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	keepParent := map[string]bool{}
+	if parent != nil {
+		keepParent[parent.name] = true
+	}
+
+	if err := r.Driver.Snapshot(ctx, src.sharePath, path, true); err != nil {
+		return err, r.prune(cleanup, src, keepParent)
+	}
+	uuid, err := r.snapshotUUID(ctx, src, name)
+	if err != nil {
+		return err, r.prune(cleanup, src, keepParent)
+	}
+	h := SendHeader{
+		ID: e.ID, Share: share, From: r.Appliance,
+		Snapshot: name, UUID: uuid,
+		Compression: src.share.Replication.Compression,
+	}
+	if parent != nil {
+		h.Parent, h.ParentUUID = parent.name, parent.sv.UUID
+	}
+	if r.Epoch != nil {
+		h.Epoch = r.Epoch(share)
+	}
+
+	res, complete, err := r.stream(ctx, src, h, path, parentPath, st, progress)
+	e.Bytes = st.bytes.Load()
+	if err == nil && res.ReceivedUUID != "" && res.ReceivedUUID != uuid {
+		err = fmt.Errorf("%s received %s with received UUID %s, but the snapshot sent has UUID %s", src.target, res.Name, res.ReceivedUUID, uuid)
+	}
+	if err == nil {
+		return nil, r.prune(cleanup, src, map[string]bool{name: true})
+	}
+	return err, r.prune(cleanup, src, r.heldAfterFailure(ctx, src, parent, name, complete))
+}
+
+// heldAfterFailure decides which replication snapshots to keep after a
+// failed send: the newest the target holds, asked again, since a receive
+// may have completed although its answer was lost. When the target cannot
+// say, the parent, and the new snapshot too when its whole stream went out.
+func (r *Replicator) heldAfterFailure(ctx context.Context, src replicaSource, parent *sourceSnap, name string, complete bool) map[string]bool {
+	if ctx.Err() == nil {
+		hctx, cancel := context.WithTimeout(ctx, heldAgainTimeout)
+		defer cancel()
+		if held, err := r.Transport.Held(hctx, src.target, src.share.Name); err == nil {
+			if snaps, err := r.sourceSnapshots(ctx, src); err == nil {
+				if common := newestHeld(snaps, held); common != nil {
+					return map[string]bool{common.name: true}
+				}
+				return map[string]bool{}
+			}
+		}
+	}
+	keep := map[string]bool{}
+	if parent != nil {
+		keep[parent.name] = true
+	}
+	if complete {
+		keep[name] = true
+	}
+	return keep
+}
+
+// stream runs btrfs send into the transport. complete says btrfs send wrote
+// the whole stream (the receiver may hold the snapshot even when err says
+// the attempt failed).
+//
+// btrfs send writes into an OS pipe that the transport reads, so the
+// stream passes through this process once, with no copy of its own.
+func (r *Replicator) stream(ctx context.Context, src replicaSource, h SendHeader, snapshot, parent string, st *shareState, progress func(int64)) (res ReceiveResult, complete bool, err error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return res, false, fmt.Errorf("send %s: %w", snapshot, err)
+	}
+	growPipe(pw)
+	sent := make(chan error, 1)
+	go func() {
+		err := r.Driver.Send(ctx, snapshot, parent, pw)
+		pw.Close() // the reader sees the end once btrfs send's copy is closed too
+		sent <- err
+	}()
+	sr := &sendReader{f: pr, sent: sent, count: func(n int64) {
+		st.bytes.Store(n)
+		if progress != nil {
+			progress(n)
+		}
+	}}
+	var body io.Reader = sr
+	if rate := src.share.Replication.BandwidthLimit; rate > 0 {
+		body = newRateReader(ctx, body, int64(rate), nil)
+	}
+	res, terr := r.Transport.Send(ctx, src.target, h, body)
+	abandoned, serr := sr.abandon()
+	switch {
+	case terr == nil && serr == nil:
+		return res, true, nil
+	case serr != nil && !abandoned:
+		if terr != nil {
+			return res, false, fmt.Errorf("%w; and %s: %w", serr, src.target, terr)
+		}
+		return res, false, serr
+	case terr != nil:
+		return res, serr == nil, fmt.Errorf("%s: %w", src.target, terr)
+	default:
+		return res, false, fmt.Errorf("%s answered before it read the whole stream (%w)", src.target, serr)
+	}
+}
+
+// sendReader reads btrfs send's stream from the pipe f and counts it. At
+// the end of the pipe it waits for btrfs send's result, so a failed send
+// reaches the transport as a read error, not as a clean end.
+type sendReader struct {
+	f     *os.File
+	sent  <-chan error
+	count func(n int64)
+	n     int64 // read so far; only the transport's reader touches it
+
+	mu   sync.Mutex
+	done bool  // err is btrfs send's result
+	err  error // btrfs send's error
+}
+
+func (s *sendReader) Read(p []byte) (int, error) {
+	n, err := s.f.Read(p)
+	if n > 0 {
+		s.n += int64(n)
+		s.count(s.n)
+	}
+	if err == io.EOF {
+		if serr := s.result(); serr != nil {
+			return n, serr
+		}
+	}
+	return n, err
+}
+
+// result waits for btrfs send's result.
+func (s *sendReader) result() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.err, s.done = <-s.sent, true
+	}
+	return s.err
+}
+
+// abandon closes the pipe, which stops btrfs send if it still writes, and
+// returns its result. abandoned says btrfs send had not ended on its own
+// by then, so its error is only the consequence.
+func (s *sendReader) abandon() (abandoned bool, err error) {
+	s.mu.Lock()
+	select {
+	case s.err = <-s.sent:
+		s.done = true
+	default:
+	}
+	abandoned = !s.done
+	s.mu.Unlock()
+	s.f.Close()
+	return abandoned, s.result()
+}
+
+// sourceSnap is one replication snapshot on the source.
+type sourceSnap struct {
+	name string    // its stamp
+	time time.Time // the stamp's time
+	sv   Subvolume
+}
+
+// sourceSnapshots lists the share's replication snapshots, oldest first.
+// Only read-only subvolumes named by a stamp count.
+func (r *Replicator) sourceSnapshots(ctx context.Context, src replicaSource) ([]sourceSnap, error) {
+	subs, err := r.Driver.Subvolumes(ctx, src.pool)
+	if err != nil {
+		return nil, err
+	}
+	return replicationSnapshots(subs, src.share.Name), nil
+}
+
+func replicationSnapshots(subs []Subvolume, share string) []sourceSnap {
+	prefix := ReplicationDir + "/" + share + "/"
+	var out []sourceSnap
+	for _, sv := range subs {
+		name, ok := strings.CutPrefix(sv.Path, prefix)
+		if !ok || strings.Contains(name, "/") || !sv.ReadOnly {
+			continue
+		}
+		if t, ok := parseStamp(name); ok {
+			out = append(out, sourceSnap{name: name, time: t, sv: sv})
+		}
+	}
+	slices.SortFunc(out, func(a, b sourceSnap) int { return a.time.Compare(b.time) })
+	return out
+}
+
+// snapshotUUID reads the UUID of the share's new replication snapshot.
+func (r *Replicator) snapshotUUID(ctx context.Context, src replicaSource, name string) (string, error) {
+	snaps, err := r.sourceSnapshots(ctx, src)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range snaps {
+		if s.name == name && s.sv.UUID != "" {
+			return s.sv.UUID, nil
+		}
+	}
+	return "", fmt.Errorf("snapshot %s: not listed as a read-only subvolume after it was made", filepath.Join(src.dir, name))
+}
+
+// newestHeld is the newest source snapshot whose UUID is the received UUID
+// of a snapshot the target holds: the parent for an incremental send.
+func newestHeld(snaps []sourceSnap, held []Subvolume) *sourceSnap {
+	received := map[string]bool{}
+	for _, sv := range held {
+		if sv.ReceivedUUID != "" {
+			received[sv.ReceivedUUID] = true
+		}
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if snaps[i].sv.UUID != "" && received[snaps[i].sv.UUID] {
+			return &snaps[i]
+		}
+	}
+	return nil
+}
+
+// nextStamp is the stamp of a snapshot taken at now: now to the second,
+// but always after the newest existing one, so stamps order snapshots as
+// they were made even when two runs share a second or the clock went back.
+func nextStamp(now time.Time, snaps []sourceSnap) time.Time {
+	t := now.UTC().Truncate(time.Second)
+	if n := len(snaps); n > 0 && !t.After(snaps[n-1].time) {
+		t = snaps[n-1].time.Add(time.Second)
+	}
+	return t
+}
+
+// prune deletes the share's replication snapshots but those in keep. It
+// runs after every attempt, so at most one snapshot (the parent of the
+// next incremental) stays between runs.
+func (r *Replicator) prune(ctx context.Context, src replicaSource, keep map[string]bool) error {
+	snaps, err := r.sourceSnapshots(ctx, src)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range snaps {
+		if keep[s.name] {
+			continue
+		}
+		if err := r.Driver.DeleteSubvolume(ctx, filepath.Join(src.dir, s.name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseStamp parses a stamp in StampFormat exactly, like 20261125T084600Z.
+func parseStamp(s string) (time.Time, bool) {
+	t, err := time.Parse(StampFormat, s)
+	if err != nil || t.Format(StampFormat) != s {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// backoff is the delay before retry number failures: base (10s when 0),
+// doubling, at most limit.
+func backoff(base time.Duration, failures int, limit time.Duration) time.Duration {
+	if base <= 0 {
+		base = defaultRetryBase
+	}
+	d := base
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// retryCap is the longest retry delay of share: its schedule's interval
+// (for a cron line, the gap between its next two times), at most maxRetry.
+func retryCap(spec *schema.Spec, share string, now time.Time) time.Duration {
+	if spec == nil {
+		return maxRetry
+	}
+	sh := spec.Share(share)
+	if sh == nil || sh.Replication == nil {
+		return maxRetry
+	}
+	return min(interval(sh.Replication.Schedule, now), maxRetry)
+}
+
+// interval is how often a schedule fires: an "every" schedule's interval,
+// or the gap between a cron line's next two times; maxRetry when it never
+// fires.
+func interval(s schema.Schedule, now time.Time) time.Duration {
+	if d := s.Interval(); d > 0 {
+		return d
+	}
+	n1 := s.Next(now)
+	if n1.IsZero() {
+		return maxRetry
+	}
+	n2 := s.Next(n1)
+	if n2.IsZero() {
+		return maxRetry
+	}
+	return n2.Sub(n1)
+}
+
+// Run replicates every share of this appliance that has replication, on
+// its schedule, until ctx ends, and then waits for the attempts under way.
+// watch is as Loop.Watch: the current spec, its generation, and a channel
+// closed when either changes.
+//
+// A share runs when its schedule has fired since its last attempt (a
+// missed tick runs once, however many were missed), or at once when it has
+// never run. At start, a share's last attempt is taken to be its newest
+// replication snapshot's stamp, so a restart keeps the schedule. After a
+// failure the share is retried after 10s, doubling with each further
+// failure up to its schedule's interval or 10m, whichever is shorter.
+// Trigger runs one now. A share never has two attempts at once; shares run
+// in parallel.
+func (r *Replicator) Run(ctx context.Context, watch func() (*schema.Spec, uint64, <-chan struct{})) {
+	wake := r.wakeChan()
+	r.mu.Lock()
+	r.active = true
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		r.mu.Lock()
+		r.active = false
+		r.mu.Unlock()
+	}()
+	for {
+		spec, _, changed := watch()
+		wait := r.schedule(ctx, spec, &wg)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-changed:
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// schedule starts the attempts that are due and returns how long until the
+// next one is.
+func (r *Replicator) schedule(ctx context.Context, spec *schema.Spec, wg *sync.WaitGroup) time.Duration {
+	sources := r.sources(spec)
+	// A share seen for the first time last ran when its newest replication
+	// snapshot was taken. Learned outside the lock: it runs btrfs.
+	r.mu.Lock()
+	r.spec = spec
+	var unknown []replicaSource
+	for _, src := range sources {
+		if st := r.shares[src.share.Name]; st == nil || !st.initialized {
+			unknown = append(unknown, src)
+		}
+	}
+	r.mu.Unlock()
+	lastRun := map[string]time.Time{}
+	for _, src := range unknown {
+		snaps, err := r.sourceSnapshots(ctx, src)
+		if err != nil {
+			r.log().Warn("cannot tell when share last replicated; replicating now", "share", src.share.Name, "err", err)
+			continue
+		}
+		if n := len(snaps); n > 0 {
+			lastRun[src.share.Name] = snaps[n-1].time
+		}
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	ours := map[string]bool{}
+	wait := idleWait
+	for _, src := range sources {
+		name := src.share.Name
+		ours[name] = true
+		st := r.stateLocked(name)
+		if !st.initialized {
+			st.lastRun, st.initialized = lastRun[name], true
+		}
+		if st.running {
+			continue
+		}
+		next := nextRun(src.share.Replication.Schedule, st, now)
+		switch {
+		case st.triggered || (!next.IsZero() && !next.After(now)):
+			st.triggered, st.running = false, true
+			st.bytes.Store(0)
+			limit := retryCap(spec, name, now)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e := r.attempt(ctx, spec, name, st, nil)
+				r.release(st, e, limit)
+			}()
+		case !next.IsZero():
+			wait = min(wait, next.Sub(now))
+		}
+	}
+	for name, st := range r.shares {
+		if !ours[name] && !st.running {
+			delete(r.shares, name)
+		}
+	}
+	return max(wait, 0)
+}
+
+// nextRun is when a share's next attempt is due: its retry time after a
+// failure, now when it never ran, else the schedule's first time after its
+// last attempt. Zero means never.
+func nextRun(s schema.Schedule, st *shareState, now time.Time) time.Time {
+	switch {
+	case st.failures > 0:
+		return st.retryAt
+	case st.lastRun.IsZero():
+		return now
+	}
+	return s.Next(st.lastRun.In(now.Location()))
+}
+
+// sources lists the shares this appliance replicates, in spec order.
+func (r *Replicator) sources(spec *schema.Spec) []replicaSource {
+	if spec == nil {
+		return nil
+	}
+	var out []replicaSource
+	for _, sh := range spec.Shares {
+		if sh.Appliance != r.Appliance || sh.Replication == nil || sh.State == schema.StateAbsent {
+			continue
+		}
+		if src, err := sourceOf(spec, r.Appliance, sh.Name); err == nil {
+			out = append(out, src)
+		}
+	}
+	return out
+}
+
+// Trigger makes Run start an attempt of share now. It fails with
+// ErrNotSource when this appliance does not replicate the share, with
+// ErrRunning when an attempt of it is under way, and when Run is not
+// running.
+func (r *Replicator) Trigger(share string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.active {
+		return fmt.Errorf("replicate %s now: replication is not running on %s", share, r.Appliance)
+	}
+	if _, err := sourceOf(r.spec, r.Appliance, share); err != nil {
+		return fmt.Errorf("replicate %s now: %w", share, err)
+	}
+	st := r.stateLocked(share)
+	if st.running {
+		return fmt.Errorf("replicate %s now: %w (%d bytes sent so far)", share, ErrRunning, st.bytes.Load())
+	}
+	st.triggered = true
+	select {
+	case r.wakeLocked() <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Status reports the replication of every share this appliance replicates,
+// by name, as Run last saw the spec.
+func (r *Replicator) Status() []ShareReplication {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	var out []ShareReplication
+	for _, src := range r.sources(r.spec) {
+		sh := src.share
+		s := ShareReplication{Share: sh.Name, Target: sh.Replication.To.String(), Schedule: sh.Replication.Schedule.String()}
+		st := r.shares[sh.Name]
+		if st == nil {
+			st = &shareState{}
+		}
+		s.Running, s.Bytes = st.running, st.bytes.Load()
+		s.LastAttempt, s.LastResult, s.LastError, s.Failures = st.lastAttempt, st.lastResult, st.lastError, st.failures
+		if !st.running {
+			s.NextRun = nextRun(sh.Replication.Schedule, st, now)
+			if st.triggered {
+				s.NextRun = now
+			}
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b ShareReplication) int { return strings.Compare(a.Share, b.Share) })
+	return out
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Replication benchmark, in one run on this machine (root, btrfs):
+#  - a 1 GiB share replicated between two loop-mounted pools by fleetctl
+#    (two agents on 127.0.0.1, mutual TLS, the agent's own send/receive),
+#  - the same data through a plain `btrfs send | btrfs receive` pipe (the
+#    baseline), and their ratio;
+#  - an incremental fleetctl run after a 1 MiB change to the share.
+#
+#   scripts/bench-replication.sh            # SIZE_MIB=1024 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${SIZE_MIB:-1024}
+[ "$(id -u)" = 0 ] || { echo "needs root (loop devices, mounts)" >&2; exit 2; }
+. scripts/ensure-btrfs-progs.sh
+ensure_btrfs_progs
+
+work=$(mktemp -d /tmp/fleetctl-bench-repl.XXXXXX)
+bin=$work/fleetctl
+go build -o "$bin" ./cmd/fleetctl
+pids=() devs=() mnts=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for m in "${mnts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+  for d in "${devs[@]}"; do losetup -d "$d" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pool() { # name size_mib
+  truncate -s "$(( $2 * 3 ))M" "$work/$1.img"
+  local dev; dev=$(losetup --find --show "$work/$1.img"); devs+=("$dev")
+  mkfs.btrfs -q "$dev" >/dev/null 2>&1
+  mkdir -p "$work/$1"; mount "$dev" "$work/$1"; mnts+=("$work/$1")
+}
+pool p1 "$size_mib"; pool p2 "$size_mib"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P1=$(port); P2=$(port)
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+# Both measurements start from a cold page cache, so neither reads what the
+# other (or the writing of the data) left in memory.
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# The share, with 1 GiB of random data, before the fleet exists.
+btrfs subvolume create "$work/p1/data" >/dev/null
+head -c "$(( size_mib << 20 ))" /dev/urandom > "$work/p1/data/blob"
+sync
+
+# Baseline: a read-only snapshot, then btrfs send | btrfs receive.
+cold
+t0=$(now)
+btrfs subvolume snapshot -r "$work/p1/data" "$work/p1/base-snap" >/dev/null
+mkdir -p "$work/p2/plain"
+btrfs send -q "$work/p1/base-snap" | btrfs receive -e "$work/p2/plain" >/dev/null 2>&1
+sync
+t1=$(now)
+plain=$(secs "$t0" "$t1")
+btrfs subvolume delete "$work/p2/plain/base-snap" >/dev/null
+btrfs subvolume delete "$work/p1/base-snap" >/dev/null
+
+cat > "$work/fleet.yaml" <<YAML
+version: 1
+appliances:
+  - {name: n1, address: "127.0.0.1:$P1", pools: [{name: tank, path: $work/p1}]}
+  - {name: n2, address: "127.0.0.1:$P2", pools: [{name: tank, path: $work/p2}]}
+shares:
+  - name: data
+    appliance: n1
+    pool: tank
+    replication: {to: n2/tank, schedule: every 24h, retention: 7d, keep_min: 2}
+YAML
+"$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --bootstrap 2>"$work/n1.log" & pids+=($!)
+"$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
+"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token "$(cat "$work/d1/join-token")" 2>"$work/n2.log" & pids+=($!)
+for _ in $(seq 100); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^n2 .*healthy' && break; sleep 0.2; done
+
+# fleetctl: applying the spec makes the first (full) replication due at
+# once; time from apply to the receive recorded in the trail.
+cold
+t0=$(now)
+"$bin" apply --data-dir "$work/d1" -f "$work/fleet.yaml" >/dev/null
+until "$bin" replication trail data --data-dir "$work/d1" 2>/dev/null | grep -q 'send .* full .* ok$'; do
+  if "$bin" replication trail data --data-dir "$work/d1" 2>/dev/null | grep -q 'send .* full .* failed$'; then
+    "$bin" replication trail data --data-dir "$work/d1" >&2; exit 1
+  fi
+  sleep 0.2
+done
+t1=$(now)
+full=$(secs "$t0" "$t1")
+
+# Incremental after a 1 MiB change.
+dd if=/dev/urandom of="$work/p1/data/blob" bs=1M count=1 seek=7 conv=notrunc status=none
+sync
+t0=$(now)
+"$bin" replicate data --now --follow --data-dir "$work/d1" >"$work/inc.out" 2>/dev/null
+t1=$(now)
+inc=$(secs "$t0" "$t1")
+grep -q 'send .* incremental .* ok$' "$work/inc.out" || { cat "$work/inc.out" >&2; exit 1; }
+
+printf '%-44s %10s\n' "${size_mib} MiB full, btrfs send | btrfs receive" "${plain}s"
+printf '%-44s %10s\n' "${size_mib} MiB full, fleetctl (apply to trail ok)" "${full}s"
+printf '%-44s %10s\n' "ratio fleetctl / plain pipe" "$(awk -v a="$full" -v b="$plain" 'BEGIN {printf "%.2f", a / b}')"
+printf '%-44s %10s\n' "incremental after a 1 MiB change, fleetctl" "${inc}s"
