@@ -53,7 +53,6 @@ t0=$(now)
 btrfs subvolume snapshot -r "$work/p1/data" "$work/p1/base-snap" >/dev/null
 mkdir -p "$work/p2/plain"
 btrfs send -q "$work/p1/base-snap" | btrfs receive -e "$work/p2/plain" >/dev/null 2>&1
-sync
 t1=$(now)
 plain=$(secs "$t0" "$t1")
 btrfs subvolume delete "$work/p2/plain/base-snap" >/dev/null
