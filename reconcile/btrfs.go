@@ -259,7 +259,7 @@ func isSubvolume(path string) (bool, error) {
 // subvolume mounted with subvol=, or a plain directory inside either.
 //
 // It runs three commands: "btrfs inspect-internal rootid" for the subvolume
-// holding the pool, "btrfs subvolume list -a -puqR -g" for every subvolume of
+// holding the pool, "btrfs subvolume list -a -puqR -gc" for every subvolume of
 // the filesystem, and "btrfs subvolume list -r" for the read-only ones
 // (matched by ID, rather than one "btrfs property get" per subvolume).
 //
@@ -293,7 +293,7 @@ func (b *Btrfs) subvolumes(ctx context.Context, pool string) ([]Subvolume, error
 	if err != nil {
 		return nil, fmt.Errorf("btrfs inspect-internal rootid %s: unexpected output %q", pool, out)
 	}
-	out, err = b.run(ctx, "subvolume", "list", "-a", "-p", "-u", "-q", "-R", "-g", pool)
+	out, err = b.run(ctx, "subvolume", "list", "-a", "-p", "-u", "-q", "-R", "-g", "-c", pool)
 	if err != nil {
 		return nil, err
 	}
@@ -361,10 +361,10 @@ func pathInSubvolume(pool string) (string, error) {
 
 // listEntry is one line of "btrfs subvolume list".
 type listEntry struct {
-	ID, Gen, Parent, TopLevel      uint64
-	UUID, ParentUUID, ReceivedUUID string
-	Path                           string
-	hasID, hasPath, hasParent      bool
+	ID, Gen, CGen, Parent, TopLevel uint64
+	UUID, ParentUUID, ReceivedUUID  string
+	Path                            string
+	hasID, hasPath, hasParent       bool
 }
 
 // parseSubvolumeList parses the output of "btrfs subvolume list" in its
@@ -426,6 +426,8 @@ func parseListLine(line string) (listEntry, error) {
 			e.hasID = true
 		case "gen":
 			e.Gen, err = strconv.ParseUint(val, 10, 64)
+		case "cgen":
+			e.CGen, err = strconv.ParseUint(val, 10, 64)
 		case "parent":
 			e.Parent, err = strconv.ParseUint(val, 10, 64)
 			e.hasParent = true
@@ -456,7 +458,7 @@ func dashless(s string) string {
 	return s
 }
 
-// subvolumesBelow turns "btrfs subvolume list -a -puqR -g" entries of a
+// subvolumesBelow turns "btrfs subvolume list -a -puqR -gc" entries of a
 // filesystem into the subvolumes below the pool, which is the directory
 // within inside the subvolume rootID.
 func subvolumesBelow(all []listEntry, readOnly map[uint64]bool, rootID uint64, within string) ([]Subvolume, error) {
@@ -492,13 +494,14 @@ func subvolumesBelow(all []listEntry, readOnly map[uint64]bool, rootID uint64, w
 			}
 		}
 		subvols = append(subvols, Subvolume{
-			ID:           e.ID,
-			Path:         rel,
-			UUID:         e.UUID,
-			ParentUUID:   e.ParentUUID,
-			ReceivedUUID: e.ReceivedUUID,
-			ReadOnly:     readOnly[e.ID],
-			Generation:   e.Gen,
+			ID:                 e.ID,
+			Path:               rel,
+			UUID:               e.UUID,
+			ParentUUID:         e.ParentUUID,
+			ReceivedUUID:       e.ReceivedUUID,
+			ReadOnly:           readOnly[e.ID],
+			Generation:         e.Gen,
+			CreationGeneration: e.CGen,
 		})
 	}
 	return subvols, nil

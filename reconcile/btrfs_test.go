@@ -94,8 +94,8 @@ func TestParseSubvolumeList(t *testing.T) {
 				{ID: 256, Path: "two\nlines", UUID: "1d0c4f3e-0000-4000-8000-000000000001", Generation: 7},
 				{ID: 257, Path: "ID x", UUID: "1d0c4f3e-0000-4000-8000-000000000002", Generation: 8},
 			}},
-		{"unknown columns are skipped", "ID 256 gen 7 cgen 6 parent 5 top level 5 otime 2026-11-25 08:46:00 uuid 1d0c4f3e-0000-4000-8000-000000000001 path a b\n",
-			5, "", []Subvolume{{ID: 256, Path: "a b", UUID: "1d0c4f3e-0000-4000-8000-000000000001", Generation: 7}}},
+		{"cgen is read, unknown columns are skipped", "ID 256 gen 7 cgen 6 parent 5 top level 5 otime 2026-11-25 08:46:00 uuid 1d0c4f3e-0000-4000-8000-000000000001 path a b\n",
+			5, "", []Subvolume{{ID: 256, Path: "a b", UUID: "1d0c4f3e-0000-4000-8000-000000000001", Generation: 7, CreationGeneration: 6}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			entries, err := parseSubvolumeList([]byte(tc.out))

@@ -17,6 +17,7 @@ import (
 //	<pool>/.fleetctl/snapshots/<share>/<share>.<stamp>  its read-only snapshots
 //	<pool>/.fleetctl/replication/<share>/<stamp>        replication snapshots (source)
 //	<pool>/.fleetctl/received/<share>/<share>.<stamp>   received snapshots (target)
+//	<pool>/.fleetctl/diverged/<share>.<stamp>           a demoted share's unreplicated writes
 //
 // <stamp> is the snapshot's UTC time, 20060102T150405Z. Everything fleetctl
 // keeps for itself lives under .fleetctl, which is never a share.
@@ -27,6 +28,9 @@ import (
 // is renamed to <share>.<stamp>, the final name. btrfs allows that rename of
 // a read-only received subvolume within its directory (not to another
 // one). Anything else in a received directory is an incomplete receive.
+//
+// After a failover the share lives at <pool>/<share> on the pool of its
+// active appliance, which may be the replica's pool (see Activation).
 const (
 	// MetaDir is the directory in each pool where fleetctl keeps its own
 	// subvolumes.
@@ -39,6 +43,10 @@ const (
 	// ReceivedDir is where a replication target receives, one directory
 	// per share, relative to the pool.
 	ReceivedDir = MetaDir + "/received"
+	// DivergedDir is where a demoted share's writes after its last
+	// replication snapshot are kept, read-only and never deleted,
+	// relative to the pool.
+	DivergedDir = MetaDir + "/diverged"
 	// StampFormat is the time format of snapshot names (UTC).
 	StampFormat = "20060102T150405Z"
 )
@@ -57,7 +65,14 @@ type Subvolume struct {
 	// ReadOnly is the subvolume's ro property.
 	ReadOnly bool `json:"read_only"`
 	// Generation is the btrfs transaction generation of its last change.
+	// Taking a snapshot of a subvolume counts as a change of it, in the
+	// snapshot's transaction.
 	Generation uint64 `json:"generation"`
+	// CreationGeneration is the transaction generation the subvolume was
+	// created in (btrfs's cgen, otransid); 0 when unknown. A subvolume
+	// whose Generation is at most a snapshot's CreationGeneration has not
+	// changed since that snapshot was taken.
+	CreationGeneration uint64 `json:"creation_generation,omitempty"`
 }
 
 // Qgroup is the usage and limit of one subvolume's level-0 qgroup.

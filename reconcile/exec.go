@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -30,9 +31,9 @@ var ErrPrerequisite = errors.New("a step it depends on failed")
 // Execute runs the plan's actions through the driver, in order, and returns
 // one Result per action that is not ReportOnly. An action fails alone: the
 // rest go on, except those that depend on it, which are skipped with
-// ErrPrerequisite (quotas on a share whose create failed, a snapshot whose
-// directory could not be made, pruning of a share whose new snapshot
-// failed). When ctx ends, the actions not yet started are skipped with its
+// ErrPrerequisite (quotas or a snapshot of a share whose create or promote
+// failed, a snapshot whose directory could not be made, pruning of a share
+// whose new snapshot failed). When ctx ends, the actions not yet started are skipped with its
 // error.
 func Execute(ctx context.Context, d Driver, actions []Action) []Result {
 	var results []Result
@@ -80,7 +81,7 @@ func provides(a Action) string {
 	switch a.Kind {
 	case ActionEnableQuota:
 		return "quota\x00" + a.Pool
-	case ActionCreateShare:
+	case ActionCreateShare, ActionPromote:
 		return "share\x00" + a.Pool + "\x00" + a.Share
 	case ActionMakeMetaDir:
 		return "dir\x00" + a.Pool + "\x00" + a.Share
@@ -119,6 +120,22 @@ func run(ctx context.Context, d Driver, a Action) error {
 		return d.EnableQuota(ctx, a.Path)
 	case ActionCreateShare:
 		return d.CreateSubvolume(ctx, a.Path)
+	case ActionPromote:
+		// A writable snapshot, not the received subvolume made writable:
+		// clearing its ro flag would erase its received UUID, and the
+		// read-only one is the common base of the next incremental.
+		if !strings.Contains(a.Source, "/"+ReceivedDir+"/") {
+			return fmt.Errorf("refusing to promote %s: not under %s", a.Source, ReceivedDir)
+		}
+		return d.Snapshot(ctx, a.Source, a.Path, false)
+	case ActionKeepDiverged:
+		if filepath.Base(filepath.Dir(a.Path)) != filepath.Base(DivergedDir) || !strings.Contains(a.Path, "/"+DivergedDir+"/") {
+			return fmt.Errorf("refusing to keep diverged writes at %s: not in %s", a.Path, DivergedDir)
+		}
+		if err := d.MkdirAll(ctx, filepath.Dir(a.Path)); err != nil {
+			return err
+		}
+		return d.Snapshot(ctx, a.Source, a.Path, true)
 	case ActionSetQuota:
 		if a.Quota == 0 {
 			return errors.New("set-quota without a quota; use clear-quota")

@@ -15,8 +15,9 @@ import (
 
 // FakeDriver is an in-memory Driver for tests: btrfs filesystems mounted at
 // the paths given to AddPool, each a tree of subvolumes and plain
-// directories, with IDs, UUIDs, read-only flags, generations, qgroups with
-// limits and a quota switch. It keeps the Driver contract as btrfs does:
+// directories, with IDs, UUIDs, received UUIDs (MarkReceived), read-only
+// flags, generations (a write is Touch; a snapshot is a change of its
+// source, as in btrfs), qgroups with limits and a quota switch. It keeps the Driver contract as btrfs does:
 // creating needs the parent directory and a free name, nothing is written
 // inside a read-only subvolume, DeleteSubvolume refuses plain directories
 // and subvolumes holding nested subvolumes, and qgroups exist only once
@@ -156,6 +157,46 @@ func (d *FakeDriver) SetUsage(path string, referenced, exclusive uint64) error {
 	return nil
 }
 
+// Touch records a write to the subvolume at path, as if a file in it had
+// changed: its generation moves to a new transaction.
+func (d *FakeDriver) Touch(path string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.resolve(path)
+	if err != nil {
+		return fmt.Errorf("touch %s: %w", path, err)
+	}
+	sv, ok := p.subvols[rel]
+	switch {
+	case !ok:
+		return fmt.Errorf("touch %s: %w", path, errNotSubvolume)
+	case sv.ReadOnly:
+		return fmt.Errorf("touch %s: %w", path, errReadOnly)
+	}
+	p.gen++
+	sv.Generation = p.gen
+	return nil
+}
+
+// MarkReceived makes the subvolume at path look like a completed btrfs
+// receive of the sent subvolume sentUUID: read-only, with sentUUID as its
+// received UUID. Send and receive are not modelled; planner tests lay out
+// received snapshots with it.
+func (d *FakeDriver) MarkReceived(path, sentUUID string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.resolve(path)
+	if err != nil {
+		return fmt.Errorf("mark received %s: %w", path, err)
+	}
+	sv, ok := p.subvols[rel]
+	if !ok {
+		return fmt.Errorf("mark received %s: %w", path, errNotSubvolume)
+	}
+	sv.ReadOnly, sv.ReceivedUUID = true, sentUUID
+	return nil
+}
+
 // resolve finds the pool holding the absolute path and the path relative to
 // its mount ("" for the mount itself).
 func (d *FakeDriver) resolve(path string) (*fakePool, string, string, error) {
@@ -240,6 +281,8 @@ func (d *FakeDriver) newSubvol(p *fakePool, rel string) *fakeSubvol {
 		Path:       rel,
 		UUID:       fmt.Sprintf("00000000-0000-4000-8000-%012x", d.uuids),
 		Generation: p.gen + 1,
+
+		CreationGeneration: p.gen + 1,
 	}}
 	p.nextID++
 	sv.qgroup.Referenced, sv.qgroup.Exclusive = emptySubvolumeBytes, emptySubvolumeBytes
@@ -376,6 +419,12 @@ func (d *FakeDriver) Snapshot(ctx context.Context, src, dst string, readOnly boo
 	sv := d.newSubvol(p, rel)
 	sv.ParentUUID = from.UUID
 	sv.ReadOnly = readOnly
+	// As btrfs: a read-only snapshot keeps the source's received UUID, a
+	// writable one has none; the snapshot is a change of the source.
+	if readOnly {
+		sv.ReceivedUUID = from.ReceivedUUID
+	}
+	from.Generation = sv.CreationGeneration
 	sv.qgroup.Referenced, sv.qgroup.Exclusive = from.qgroup.Referenced, emptySubvolumeBytes
 	if p.below[srel] > 0 {
 		var copied []string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path"
 	"reflect"
 	"strings"
@@ -29,7 +30,8 @@ type Report struct {
 	Orphans []string `json:"orphans,omitempty"`
 }
 
-// ShareFacts is what the appliance knows of one of its shares.
+// ShareFacts is what the appliance knows of one of its shares: those it is
+// active for, at their effective placement, and its demoted copies.
 type ShareFacts struct {
 	Name string `json:"name"`
 	Pool string `json:"pool"`
@@ -41,6 +43,13 @@ type ShareFacts struct {
 	Quota uint64 `json:"quota"`
 	// Snapshots counts the share's snapshots on this appliance.
 	Snapshots int `json:"snapshots"`
+	// Demoted says another appliance is active for the share: this is the
+	// copy it left, kept as it is.
+	Demoted bool `json:"demoted,omitempty"`
+	// Diverged counts the diverged snapshots kept of the share here: its
+	// writes after its last replication snapshot, from a time this
+	// appliance was active.
+	Diverged int `json:"diverged,omitempty"`
 }
 
 // Loop keeps one appliance's btrfs state at the spec: it reconciles on every
@@ -56,6 +65,10 @@ type Loop struct {
 	// this agent cannot read it), its generation, and a channel closed when
 	// either changes.
 	Watch func() (spec *schema.Spec, generation uint64, changed <-chan struct{})
+	// Active returns the activation of every replicated share that failed
+	// over, by share (see PlanInput.Active); nil, or a share missing, means
+	// as the spec says. A change runs the loop at once.
+	Active func() map[string]Activation
 	// Publish sends a Report to the fleet; a failure is retried at the next
 	// run.
 	Publish func(ctx context.Context, r Report) error
@@ -70,25 +83,28 @@ type Loop struct {
 }
 
 // Run reconciles until ctx ends: at once, whenever the spec's generation
-// changes, and every Interval.
+// or a share's activation changes, and every Interval.
 func (l *Loop) Run(ctx context.Context) {
 	var (
-		ran  uint64    // the generation of the last run
-		next time.Time // when the next periodic run is due
+		ran       uint64                // the generation of the last run
+		ranActive map[string]Activation // the activations of the last run
+		next      time.Time             // when the next periodic run is due
 	)
 	for {
 		spec, gen, changed := l.Watch()
+		active := l.active()
 		wait := l.Interval
 		if spec != nil {
-			if gen != ran || !time.Now().Before(next) {
-				rep, _ := l.Once(ctx, spec, gen)
+			if gen != ran || !maps.Equal(active, ranActive) || !time.Now().Before(next) {
+				rep, _ := l.once(ctx, spec, gen, active)
 				l.publish(ctx, rep)
-				ran, next = gen, time.Now().Add(l.Interval)
+				ran, ranActive, next = gen, active, time.Now().Add(l.Interval)
 			}
 			wait = time.Until(next)
 		}
 		// Other changes to the replicated state (another appliance's
-		// report) wake the loop too; it runs again only for a new spec.
+		// report) wake the loop too; it runs again only for a new spec
+		// or a failover.
 		select {
 		case <-ctx.Done():
 			return
@@ -109,15 +125,26 @@ func (l *Loop) publish(ctx context.Context, rep Report) {
 	l.published = &rep
 }
 
-// Once observes, plans and executes one reconcile run toward spec, and
-// reports what it found and did.
+func (l *Loop) active() map[string]Activation {
+	if l.Active == nil {
+		return nil
+	}
+	return l.Active()
+}
+
+// Once observes, plans and executes one reconcile run toward spec, with
+// the activations Active returns now, and reports what it found and did.
 func (l *Loop) Once(ctx context.Context, spec *schema.Spec, generation uint64) (Report, []Result) {
+	return l.once(ctx, spec, generation, l.active())
+}
+
+func (l *Loop) once(ctx context.Context, spec *schema.Spec, generation uint64, active map[string]Activation) (Report, []Result) {
 	now := time.Now
 	if l.Now != nil {
 		now = l.Now
 	}
 	obs := Observe(ctx, l.Driver, spec, l.Appliance)
-	actions := Plan(PlanInput{Spec: spec, Appliance: l.Appliance, Observed: obs, Now: now()})
+	actions := Plan(PlanInput{Spec: spec, Appliance: l.Appliance, Observed: obs, Now: now(), Active: active})
 	results := Execute(ctx, l.Driver, actions)
 	rep := Report{Generation: generation, Converged: true}
 	for _, a := range actions {
@@ -142,22 +169,28 @@ func (l *Loop) Once(ctx context.Context, spec *schema.Spec, generation uint64) (
 	if len(results) > 0 {
 		obs = Observe(ctx, l.Driver, spec, l.Appliance)
 	}
-	rep.Shares = shareFacts(spec, l.Appliance, obs)
+	rep.Shares = shareFacts(spec, l.Appliance, obs, active)
 	return rep, results
 }
 
 // shareFacts collects the facts of the appliance's shares from an
-// observation.
-func shareFacts(spec *schema.Spec, appliance string, obs Observed) []ShareFacts {
+// observation: the shares it is active for, at their effective placement,
+// and the demoted copies it holds.
+func shareFacts(spec *schema.Spec, appliance string, obs Observed, active map[string]Activation) []ShareFacts {
 	var out []ShareFacts
-	for _, sh := range spec.Shares {
-		if sh.Appliance != appliance {
+	for i := range spec.Shares {
+		sh := &spec.Shares[i]
+		pool := SharePool(spec, sh, appliance)
+		if pool == nil {
 			continue
 		}
-		f := ShareFacts{Name: sh.Name, Pool: sh.Pool}
-		po, ok := obs.Pools[sh.Pool]
+		act := active[sh.Name].of(sh)
+		f := ShareFacts{Name: sh.Name, Pool: pool.Name, Demoted: act.Appliance != appliance}
+		po, ok := obs.Pools[pool.Name]
 		if !ok || po.Err != "" {
-			out = append(out, f)
+			if appliance == sh.Appliance || !f.Demoted {
+				out = append(out, f)
+			}
 			continue
 		}
 		prefix := SnapshotDir + "/" + sh.Name + "/"
@@ -169,7 +202,16 @@ func shareFacts(spec *schema.Spec, appliance string, obs Observed) []ShareFacts 
 				f.Referenced, f.Quota = q.Referenced, q.MaxReferenced
 			case strings.HasPrefix(sv.Path, prefix) && path.Dir(sv.Path) == path.Clean(prefix):
 				f.Snapshots++
+			case path.Dir(sv.Path) == DivergedDir:
+				if s, ok := divergedShare(path.Base(sv.Path)); ok && s == sh.Name {
+					f.Diverged++
+				}
 			}
+		}
+		// The replica of a share that never failed over holds no copy of
+		// its own; the received snapshots are the replication's business.
+		if f.Demoted && appliance != sh.Appliance && (act.Epoch == 0 || !f.Exists) {
+			continue
 		}
 		out = append(out, f)
 	}

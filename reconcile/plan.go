@@ -40,6 +40,8 @@ type ActionKind string
 const (
 	ActionEnableQuota   ActionKind = "enable-quota"   // enable btrfs quotas on a pool
 	ActionCreateShare   ActionKind = "create-share"   // create a share's subvolume
+	ActionPromote       ActionKind = "promote"        // make the share a writable snapshot of its newest received snapshot
+	ActionKeepDiverged  ActionKind = "keep-diverged"  // keep a demoted share's unreplicated writes as a read-only snapshot
 	ActionSetQuota      ActionKind = "set-quota"      // set a share's qgroup limit
 	ActionClearQuota    ActionKind = "clear-quota"    // remove a share's qgroup limit
 	ActionMakeMetaDir   ActionKind = "make-meta-dir"  // make a directory under .fleetctl (idempotent)
@@ -47,6 +49,7 @@ const (
 	ActionPruneSnapshot ActionKind = "prune-snapshot" // delete a snapshot retention no longer keeps
 	ActionDeleteShare   ActionKind = "delete-share"   // delete a share marked state: absent
 	ActionBlocked       ActionKind = "blocked"        // report: the spec cannot be met without a person
+	ActionDemoted       ActionKind = "demoted"        // report: another appliance is active for the share, this copy is kept
 	ActionOrphaned      ActionKind = "orphaned"       // report: a subvolume no share names, kept
 	ActionPoolError     ActionKind = "pool-error"     // report: the pool could not be observed
 )
@@ -62,9 +65,11 @@ type Action struct {
 	Share string `json:"share,omitempty"`
 	// Path is the absolute path acted on: the pool's mount path for
 	// enable-quota, the directory for make-meta-dir, the new snapshot for
-	// snapshot, the subvolume otherwise.
+	// snapshot and keep-diverged, the share for promote, the subvolume
+	// otherwise.
 	Path string `json:"path,omitempty"`
-	// Source is the subvolume a snapshot action snapshots.
+	// Source is the subvolume a snapshot, promote or keep-diverged action
+	// snapshots.
 	Source string `json:"source,omitempty"`
 	// Quota and OldQuota are the limit in bytes after and before a quota
 	// action; 0 is none.
@@ -74,8 +79,8 @@ type Action struct {
 	Detail string `json:"detail,omitempty"`
 	// Reason says in one sentence why the action is planned.
 	Reason string `json:"reason"`
-	// ReportOnly actions (orphaned, pool-error, blocked) are shown and never
-	// executed.
+	// ReportOnly actions (orphaned, pool-error, blocked, demoted) are shown
+	// and never executed.
 	ReportOnly bool `json:"report_only,omitempty"`
 }
 
@@ -83,7 +88,7 @@ type Action struct {
 // ! reports.
 func (a Action) Symbol() string {
 	switch a.Kind {
-	case ActionCreateShare, ActionMakeMetaDir, ActionSnapshot:
+	case ActionCreateShare, ActionMakeMetaDir, ActionSnapshot, ActionPromote, ActionKeepDiverged:
 		return "+"
 	case ActionSetQuota, ActionClearQuota, ActionEnableQuota:
 		return "~"
@@ -102,6 +107,12 @@ func (a Action) String() string {
 		head = "enable quotas on pool " + a.Pool
 	case ActionCreateShare:
 		head = "create share " + a.Share
+	case ActionPromote:
+		head = "promote share " + a.Share
+	case ActionKeepDiverged:
+		head = "keep diverged writes of share " + a.Share
+	case ActionDemoted:
+		head = "demoted share " + a.Share
 	case ActionSetQuota, ActionClearQuota:
 		head = "quota " + a.Share + " " + quotaText(a.OldQuota) + " → " + quotaText(a.Quota)
 	case ActionMakeMetaDir:
@@ -148,15 +159,36 @@ type PlanInput struct {
 	// Protected are absolute snapshot paths a replication still needs; they
 	// are never pruned.
 	Protected map[string]bool
+	// Active says, by share, which appliance holds the writable copy of a
+	// replicated share and at which failover epoch, as the Raft store
+	// keeps it. A share missing here is as the spec says: active on its
+	// appliance at epoch 0. The share is planned at its effective
+	// placement, the pool of its active appliance (SharePool); another
+	// appliance's copy is demoted: reported and kept, never recreated.
+	Active map[string]Activation
+}
+
+// activation is the share's activation in the input, completed.
+func (in PlanInput) activation(sh *schema.Share) Activation {
+	return in.Active[sh.Name].of(sh)
 }
 
 // Plan decides what to do to make the appliance's pools match the spec. It
 // is pure: the same input gives the same actions, in the same order.
 //
-// Per pool, in spec order: enable-quota, create-share, set/clear-quota,
-// make-meta-dir, snapshot, prune-snapshot, delete-share, then the report-only
-// actions (blocked, orphaned); shares in spec order. A pool that could not be
-// observed gets one pool-error action and nothing else.
+// Per pool, in spec order: enable-quota, create-share or promote,
+// keep-diverged, set/clear-quota, make-meta-dir, snapshot, prune-snapshot,
+// delete-share, then the report-only actions (blocked, demoted, orphaned);
+// shares in spec order. A pool that could not be observed gets one
+// pool-error action and nothing else.
+//
+// A share is planned on the pool of its effective placement (see
+// PlanInput.Active). There, when its subvolume is missing, it is promoted
+// from the newest completed received snapshot if the pool holds one,
+// created empty only while no failover ever happened (epoch 0, on the
+// spec's appliance), and blocked otherwise. The copy of an appliance that
+// is no longer active is demoted: reported, its unreplicated writes kept
+// as a diverged snapshot, nothing else changed.
 //
 // Nothing is ever deleted but a share marked state: absent and snapshots
 // that retention no longer keeps; a subvolume no share names is reported as
@@ -191,13 +223,16 @@ type poolPlanner struct {
 	obs   PoolObservation
 	stamp string // now, as a snapshot name's stamp
 
-	top    map[string]Subvolume      // subvolumes directly in the pool, by name
-	nested map[string][]string       // name → subvolumes below that name
-	snaps  map[string][]snapshotFile // share → its snapshots, oldest first
+	top      map[string]Subvolume      // subvolumes directly in the pool, by name
+	nested   map[string][]string       // name → subvolumes below that name
+	snaps    map[string][]snapshotFile // share → its snapshots, oldest first
+	received map[string][]receivedSnap // share → its completed received snapshots, oldest first
+	repl     map[string][]sourceSnap   // share → its replication snapshots, oldest first
+	diverged map[string][]Subvolume    // share → its diverged snapshots
 
 	needQuota []string // shares whose quota needs quotas enabled
 
-	enable, create, quota, meta, snap, prune, del, blocked, orphaned []Action
+	enable, create, keep, quota, meta, snap, prune, del, blocked, demote, orphaned []Action
 }
 
 func planPool(in PlanInput, p schema.Pool) []Action {
@@ -215,43 +250,34 @@ func planPool(in PlanInput, p schema.Pool) []Action {
 
 	pp := &poolPlanner{
 		in: in, pool: p, obs: obs,
-		stamp:  in.Now.UTC().Format(StampFormat),
-		top:    map[string]Subvolume{},
-		nested: map[string][]string{},
-		snaps:  map[string][]snapshotFile{},
+		stamp:    in.Now.UTC().Format(StampFormat),
+		top:      map[string]Subvolume{},
+		nested:   map[string][]string{},
+		snaps:    map[string][]snapshotFile{},
+		received: map[string][]receivedSnap{},
+		repl:     map[string][]sourceSnap{},
+		diverged: map[string][]Subvolume{},
 	}
-	snapPrefix := SnapshotDir + "/"
-	for _, sv := range obs.Subvolumes {
-		if rest, ok := strings.CutPrefix(sv.Path, snapPrefix); ok {
-			share, name, ok := strings.Cut(rest, "/")
-			if !ok || strings.Contains(name, "/") {
-				continue
-			}
-			if t, ok := parseSnapshotName(share, name); ok {
-				pp.snaps[share] = append(pp.snaps[share], snapshotFile{sv.Path, t, sv.ReadOnly})
-			}
-			continue
-		}
-		top, _, isNested := strings.Cut(sv.Path, "/")
-		switch {
-		case !isNested:
-			pp.top[sv.Path] = sv
-		case top != MetaDir:
-			pp.nested[top] = append(pp.nested[top], sv.Path)
-		}
-	}
-	for _, s := range pp.snaps {
-		slices.SortFunc(s, func(a, b snapshotFile) int { return a.time.Compare(b.time) })
-	}
+	pp.scan(obs.Subvolumes)
 
 	named := map[string]bool{}
 	for i := range in.Spec.Shares {
 		sh := &in.Spec.Shares[i]
-		if sh.Appliance != in.Appliance || sh.Pool != p.Name {
+		if pool := SharePool(in.Spec, sh, in.Appliance); pool == nil || pool.Name != p.Name {
 			continue
 		}
-		named[sh.Name] = true
-		pp.share(sh)
+		act := in.activation(sh)
+		_, exists := pp.top[sh.Name]
+		switch {
+		case act.Appliance == in.Appliance:
+			named[sh.Name] = true
+			pp.active(sh, act)
+		case in.Appliance == sh.Appliance || (act.Epoch > 0 && exists):
+			// The spec's appliance, or a replica that was active once.
+			named[sh.Name] = true
+			pp.demoted(sh, act)
+		}
+		// Otherwise this is the replica: what it holds is under MetaDir.
 	}
 	if len(pp.needQuota) > 0 {
 		who := strings.Join(pp.needQuota, ", ")
@@ -277,7 +303,60 @@ func planPool(in PlanInput, p schema.Pool) []Action {
 		})
 	}
 
-	return slices.Concat(pp.enable, pp.create, pp.quota, pp.meta, pp.snap, pp.prune, pp.del, pp.blocked, pp.orphaned)
+	return slices.Concat(pp.enable, pp.create, pp.keep, pp.quota, pp.meta, pp.snap, pp.prune, pp.del, pp.blocked, pp.demote, pp.orphaned)
+}
+
+// scan sorts the pool's subvolumes: shares and other subvolumes at the top,
+// and fleetctl's own under MetaDir (snapshots, replication snapshots,
+// completed received snapshots, diverged snapshots), by share.
+func (pp *poolPlanner) scan(subs []Subvolume) {
+	for _, sv := range subs {
+		top, rest, isNested := strings.Cut(sv.Path, "/")
+		switch {
+		case !isNested:
+			pp.top[sv.Path] = sv
+			continue
+		case top != MetaDir:
+			pp.nested[top] = append(pp.nested[top], sv.Path)
+			continue
+		}
+		kind, rest, _ := strings.Cut(rest, "/")
+		if kind == filepath.Base(DivergedDir) {
+			if share, ok := divergedShare(rest); ok && !strings.Contains(rest, "/") {
+				pp.diverged[share] = append(pp.diverged[share], sv)
+			}
+			continue
+		}
+		share, name, ok := strings.Cut(rest, "/")
+		if !ok || strings.Contains(name, "/") {
+			continue
+		}
+		switch MetaDir + "/" + kind {
+		case SnapshotDir:
+			if t, ok := parseSnapshotName(share, name); ok {
+				pp.snaps[share] = append(pp.snaps[share], snapshotFile{sv.Path, t, sv.ReadOnly})
+			}
+		case ReceivedDir:
+			if t, ok := parseSnapshotName(share, name); ok {
+				if s := (receivedSnap{sv: sv, name: name, time: t, final: true}); s.complete() {
+					pp.received[share] = append(pp.received[share], s)
+				}
+			}
+		case ReplicationDir:
+			if t, ok := parseStamp(name); ok && sv.ReadOnly {
+				pp.repl[share] = append(pp.repl[share], sourceSnap{name: name, time: t, sv: sv})
+			}
+		}
+	}
+	for _, s := range pp.snaps {
+		slices.SortFunc(s, func(a, b snapshotFile) int { return a.time.Compare(b.time) })
+	}
+	for _, s := range pp.received {
+		slices.SortFunc(s, func(a, b receivedSnap) int { return a.time.Compare(b.time) })
+	}
+	for _, s := range pp.repl {
+		slices.SortFunc(s, func(a, b sourceSnap) int { return a.time.Compare(b.time) })
+	}
 }
 
 func hasHave(n int) string {
@@ -287,66 +366,48 @@ func hasHave(n int) string {
 	return "have"
 }
 
-// share plans one share of the pool.
-func (pp *poolPlanner) share(sh *schema.Share) {
+// absent plans a share marked state: absent on the pool of its effective
+// placement: its subvolume is deleted, its snapshots kept.
+func (pp *poolPlanner) absent(sh *schema.Share, path string, exists bool) {
 	p := pp.pool
-	path := filepath.Join(p.Path, sh.Name)
-	sv, exists := pp.top[sh.Name]
 	nested := pp.nested[sh.Name]
 	snaps := pp.snaps[sh.Name]
 	snapDir := filepath.Join(p.Path, SnapshotDir, sh.Name)
-
-	if sh.State == schema.StateAbsent {
-		switch {
-		case !exists:
-			// Nothing to delete; a plain directory of that name is not a share.
-		case len(nested) > 0:
-			pp.blocked = append(pp.blocked, Action{
-				Kind: ActionBlocked, Pool: p.Name, Share: sh.Name, Path: path, ReportOnly: true,
-				Detail: "state: absent, but it holds subvolumes " + strings.Join(nested, ", "),
-				Reason: fmt.Sprintf("share %s is marked state: absent but holds nested subvolumes (%s), which fleetctl never deletes; delete or move them first", sh.Name, strings.Join(nested, ", ")),
-			})
-		default:
-			reason := "the spec marks it state: absent"
-			if n := len(snaps); n > 0 {
-				reason += fmt.Sprintf("; its %d snapshot%s in %s %s kept", n, plural(n), snapDir, isAre(n))
-			}
-			pp.del = append(pp.del, Action{
-				Kind: ActionDeleteShare, Pool: p.Name, Share: sh.Name, Path: path,
-				Detail: "state: absent", Reason: reason,
-			})
-		}
-		return
-	}
-
-	if !exists {
-		if len(nested) > 0 {
-			// A plain directory with subvolumes in it sits where the share
-			// belongs; creating would fail, and only a person can sort it out.
-			pp.blocked = append(pp.blocked, Action{
-				Kind: ActionBlocked, Pool: p.Name, Share: sh.Name, Path: path, ReportOnly: true,
-				Detail: "a directory holding subvolumes is in the way",
-				Reason: fmt.Sprintf("%s is a plain directory holding subvolumes (%s), not a subvolume; move it away so the share can be created", path, strings.Join(nested, ", ")),
-			})
-			return
-		}
-		a := Action{
-			Kind: ActionCreateShare, Pool: p.Name, Share: sh.Name, Path: path,
-			Reason: fmt.Sprintf("share %s is in the spec but %s does not exist", sh.Name, path),
-		}
-		if sh.Quota > 0 {
-			a.Detail = "quota " + sh.Quota.String()
-		}
+	switch {
+	case !exists:
+		// Nothing to delete; a plain directory of that name is not a share.
+	case len(nested) > 0:
+		pp.blocked = append(pp.blocked, Action{
+			Kind: ActionBlocked, Pool: p.Name, Share: sh.Name, Path: path, ReportOnly: true,
+			Detail: "state: absent, but it holds subvolumes " + strings.Join(nested, ", "),
+			Reason: fmt.Sprintf("share %s is marked state: absent but holds nested subvolumes (%s), which fleetctl never deletes; delete or move them first", sh.Name, strings.Join(nested, ", ")),
+		})
+	default:
+		reason := "the spec marks it state: absent"
 		if n := len(snaps); n > 0 {
-			a.Reason += fmt.Sprintf("; %d earlier snapshot%s of it %s kept in %s", n, plural(n), isAre(n), snapDir)
+			reason += fmt.Sprintf("; its %d snapshot%s in %s %s kept", n, plural(n), snapDir, isAre(n))
 		}
-		pp.create = append(pp.create, a)
+		pp.del = append(pp.del, Action{
+			Kind: ActionDeleteShare, Pool: p.Name, Share: sh.Name, Path: path,
+			Detail: "state: absent", Reason: reason,
+		})
 	}
+}
 
-	pp.shareQuota(sh, path, sv, exists)
-	if sh.Snapshots != nil {
-		pp.snapshots(sh, path, snapDir, snaps)
+// createShare plans a new, empty share.
+func (pp *poolPlanner) createShare(sh *schema.Share, path string) {
+	snapDir := filepath.Join(pp.pool.Path, SnapshotDir, sh.Name)
+	a := Action{
+		Kind: ActionCreateShare, Pool: pp.pool.Name, Share: sh.Name, Path: path,
+		Reason: fmt.Sprintf("share %s is in the spec but %s does not exist", sh.Name, path),
 	}
+	if sh.Quota > 0 {
+		a.Detail = "quota " + sh.Quota.String()
+	}
+	if n := len(pp.snaps[sh.Name]); n > 0 {
+		a.Reason += fmt.Sprintf("; %d earlier snapshot%s of it %s kept in %s", n, plural(n), isAre(n), snapDir)
+	}
+	pp.create = append(pp.create, a)
 }
 
 // shareQuota plans the quota of a share that exists or is being created.

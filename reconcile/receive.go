@@ -17,8 +17,10 @@ import (
 )
 
 // Receiver is the receiving side of replication. It runs on every storage
-// appliance and receives the shares whose replication names one of its
-// pools.
+// appliance and receives the shares it is the target of: those whose
+// replication names one of its pools, and, after a failover, those it was
+// active for (the target is the other appliance of the pair than the
+// active one, on its pool for the share).
 //
 // A receive lands under its staging name (the sent snapshot's stamp) and is
 // renamed to its final name, <share>.<stamp>, only once it is verified: the
@@ -36,9 +38,12 @@ type Receiver struct {
 	// state); nil records nothing. It is called with a context that is not
 	// cancelled with the receive's.
 	Trail func(ctx context.Context, e TrailEntry)
-	// Epoch returns the share's current failover epoch; a stream from an
-	// older epoch is refused. nil means 0.
-	Epoch func(share string) uint64
+	// Active returns which appliance holds the share's writable copy and
+	// at which failover epoch; nil means the spec's appliance at epoch 0.
+	// A stream is received only from the active appliance, by the other
+	// appliance of the pair, and is refused when its epoch is older than
+	// this one. It is the one source of the epoch.
+	Active func(share string) Activation
 	// Log receives what the receiver does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock of trails and retention; time.Now when nil.
@@ -82,34 +87,46 @@ func (rv *Receiver) release(share string) {
 	delete(rv.busy, share)
 }
 
-// target resolves share as one this appliance receives, and returns its
-// pool's mount path. Its errors wrap ErrRefused.
-func (rv *Receiver) target(spec *schema.Spec, share string) (*schema.Share, string, error) {
+// target resolves share as one this appliance receives, with its current
+// activation, and returns its pool's mount path. Its errors wrap
+// ErrRefused.
+func (rv *Receiver) target(spec *schema.Spec, share string) (*schema.Share, Activation, string, error) {
 	if spec == nil {
-		return nil, "", fmt.Errorf("%w: this appliance has no spec yet", ErrRefused)
+		return nil, Activation{}, "", fmt.Errorf("%w: this appliance has no spec yet", ErrRefused)
 	}
 	sh := spec.Share(share)
 	switch {
 	case sh == nil:
-		return nil, "", fmt.Errorf("%w: share %q is not in the spec", ErrRefused, share)
+		return nil, Activation{}, "", fmt.Errorf("%w: share %q is not in the spec", ErrRefused, share)
 	case sh.Replication == nil:
-		return sh, "", fmt.Errorf("%w: share %s has no replication in the spec", ErrRefused, share)
-	case sh.Replication.To.Appliance != rv.Appliance:
-		return sh, "", fmt.Errorf("%w: share %s replicates to %s, not to this appliance %s", ErrRefused, share, sh.Replication.To.Appliance, rv.Appliance)
+		return sh, Activation{}, "", fmt.Errorf("%w: share %s has no replication in the spec", ErrRefused, share)
+	}
+	act := activeOf(rv.Active, sh)
+	to, pool, ok := replicaOf(sh, act.Appliance)
+	switch {
+	case !ok:
+		return sh, act, "", fmt.Errorf("%w: share %s is active on %s since epoch %d, which is neither its appliance %s nor its replica %s", ErrRefused, share, act.Appliance, act.Epoch, sh.Appliance, sh.Replication.To)
+	case to != rv.Appliance && act.Appliance == sh.Appliance:
+		return sh, act, "", fmt.Errorf("%w: share %s replicates to %s, not to this appliance %s", ErrRefused, share, to, rv.Appliance)
+	case to != rv.Appliance:
+		return sh, act, "", fmt.Errorf("%w: share %s replicates to %s, not to this appliance %s (active on %s since epoch %d)", ErrRefused, share, to, rv.Appliance, act.Appliance, act.Epoch)
 	}
 	a := spec.Appliance(rv.Appliance)
-	if a == nil || a.Pool(sh.Replication.To.Pool) == nil {
-		return sh, "", fmt.Errorf("%w: share %s replicates to pool %s, which %s does not have in the spec", ErrRefused, share, sh.Replication.To, rv.Appliance)
+	if a == nil || a.Pool(pool) == nil {
+		return sh, act, "", fmt.Errorf("%w: share %s replicates to pool %s/%s, which %s does not have in the spec", ErrRefused, share, to, pool, rv.Appliance)
 	}
-	return sh, a.Pool(sh.Replication.To.Pool).Path, nil
+	return sh, act, a.Pool(pool).Path, nil
 }
 
-// Held lists the completed received snapshots of share on this appliance:
-// those under their final name, read-only, with a received UUID. Paths are
-// relative to the pool. It fails, wrapping ErrRefused, when the spec does
-// not make this appliance the share's target.
+// Held lists the snapshots of share on this appliance that can be the
+// parent of an incremental: its completed received snapshots (final name,
+// read-only, received UUID) and, for after a failover, its own
+// replication snapshots of the share (read-only, named by a stamp), which
+// the new active's received snapshots are copies of. Paths are relative
+// to the pool. It fails, wrapping ErrRefused, when this appliance is not
+// the share's target.
 func (rv *Receiver) Held(ctx context.Context, spec *schema.Spec, share string) ([]Subvolume, error) {
-	_, pool, err := rv.target(spec, share)
+	_, _, pool, err := rv.target(spec, share)
 	if err != nil {
 		return nil, fmt.Errorf("received snapshots of %s: %w", share, err)
 	}
@@ -120,13 +137,21 @@ func (rv *Receiver) Held(ctx context.Context, spec *schema.Spec, share string) (
 	if err != nil {
 		return nil, fmt.Errorf("received snapshots of %s: %w", share, err)
 	}
+	return heldSnapshots(subs, share), nil
+}
+
+// heldSnapshots are the subvolumes Held lists, among a pool's.
+func heldSnapshots(subs []Subvolume, share string) []Subvolume {
 	var out []Subvolume
 	for _, s := range receivedSnapshots(subs, share) {
 		if s.complete() {
 			out = append(out, s.sv)
 		}
 	}
-	return out, nil
+	for _, s := range replicationSnapshots(subs, share) {
+		out = append(out, s.sv)
+	}
+	return out
 }
 
 // checkPool fails unless pool is a mounted btrfs filesystem: an unmounted
@@ -188,12 +213,15 @@ func receivedSnapshots(subs []Subvolume, share string) []receivedSnap {
 // appliance as its TLS certificate names it, and records the attempt.
 //
 // It refuses (ErrRefused, recorded as refused, reading nothing of body and
-// writing nothing) unless the spec has the share, the share lives on peer,
-// its replication targets this appliance, the header agrees on the sender,
-// names a proper snapshot and is not from an older epoch. It refuses a
-// second receive of a share while one runs (ErrBusy).
+// writing nothing) unless the spec has the share, the header's epoch is
+// not older than the share's, peer is the share's active appliance (the
+// spec's, or the replica after a failover), this appliance is the other
+// one of the pair, the header agrees on the sender and names a proper
+// snapshot. It refuses a second receive of a share while one runs
+// (ErrBusy).
 //
-// Otherwise it deletes incomplete receives of the share, runs btrfs receive
+// Otherwise it deletes incomplete receives of the share, checks that it
+// holds the parent of an incremental (see Held), runs btrfs receive
 // into <pool>/.fleetctl/received/<share>/, verifies the result and renames
 // it to <share>.<stamp>; then it prunes the received snapshots by the
 // share's replication retention and keep_min, never deleting the newest,
@@ -254,15 +282,26 @@ func (rv *Receiver) record(ctx context.Context, e TrailEntry) {
 // authorize checks that peer may send h to this appliance. Its errors wrap
 // ErrRefused; sh is nil when the share is not in the spec.
 func (rv *Receiver) authorize(spec *schema.Spec, peer string, h SendHeader) (*schema.Share, string, error) {
-	sh, pool, err := rv.target(spec, h.Share)
+	// The epoch first: a stream from before a failover is refused as
+	// such, whatever roles its sender still believes in.
+	if spec != nil {
+		if sh := spec.Share(h.Share); sh != nil {
+			if act := activeOf(rv.Active, sh); h.Epoch < act.Epoch {
+				return sh, "", fmt.Errorf("%w: the stream is from epoch %d of share %s, which is at epoch %d (active on %s)", ErrRefused, h.Epoch, sh.Name, act.Epoch, act.Appliance)
+			}
+		}
+	}
+	sh, act, pool, err := rv.target(spec, h.Share)
 	if err != nil {
 		return sh, "", err
 	}
 	switch {
 	case sh.State == schema.StateAbsent:
 		return sh, "", fmt.Errorf("%w: share %s is marked state: absent", ErrRefused, sh.Name)
-	case sh.Appliance != peer:
-		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, not from %s", ErrRefused, sh.Name, sh.Appliance, peer)
+	case act.Appliance != peer && act.Epoch == 0:
+		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, not from %s", ErrRefused, sh.Name, act.Appliance, peer)
+	case act.Appliance != peer:
+		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, active since epoch %d, not from %s", ErrRefused, sh.Name, act.Appliance, act.Epoch, peer)
 	case h.From != "" && h.From != peer:
 		return sh, "", fmt.Errorf("%w: the header says it comes from %s, but the sender is %s", ErrRefused, h.From, peer)
 	case h.ID == "" || len(h.ID) > 64:
@@ -274,11 +313,6 @@ func (rv *Receiver) authorize(spec *schema.Spec, peer string, h SendHeader) (*sc
 	if h.Parent != "" {
 		if _, ok := parseStamp(h.Parent); !ok {
 			return sh, "", fmt.Errorf("%w: the header's parent %q is not a stamp like 20261125T084600Z", ErrRefused, h.Parent)
-		}
-	}
-	if rv.Epoch != nil {
-		if cur := rv.Epoch(sh.Name); h.Epoch < cur {
-			return sh, "", fmt.Errorf("%w: the stream is from epoch %d of share %s, which is at epoch %d", ErrRefused, h.Epoch, sh.Name, cur)
 		}
 	}
 	return sh, pool, nil
@@ -306,18 +340,16 @@ func (rv *Receiver) receive(ctx context.Context, sh *schema.Share, pool string, 
 		return res, nil, err
 	}
 	before := map[string]bool{}
-	var haveParent bool
 	for _, s := range receivedSnapshots(subs, share) {
 		before[s.sv.Path] = true
-		switch {
-		case s.name == final:
+		if s.name == final {
 			return res, nil, fmt.Errorf("%s already holds %s", rv.Appliance, filepath.Join(dir, final))
-		case s.complete() && h.ParentUUID != "" && s.sv.ReceivedUUID == h.ParentUUID:
-			haveParent = true
 		}
 	}
-	if h.ParentUUID != "" && !haveParent {
-		return res, nil, fmt.Errorf("%s no longer holds the parent %s (received UUID %s) of this incremental; the next attempt will ask what it holds", rv.Appliance, h.Parent, h.ParentUUID)
+	// btrfs receive finds the parent by received UUID, then by UUID,
+	// anywhere on the filesystem; it must be one of the share's.
+	if h.ParentUUID != "" && !holds(heldSnapshots(subs, share), h.ParentUUID) {
+		return res, nil, fmt.Errorf("%s no longer holds the parent %s (UUID %s) of this incremental; the next attempt will ask what it holds", rv.Appliance, h.Parent, h.ParentUUID)
 	}
 
 	// Whatever this receive created is deleted when it fails, even when
@@ -426,22 +458,27 @@ func (rv *Receiver) prune(ctx context.Context, sh *schema.Share, pool, keep stri
 }
 
 // CleanStaging deletes the incomplete receives of every share this
-// appliance receives: every subvolume in the share's received directory
-// but the completed receives (final name, read-only, received UUID). A
-// receive that runs meanwhile is left alone; it cleans up after itself. The
-// agent calls it at start, for what a crash left behind.
+// appliance receives now (see Active): every subvolume in the share's
+// received directory but the completed receives (final name, read-only,
+// received UUID). A receive that runs meanwhile is left alone; it cleans
+// up after itself. The agent calls it at start, for what a crash left
+// behind.
 func (rv *Receiver) CleanStaging(ctx context.Context, spec *schema.Spec) error {
 	if spec == nil {
 		return nil
 	}
 	var errs []error
 	for _, sh := range spec.Shares {
-		if sh.Replication == nil || sh.Replication.To.Appliance != rv.Appliance {
+		if sh.Replication == nil {
 			continue
 		}
-		_, pool, err := rv.target(spec, sh.Name)
+		_, _, pool, err := rv.target(spec, sh.Name)
 		if err != nil {
-			errs = append(errs, err)
+			// Not received here now; worth saying only when this is the
+			// target but the spec lacks its pool.
+			if to, _, ok := replicaOf(&sh, activeOf(rv.Active, &sh).Appliance); ok && to == rv.Appliance {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if ok, err := rv.Driver.IsBtrfs(ctx, pool); err != nil || !ok {

@@ -51,12 +51,12 @@ func TestReceiveRefuses(t *testing.T) {
 		{name: "snapshot is a path", peer: "nas1", header: func(h *SendHeader) { h.Snapshot = "../../etc" }, says: "is not a stamp"},
 		{name: "parent is a path", peer: "nas1", header: func(h *SendHeader) { h.Parent, h.ParentUUID = "x/y", "u0" }, says: "parent \"x/y\" is not a stamp"},
 		{name: "no ID", peer: "nas1", header: func(h *SendHeader) { h.ID = "" }, says: "ID"},
-		{name: "older epoch", peer: "nas1", epoch: 3, header: func(h *SendHeader) { h.Epoch = 2 }, says: "from epoch 2 of share projects, which is at epoch 3"},
+		{name: "older epoch", peer: "nas1", epoch: 3, header: func(h *SendHeader) { h.Epoch = 2 }, says: "from epoch 2 of share projects, which is at epoch 3 (active on nas1)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := newDisk(t)
 			trail := &trailLog{}
-			rv := &Receiver{Appliance: "nas2", Driver: d, Trail: trail.add, Epoch: func(string) uint64 { return c.epoch }}
+			rv := &Receiver{Appliance: "nas2", Driver: d, Trail: trail.add, Active: func(string) Activation { return Activation{Epoch: c.epoch} }}
 			if c.receiver != "" {
 				rv.Appliance = c.receiver
 			}

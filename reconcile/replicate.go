@@ -19,10 +19,12 @@ import (
 )
 
 // Replication follows the Rockstor model. On schedule, the share's source
-// appliance snapshots the share read-only into its replication directory,
-// asks the target which snapshots it holds, and sends the new snapshot with
-// btrfs send: incremental from the newest snapshot both sides hold (matched
-// by the target's received UUID, never by name), full when there is none.
+// appliance (its active appliance: the spec's, or the replica after a
+// failover) snapshots the share read-only into its replication directory,
+// asks the target (the other appliance) which snapshots it holds, and sends
+// the new snapshot with btrfs send: incremental from the newest snapshot
+// both sides hold (matched by UUIDs as btrfs receive matches a parent,
+// never by name), full when there is none.
 // The target receives it (receive.go), verifies it and renames it to its
 // final name. Each side records the attempt in the trail. The source keeps
 // only the newest snapshot the target holds, the parent of the next
@@ -43,8 +45,8 @@ var (
 	// the source.
 	ErrRunning = errors.New("a replication of this share is already running")
 	// ErrNotSource means this appliance does not replicate the share: the
-	// share is not in the spec, has no replication, is absent, or lives on
-	// another appliance.
+	// share is not in the spec, has no replication, is absent, or another
+	// appliance is active for it.
 	ErrNotSource = errors.New("this appliance is not the share's replication source")
 )
 
@@ -93,6 +95,10 @@ type TrailEntry struct {
 	// Error says what went wrong, in one line. An ok attempt may carry one
 	// too: the snapshot arrived, but pruning old snapshots failed.
 	Error string `json:"error,omitempty"`
+	// Note says, on the sending side, why a send is full (the target holds
+	// nothing in common) or that an incremental starts from a received
+	// snapshot (the base a failover promoted from).
+	Note string `json:"note,omitempty"`
 }
 
 // Throughput is the attempt's stream bytes per second, 0 when it took no
@@ -122,8 +128,12 @@ type SendHeader struct {
 	UUID string `json:"uuid"`
 	// Parent is the stamp name of the parent snapshot, "" for a full send.
 	Parent string `json:"parent,omitempty"`
-	// ParentUUID is the parent's UUID on the source, which is the received
-	// UUID of the target's copy; "" for a full send.
+	// ParentUUID names the parent as btrfs send does in the stream: its
+	// received UUID when it has one (a received snapshot the source was
+	// promoted from), else its UUID. The target's copy has it as its
+	// received UUID, or as its UUID when the target made the parent itself
+	// (its own replication snapshot, from before a failover); "" for a
+	// full send.
 	ParentUUID string `json:"parent_uuid,omitempty"`
 	// Epoch is the share's failover epoch as the sender knows it; a
 	// receiver refuses a stream from an older epoch.
@@ -169,7 +179,8 @@ type Transport interface {
 }
 
 // Replicator is the sending side of replication. It runs on every storage
-// appliance and replicates the shares that live there.
+// appliance and replicates the shares it is active for: as the spec says,
+// the shares that live there; after a failover, the shares it took over.
 type Replicator struct {
 	// Appliance is this appliance's name in the spec.
 	Appliance string
@@ -181,9 +192,15 @@ type Replicator struct {
 	// state); nil records nothing. It is called with a context that is not
 	// cancelled with the attempt's, so a cancelled attempt is recorded too.
 	Trail func(ctx context.Context, e TrailEntry)
-	// Epoch returns the share's failover epoch, sent in the header; nil
-	// means 0.
-	Epoch func(share string) uint64
+	// Active returns which appliance holds the share's writable copy and
+	// at which failover epoch; nil means the spec's appliance at epoch 0.
+	// This appliance replicates a share it is active for, from the pool of
+	// its effective placement to the other appliance of the pair (the
+	// spec's appliance and its replication.to), and sends the epoch in
+	// every header. It is the one source of the epoch. It is called with
+	// the replicator's lock held: it must be quick and must not call the
+	// Replicator.
+	Active func(share string) Activation
 	// Log receives what the replicator does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock of snapshot stamps, trails and schedules; time.Now
@@ -220,8 +237,11 @@ type shareState struct {
 type ShareReplication struct {
 	// Share is the share's name.
 	Share string `json:"share"`
-	// Target is where it replicates to, as appliance/pool.
+	// Target is where it replicates to, as appliance/pool: the other
+	// appliance of the pair, the spec's replication.to until a failover.
 	Target string `json:"target"`
+	// Epoch is the share's failover epoch, which its streams carry.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Schedule is its replication schedule.
 	Schedule string `json:"schedule"`
 	// Running says an attempt is under way.
@@ -273,15 +293,18 @@ func (r *Replicator) log() *slog.Logger {
 
 // replicaSource is a share this appliance replicates, resolved in the spec.
 type replicaSource struct {
-	share     *schema.Share
-	pool      string // the pool's mount path
-	sharePath string // the share's subvolume
-	dir       string // its replication directory
-	target    string // the target appliance
+	share      *schema.Share
+	act        Activation
+	pool       string // the pool's mount path
+	sharePath  string // the share's subvolume
+	dir        string // its replication directory
+	target     string // the target appliance
+	targetPool string // the target's pool name
 }
 
-// sourceOf resolves share as one that appliance replicates.
-func sourceOf(spec *schema.Spec, appliance, share string) (replicaSource, error) {
+// sourceOf resolves share as one that appliance replicates, being active
+// for it as active says.
+func sourceOf(spec *schema.Spec, appliance, share string, active func(string) Activation) (replicaSource, error) {
 	if spec == nil {
 		return replicaSource{}, fmt.Errorf("no spec yet: %w", ErrNotSource)
 	}
@@ -293,20 +316,30 @@ func sourceOf(spec *schema.Spec, appliance, share string) (replicaSource, error)
 		return replicaSource{}, fmt.Errorf("share %s has no replication in the spec: %w", share, ErrNotSource)
 	case sh.State == schema.StateAbsent:
 		return replicaSource{}, fmt.Errorf("share %s is marked state: absent: %w", share, ErrNotSource)
-	case sh.Appliance != appliance:
-		return replicaSource{}, fmt.Errorf("share %s lives on %s, not on this appliance %s: %w", share, sh.Appliance, appliance, ErrNotSource)
 	}
-	a := spec.Appliance(appliance)
-	if a == nil || a.Pool(sh.Pool) == nil {
-		return replicaSource{}, fmt.Errorf("share %s: pool %s of %s is not in the spec: %w", share, sh.Pool, appliance, ErrNotSource)
+	act := activeOf(active, sh)
+	switch {
+	case act.Appliance != appliance && act.Epoch == 0:
+		return replicaSource{}, fmt.Errorf("share %s lives on %s, not on this appliance %s: %w", share, act.Appliance, appliance, ErrNotSource)
+	case act.Appliance != appliance:
+		return replicaSource{}, fmt.Errorf("share %s is active on %s since epoch %d, not on this appliance %s: %w", share, act.Appliance, act.Epoch, appliance, ErrNotSource)
 	}
-	pool := a.Pool(sh.Pool).Path
+	target, targetPool, ok := replicaOf(sh, appliance)
+	if !ok {
+		return replicaSource{}, fmt.Errorf("share %s is active on %s, which is neither its appliance %s nor its replica %s: %w", share, appliance, sh.Appliance, sh.Replication.To, ErrNotSource)
+	}
+	p := SharePool(spec, sh, appliance)
+	if p == nil {
+		return replicaSource{}, fmt.Errorf("share %s: its pool on %s is not in the spec: %w", share, appliance, ErrNotSource)
+	}
 	return replicaSource{
-		share:     sh,
-		pool:      pool,
-		sharePath: filepath.Join(pool, sh.Name),
-		dir:       filepath.Join(pool, ReplicationDir, sh.Name),
-		target:    sh.Replication.To.Appliance,
+		share:      sh,
+		act:        act,
+		pool:       p.Path,
+		sharePath:  filepath.Join(p.Path, sh.Name),
+		dir:        filepath.Join(p.Path, ReplicationDir, sh.Name),
+		target:     target,
+		targetPool: targetPool,
 	}, nil
 }
 
@@ -402,7 +435,7 @@ func (r *Replicator) wakeUp() {
 // attempt makes one attempt of a claimed share and records it.
 func (r *Replicator) attempt(ctx context.Context, spec *schema.Spec, share string, st *shareState, progress func(int64)) TrailEntry {
 	e := TrailEntry{ID: rand.Text(), Share: share, Side: SideSend, From: r.Appliance, Start: r.now()}
-	src, err := sourceOf(spec, r.Appliance, share)
+	src, err := sourceOf(spec, r.Appliance, share, r.Active)
 	if err != nil {
 		// Not this appliance's to replicate: nothing to record.
 		e.End, e.Result, e.Error = r.now(), ResultFailed, fmt.Sprintf("replicate %s: %v", share, err)
@@ -447,19 +480,31 @@ func (r *Replicator) replicate(ctx context.Context, src replicaSource, e *TrailE
 	if err := r.Driver.MkdirAll(ctx, src.dir); err != nil {
 		return err, nil
 	}
-	snaps, err := r.sourceSnapshots(ctx, src)
+	subs, err := r.Driver.Subvolumes(ctx, src.pool)
 	if err != nil {
 		return err, nil
 	}
-	parent := newestHeld(snaps, held)
-	stamp := nextStamp(e.Start, snaps)
+	if err := checkSourceShare(subs, src); err != nil {
+		return err, nil
+	}
+	cands := parentCandidates(subs, share)
+	parent := newestCommon(cands, held)
+	stamp := nextStamp(e.Start, cands)
 	name := stamp.Format(StampFormat)
 	path := filepath.Join(src.dir, name)
 	e.Snapshot, e.Kind = name, KindFull
 	var parentPath string
-	if parent != nil {
+	switch {
+	case parent != nil:
 		e.Kind, e.Parent = KindIncremental, parent.name
-		parentPath = filepath.Join(src.dir, parent.name)
+		parentPath = candidatePath(src, parent)
+		if parent.received {
+			e.Note = fmt.Sprintf("incremental from the received snapshot %s.%s (the base since the failover), which %s holds as %s", share, parent.name, src.target, sendUUID(parent.sv))
+		}
+	case len(held) == 0:
+		e.Note = fmt.Sprintf("full: %s holds no snapshot of %s yet", src.target, share)
+	default:
+		e.Note = fmt.Sprintf("full: none of the %d snapshot%s of %s that %s holds is on this appliance, so there is no parent for an incremental", len(held), plural(len(held)), share, src.target)
 	}
 
 	// From here on, whatever happens, the directory is pruned to what the
@@ -467,7 +512,7 @@ func (r *Replicator) replicate(ctx context.Context, src replicaSource, e *TrailE
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	keepParent := map[string]bool{}
-	if parent != nil {
+	if parent != nil && !parent.received {
 		keepParent[parent.name] = true
 	}
 
@@ -480,14 +525,11 @@ func (r *Replicator) replicate(ctx context.Context, src replicaSource, e *TrailE
 	}
 	h := SendHeader{
 		ID: e.ID, Share: share, From: r.Appliance,
-		Snapshot: name, UUID: uuid,
+		Snapshot: name, UUID: uuid, Epoch: src.act.Epoch,
 		Compression: src.share.Replication.Compression,
 	}
 	if parent != nil {
-		h.Parent, h.ParentUUID = parent.name, parent.sv.UUID
-	}
-	if r.Epoch != nil {
-		h.Epoch = r.Epoch(share)
+		h.Parent, h.ParentUUID = parent.name, sendUUID(parent.sv)
 	}
 
 	res, complete, err := r.stream(ctx, src, h, path, parentPath, st, progress)
@@ -505,13 +547,15 @@ func (r *Replicator) replicate(ctx context.Context, src replicaSource, e *TrailE
 // failed send: the newest the target holds, asked again, since a receive
 // may have completed although its answer was lost. When the target cannot
 // say, the parent, and the new snapshot too when its whole stream went out.
+// A received snapshot as the common one keeps none: prune never touches
+// received snapshots.
 func (r *Replicator) heldAfterFailure(ctx context.Context, src replicaSource, parent *sourceSnap, name string, complete bool) map[string]bool {
 	if ctx.Err() == nil {
 		hctx, cancel := context.WithTimeout(ctx, heldAgainTimeout)
 		defer cancel()
 		if held, err := r.Transport.Held(hctx, src.target, src.share.Name); err == nil {
-			if snaps, err := r.sourceSnapshots(ctx, src); err == nil {
-				if common := newestHeld(snaps, held); common != nil {
+			if subs, err := r.Driver.Subvolumes(ctx, src.pool); err == nil {
+				if common := newestCommon(parentCandidates(subs, src.share.Name), held); common != nil && !common.received {
 					return map[string]bool{common.name: true}
 				}
 				return map[string]bool{}
@@ -519,7 +563,7 @@ func (r *Replicator) heldAfterFailure(ctx context.Context, src replicaSource, pa
 		}
 	}
 	keep := map[string]bool{}
-	if parent != nil {
+	if parent != nil && !parent.received {
 		keep[parent.name] = true
 	}
 	if complete {
@@ -627,11 +671,13 @@ func (s *sendReader) abandon() (abandoned bool, err error) {
 	return abandoned, s.result()
 }
 
-// sourceSnap is one replication snapshot on the source.
+// sourceSnap is one replication snapshot on the source, or, as a parent
+// candidate, one of its completed received snapshots.
 type sourceSnap struct {
-	name string    // its stamp
-	time time.Time // the stamp's time
-	sv   Subvolume
+	name     string    // its stamp
+	time     time.Time // the stamp's time
+	sv       Subvolume
+	received bool // a received snapshot, <share>.<name> in the received directory
 }
 
 // sourceSnapshots lists the share's replication snapshots, oldest first.
@@ -674,19 +720,103 @@ func (r *Replicator) snapshotUUID(ctx context.Context, src replicaSource, name s
 	return "", fmt.Errorf("snapshot %s: not listed as a read-only subvolume after it was made", filepath.Join(src.dir, name))
 }
 
-// newestHeld is the newest source snapshot whose UUID is the received UUID
-// of a snapshot the target holds: the parent for an incremental send.
-func newestHeld(snaps []sourceSnap, held []Subvolume) *sourceSnap {
-	received := map[string]bool{}
-	for _, sv := range held {
-		if sv.ReceivedUUID != "" {
-			received[sv.ReceivedUUID] = true
+// parentCandidates lists the snapshots of the share on the source's pool
+// that can be an incremental's parent, oldest first: its replication
+// snapshots and its completed received snapshots (this appliance received
+// them while the other one was active; the share may have been promoted
+// from the newest). On equal stamps a replication snapshot comes last.
+func parentCandidates(subs []Subvolume, share string) []sourceSnap {
+	out := replicationSnapshots(subs, share)
+	for _, s := range receivedSnapshots(subs, share) {
+		if s.complete() {
+			out = append(out, sourceSnap{name: s.time.UTC().Format(StampFormat), time: s.time, sv: s.sv, received: true})
 		}
 	}
-	for i := len(snaps) - 1; i >= 0; i-- {
-		if snaps[i].sv.UUID != "" && received[snaps[i].sv.UUID] {
-			return &snaps[i]
+	slices.SortStableFunc(out, func(a, b sourceSnap) int {
+		if c := a.time.Compare(b.time); c != 0 {
+			return c
 		}
+		switch {
+		case a.received == b.received:
+			return 0
+		case a.received:
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// candidatePath is the absolute path of a parent candidate.
+func candidatePath(src replicaSource, c *sourceSnap) string {
+	if c.received {
+		return filepath.Join(src.pool, ReceivedDir, src.share.Name, src.share.Name+"."+c.name)
+	}
+	return filepath.Join(src.dir, c.name)
+}
+
+// sendUUID is the UUID by which btrfs send names a subvolume in a stream,
+// as the sent subvolume or as the parent of an incremental: its received
+// UUID when it has one, else its UUID (the kernel's send.c). btrfs receive
+// looks a parent up by that UUID among received UUIDs first, then among
+// UUIDs.
+func sendUUID(sv Subvolume) string {
+	if sv.ReceivedUUID != "" {
+		return sv.ReceivedUUID
+	}
+	return sv.UUID
+}
+
+// holds says whether a snapshot the target holds is the subvolume btrfs
+// receive finds for the send UUID id: a copy received from it (received
+// UUID), or the subvolume itself (UUID).
+func holds(held []Subvolume, id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, h := range held {
+		if h.ReceivedUUID == id || h.UUID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// newestCommon is the newest parent candidate the target holds (see
+// holds): the parent for an incremental send, or nil.
+func newestCommon(cands []sourceSnap, held []Subvolume) *sourceSnap {
+	for i := len(cands) - 1; i >= 0; i-- {
+		if holds(held, sendUUID(cands[i].sv)) {
+			return &cands[i]
+		}
+	}
+	return nil
+}
+
+// checkSourceShare checks, in the pool's subvolumes, that the share to be
+// snapshotted exists and is not a copy left from before this appliance
+// was demoted (older than its newest received snapshot): replicating that
+// would send stale data over the other appliance's newer copy.
+func checkSourceShare(subs []Subvolume, src replicaSource) error {
+	name := src.share.Name
+	var share *Subvolume
+	for i := range subs {
+		if subs[i].Path == name {
+			share = &subs[i]
+		}
+	}
+	if share == nil {
+		return fmt.Errorf("share %s has no subvolume %s on %s (a promotion after failover may not have run yet)", name, src.sharePath, src.act.Appliance)
+	}
+	var newest *receivedSnap
+	for _, s := range receivedSnapshots(subs, name) {
+		if s.complete() && (newest == nil || s.time.After(newest.time)) {
+			newest = &s
+		}
+	}
+	if olderThanReceived(*share, newest) {
+		return fmt.Errorf("share %s: %s is older than the received snapshot %s, so it is the copy left from before this appliance was demoted; it is not replicated until the received snapshot is promoted in its place",
+			name, src.sharePath, filepath.Join(src.pool, newest.sv.Path))
 	}
 	return nil
 }
@@ -902,10 +1032,10 @@ func (r *Replicator) sources(spec *schema.Spec) []replicaSource {
 	}
 	var out []replicaSource
 	for _, sh := range spec.Shares {
-		if sh.Appliance != r.Appliance || sh.Replication == nil || sh.State == schema.StateAbsent {
+		if sh.Replication == nil || sh.State == schema.StateAbsent {
 			continue
 		}
-		if src, err := sourceOf(spec, r.Appliance, sh.Name); err == nil {
+		if src, err := sourceOf(spec, r.Appliance, sh.Name, r.Active); err == nil {
 			out = append(out, src)
 		}
 	}
@@ -922,7 +1052,7 @@ func (r *Replicator) Trigger(share string) error {
 	if !r.active {
 		return fmt.Errorf("replicate %s now: replication is not running on %s", share, r.Appliance)
 	}
-	if _, err := sourceOf(r.spec, r.Appliance, share); err != nil {
+	if _, err := sourceOf(r.spec, r.Appliance, share, r.Active); err != nil {
 		return fmt.Errorf("replicate %s now: %w", share, err)
 	}
 	st := r.stateLocked(share)
@@ -946,7 +1076,7 @@ func (r *Replicator) Status() []ShareReplication {
 	var out []ShareReplication
 	for _, src := range r.sources(r.spec) {
 		sh := src.share
-		s := ShareReplication{Share: sh.Name, Target: sh.Replication.To.String(), Schedule: sh.Replication.Schedule.String()}
+		s := ShareReplication{Share: sh.Name, Target: src.target + "/" + src.targetPool, Schedule: sh.Replication.Schedule.String(), Epoch: src.act.Epoch}
 		st := r.shares[sh.Name]
 		if st == nil {
 			st = &shareState{}
