@@ -64,6 +64,9 @@ func (n *Node) routes() http.Handler {
 	m.Handle("POST /v1/replication/run", n.authed(n.handleRun))
 	m.Handle("GET /v1/replication/held", n.authed(n.handleHeld))
 	m.Handle("POST /v1/replication/receive", n.authed(n.handleReceive))
+	m.Handle("POST /v1/lease", n.authed(n.leaderOnly(n.handleLease)))
+	m.Handle("GET /v1/witness/status", n.authed(n.leaderOnly(n.handleWitnessStatus)))
+	m.Handle("GET /v1/witness/log", n.authed(n.handleWitnessLog))
 	return m
 }
 
@@ -303,6 +306,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
 	local := n.fsm.State()
 	st.Appliances, st.AppliancesGeneration = applianceStatuses(local), local.Generation
+	st.Shares = shareFailovers(local)
 	writeJSON(w, http.StatusOK, st)
 }
 

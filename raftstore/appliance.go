@@ -49,6 +49,7 @@ func (n *Node) startReconciler(ctx context.Context) {
 			st, changed := n.fsm.Watch()
 			return st.Spec, st.Generation, changed
 		},
+		Active:   n.activations,
 		Publish:  n.publishStatus,
 		Interval: n.cfg.ReconcileInterval,
 		Log:      n.log.With("part", "reconcile"),
@@ -56,24 +57,56 @@ func (n *Node) startReconciler(ctx context.Context) {
 	go l.Run(ctx)
 }
 
+// activation is where a share is active, as this agent's copy of the
+// failover state says; the zero Activation means as the spec says.
+func (n *Node) activation(share string) reconcile.Activation {
+	fo := n.fsm.State().Failover[share]
+	return reconcile.Activation{Appliance: fo.Active, Epoch: fo.Epoch}
+}
+
+// activations is every share's failover state, for the planner.
+func (n *Node) activations() map[string]reconcile.Activation {
+	st := n.fsm.State()
+	out := make(map[string]reconcile.Activation, len(st.Failover))
+	for share, fo := range st.Failover {
+		out[share] = reconcile.Activation{Appliance: fo.Active, Epoch: fo.Epoch}
+	}
+	return out
+}
+
 // publishStatus stores this appliance's report in the fleet, through the
-// leader.
+// leader, with the shares it has fenced.
 func (n *Node) publishStatus(ctx context.Context, rep reconcile.Report) error {
+	n.statusMu.Lock()
+	defer n.statusMu.Unlock()
+	n.lastReport = &rep
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return n.sendStatus(ctx, rep)
+}
+
+// sendStatus publishes rep with the shares fenced now. n.statusMu is held,
+// so that the last status published is the last one built.
+func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
 	client, err := NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return client.SetNodeStatus(ctx, n.cfg.Name, NodeStatus{
+	fenced := n.fencedList()
+	err = client.SetNodeStatus(ctx, n.cfg.Name, NodeStatus{
 		ObservedGeneration: rep.Generation,
 		ReportedAt:         time.Now().UTC(),
 		Errors:             rep.Errors,
 		Converged:          rep.Converged,
 		Shares:             rep.Shares,
 		Orphans:            rep.Orphans,
+		Fenced:             fenced,
 	})
+	if err == nil {
+		n.publishedFenced = fenced
+	}
+	return err
 }
 
 func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
@@ -178,7 +211,7 @@ func (n *Node) localPlan(ctx context.Context, spec *schema.Spec) AppliancePlan {
 		return p
 	}
 	obs := reconcile.Observe(ctx, n.cfg.Driver, spec, n.cfg.Name)
-	p.Actions = reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: n.cfg.Name, Observed: obs, Now: time.Now()})
+	p.Actions = reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: n.cfg.Name, Observed: obs, Now: time.Now(), Active: n.activations()})
 	if p.Actions == nil {
 		p.Actions = []reconcile.Action{}
 	}

@@ -123,6 +123,92 @@ type Status struct {
 	// the state at AppliancesGeneration has them.
 	Appliances           []ApplianceStatus `json:"appliances"`
 	AppliancesGeneration uint64            `json:"appliances_generation"`
+	// Shares are the replicated shares of the stored spec with their
+	// failover state, in spec order, from the same copy of the state as
+	// Appliances.
+	Shares []ShareFailover `json:"shares,omitempty"`
+}
+
+// ShareFailover is the failover state of one replicated share.
+type ShareFailover struct {
+	Share string `json:"share"`
+	// Active is the appliance whose copy is writable; Replica the other.
+	Active  string `json:"active"`
+	Replica string `json:"replica"`
+	// Epoch rises with every failover; 0 until the first.
+	Epoch uint64 `json:"epoch"`
+	// Failover is the share's failover mode: auto, manual or off.
+	Failover schema.Failover `json:"failover"`
+	// Fenced is true when an appliance reports the share fenced (made
+	// read-only because that appliance's lease lapsed); FencedOn names them.
+	Fenced   bool     `json:"fenced"`
+	FencedOn []string `json:"fenced_on,omitempty"`
+}
+
+// LeaseRequest renews a storage appliance's lease with the leader
+// (POST /v1/lease). Only the appliance's own agent may renew it.
+type LeaseRequest struct {
+	// Appliance is the renewing appliance.
+	Appliance string `json:"appliance"`
+	// PreviousRTTMillis is the round trip the appliance measured for its
+	// previous answered renewal; 0 when it has none yet.
+	PreviousRTTMillis float64 `json:"previous_rtt_ms"`
+}
+
+// LeaseResponse answers a renewal.
+type LeaseResponse struct {
+	// Leader is the leader that counted the renewal.
+	Leader string `json:"leader"`
+	// AppliedIndex is the leader's applied Raft index when it answered. A
+	// fenced appliance waits until it has applied as much before it trusts
+	// its own copy of the share epochs.
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// WitnessStatus is the leader's view of the members' leases and the
+// replicated shares (GET /v1/witness/status).
+type WitnessStatus struct {
+	// Leader is the leader that answered; renewals live in its memory.
+	Leader string `json:"leader"`
+	// LeaderSince is when it took office (and counted every appliance as
+	// renewed).
+	LeaderSince time.Time `json:"leader_since"`
+	// Policy is the stored spec's witness policy.
+	Policy WitnessPolicy `json:"policy"`
+	// Members are the appliances of the stored spec, in spec order.
+	Members []WitnessMember `json:"members"`
+	// Shares are the replicated shares, in spec order.
+	Shares []ShareFailover `json:"shares"`
+}
+
+// WitnessPolicy is the witness policy in force, in milliseconds.
+type WitnessPolicy struct {
+	FailoverAfterMS   int64           `json:"failover_after_ms"`
+	FenceAfterMS      int64           `json:"fence_after_ms"`
+	DegradedLatencyMS int64           `json:"degraded_latency_ms"`
+	Failback          schema.Failback `json:"failback"`
+}
+
+// WitnessMember is one appliance's health as the leader sees it.
+type WitnessMember struct {
+	Name string      `json:"name"`
+	Role schema.Role `json:"role"`
+	// Lease is true for storage appliances, which renew a lease; a witness
+	// appliance holds none and is pinged instead.
+	Lease bool `json:"lease"`
+	// Reachable: renewed within ReachableWindow (a witness appliance:
+	// answered a ping).
+	Reachable bool `json:"reachable"`
+	// LastRenewalMS is how long ago the leader last counted a renewal (its
+	// election counts as one); -1 for a witness appliance.
+	LastRenewalMS int64 `json:"last_renewal_ms"`
+	// RTTMillis is the round trip of the appliance's last measured renewal
+	// (a witness appliance: of the ping); 0 when unknown.
+	RTTMillis float64 `json:"rtt_ms"`
+	// Degraded: RTTMillis is above the policy's degraded_latency.
+	Degraded bool `json:"degraded"`
+	// Error says why a witness appliance did not answer the ping.
+	Error string `json:"error,omitempty"`
 }
 
 // ApplianceStatus is a storage appliance's last report.
@@ -223,6 +309,19 @@ func (c *Client) Replicate(ctx context.Context, share string) error {
 func (c *Client) Progress(ctx context.Context, share string) (*reconcile.ShareReplication, error) {
 	var out reconcile.ShareReplication
 	return &out, c.do(ctx, http.MethodGet, "/v1/replication/progress?share="+url.QueryEscape(share), nil, &out)
+}
+
+// WitnessStatus returns the leader's view of every member's lease and of
+// the replicated shares' failover state.
+func (c *Client) WitnessStatus(ctx context.Context) (*WitnessStatus, error) {
+	var ws WitnessStatus
+	return &ws, c.do(ctx, http.MethodGet, "/v1/witness/status", nil, &ws)
+}
+
+// WitnessLog returns the witness log, oldest first.
+func (c *Client) WitnessLog(ctx context.Context) ([]WitnessEvent, error) {
+	var out []WitnessEvent
+	return out, c.do(ctx, http.MethodGet, "/v1/witness/log", nil, &out)
 }
 
 // Close releases the client's idle connections.

@@ -56,6 +56,14 @@ const (
 	// CmdAppendTrail adds a replication attempt to its share's trail; its
 	// body is AppendTrail and its result nil.
 	CmdAppendTrail CommandType = 3
+	// CmdWitnessEvent adds an entry to the witness log; its body is
+	// WitnessEvent and its result nil. The witness writes it with the
+	// Ignorable bit: the log only informs, so an older agent may skip it.
+	CmdWitnessEvent CommandType = 4
+	// CmdFailover makes another appliance active for a replicated share,
+	// with a compare-and-set on the share's epoch; its body is FailoverShare
+	// and its result FailoverResult, or an error wrapping ErrEpochMismatch.
+	CmdFailover CommandType = 5
 
 	// Ignorable is the flag bit that tells an agent which does not know a
 	// command (its type, or its version) to log and skip it instead of
@@ -74,6 +82,10 @@ func (t CommandType) String() string {
 		name = "set-node-status"
 	case CmdAppendTrail:
 		name = "append-trail"
+	case CmdWitnessEvent:
+		name = "witness-event"
+	case CmdFailover:
+		name = "failover"
 	default:
 		name = fmt.Sprintf("command type %d", uint8(t&^Ignorable))
 	}
@@ -129,6 +141,76 @@ type SetNodeStatus struct {
 	Status NodeStatus `json:"status"`
 }
 
+// WitnessEvent is one entry of the witness log, and the body of
+// CmdWitnessEvent (version 1): something the witness saw change.
+type WitnessEvent struct {
+	// At is when the witness saw it (the leader's clock).
+	At time.Time `json:"at"`
+	// Member is the appliance the event is about.
+	Member string `json:"member"`
+	// Share is the share the event is about, if any.
+	Share string `json:"share,omitempty"`
+	// Event says what happened: one of the Event* constants.
+	Event string `json:"event"`
+	// Detail explains it in one sentence, with the numbers that decided it.
+	Detail string `json:"detail,omitempty"`
+}
+
+// The events of the witness log.
+const (
+	// EventUnreachable: a storage appliance has not renewed its lease for
+	// ReachableWindow.
+	EventUnreachable = "unreachable"
+	// EventReachable: an unreachable appliance renewed its lease again.
+	EventReachable = "reachable"
+	// EventDegraded: an appliance's lease round trip took longer than the
+	// policy's degraded_latency.
+	EventDegraded = "degraded"
+	// EventRecovered: a degraded appliance's round trip is fast again.
+	EventRecovered = "recovered"
+	// EventFailover: a failover was committed (CmdFailover writes it).
+	EventFailover = "failover"
+	// EventFailoverManual: a share with failover: manual lost its active
+	// appliance for longer than failover_after; a person must decide.
+	EventFailoverManual = "failover needed (manual)"
+	// EventFailoverBlocked: a share with failover: auto is due to fail over
+	// but its replica appliance is unreachable too; the witness waits.
+	EventFailoverBlocked = "failover blocked"
+	// EventFenced: an appliance reported that it made a share read-only
+	// because its lease lapsed.
+	EventFenced = "fenced"
+	// EventUnfenced: an appliance no longer reports a share fenced: it made
+	// it writable again, or the share moved to another appliance and its
+	// copy stays read-only (the detail says which).
+	EventUnfenced = "unfenced"
+)
+
+// FailoverShare is the body of CmdFailover (version 1): make To active for
+// Share if the share is still at ExpectedEpoch.
+type FailoverShare struct {
+	// Share is the replicated share.
+	Share string `json:"share"`
+	// From is the appliance active until now; To the one active after.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// ExpectedEpoch is the share's epoch the proposer decided on: the
+	// entry's epoch, 0 when the share has none. Apply refuses with
+	// ErrEpochMismatch unless the share is still at it.
+	ExpectedEpoch uint64 `json:"expected_epoch"`
+	// Reason says why, one sentence, like "nas1 unreachable for 31s >
+	// failover_after 30s".
+	Reason string `json:"reason"`
+	// At is when the proposer decided (Apply must not read the clock).
+	At time.Time `json:"at"`
+}
+
+// FailoverResult is what a CmdFailover returns through
+// raft.ApplyFuture.Response when it succeeds.
+type FailoverResult struct {
+	// Epoch is the share's new epoch.
+	Epoch uint64
+}
+
 // commandKey names one version of one command type.
 type commandKey struct {
 	typ     CommandType // without the Ignorable bit
@@ -146,6 +228,8 @@ var handlers = map[commandKey]handler{
 	{CmdApplySpec, 1}:     applySpecV1,
 	{CmdSetNodeStatus, 1}: setNodeStatusV1,
 	{CmdAppendTrail, 1}:   appendTrailV1,
+	{CmdWitnessEvent, 1}:  witnessEventV1,
+	{CmdFailover, 1}:      failoverV1,
 }
 
 // EncodeCommand makes the log entry for a command of type t (which may carry
@@ -257,4 +341,54 @@ func appendTrailV1(cur *State, body []byte) (*State, any) {
 	next := *cur
 	next.Trails = trails
 	return &next, nil
+}
+
+func witnessEventV1(cur *State, body []byte) (*State, any) {
+	var e WitnessEvent
+	if err := json.Unmarshal(body, &e); err != nil {
+		return nil, fmt.Errorf("decode %v command: %w", CmdWitnessEvent, err)
+	}
+	if e.Event == "" {
+		return nil, fmt.Errorf("%v: no event named", CmdWitnessEvent)
+	}
+	next := *cur
+	next.WitnessLog = appendWitnessLog(cur.WitnessLog, e)
+	return &next, nil
+}
+
+// appendWitnessLog returns a new log with e after old's newest entries,
+// MaxWitnessLog at most. old is shared with a published State and is not
+// modified.
+func appendWitnessLog(old []WitnessEvent, e WitnessEvent) []WitnessEvent {
+	start := max(0, len(old)+1-MaxWitnessLog)
+	out := make([]WitnessEvent, 0, len(old)-start+1)
+	return append(append(out, old[start:]...), e)
+}
+
+func failoverV1(cur *State, body []byte) (*State, any) {
+	var cmd FailoverShare
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return nil, fmt.Errorf("decode %v command: %w", CmdFailover, err)
+	}
+	if cmd.Share == "" || cmd.To == "" {
+		return nil, fmt.Errorf("%v: a share and the appliance to make active are needed", CmdFailover)
+	}
+	// A share without an entry is at epoch 0 (active where the spec says).
+	epoch := cur.Failover[cmd.Share].Epoch
+	if cmd.ExpectedEpoch != epoch {
+		return nil, fmt.Errorf("%w: failover of %s to %s expected epoch %d, the share is at epoch %d",
+			ErrEpochMismatch, cmd.Share, cmd.To, cmd.ExpectedEpoch, epoch)
+	}
+	fo := FailoverState{Active: cmd.To, Epoch: epoch + 1, ChangedAt: cmd.At, Reason: cmd.Reason}
+	failover := make(map[string]FailoverState, len(cur.Failover)+1)
+	maps.Copy(failover, cur.Failover)
+	failover[cmd.Share] = fo
+	next := *cur
+	next.Failover = failover
+	detail := fmt.Sprintf("%s now active on %s, epoch %d", cmd.Share, cmd.To, fo.Epoch)
+	if cmd.Reason != "" {
+		detail = cmd.Reason + "; " + detail
+	}
+	next.WitnessLog = appendWitnessLog(cur.WitnessLog, WitnessEvent{At: cmd.At, Member: cmd.From, Share: cmd.Share, Event: EventFailover, Detail: detail})
+	return &next, FailoverResult{Epoch: fo.Epoch}
 }

@@ -36,6 +36,10 @@ var (
 	// ErrNoLeader: the fleet has no Raft leader at the moment, as when no
 	// quorum of appliances can reach each other.
 	ErrNoLeader = errors.New("the fleet has no raft leader")
+	// ErrEpochMismatch: a failover expected an epoch the share is no longer
+	// (or not yet) at, because another failover or switchover came first.
+	// Nothing changed; the wrapping error names both epochs.
+	ErrEpochMismatch = errors.New("epoch mismatch")
 )
 
 // State is the fleet's replicated state after some log entry. A published
@@ -64,8 +68,14 @@ type State struct {
 	Nodes map[string]NodeStatus
 	// Trails is the bounded history of replication attempts, by share name.
 	Trails map[string][]TrailEntry
-	// Failover is the failover state of each replicated share, by share name.
+	// Failover is the failover state of each replicated share, by share
+	// name. A share without an entry is active on the appliance the spec
+	// names, at epoch 0.
 	Failover map[string]FailoverState
+	// WitnessLog is what the witness saw change (members unreachable and
+	// back, degraded and recovered, failovers), oldest first, the newest
+	// MaxWitnessLog entries.
+	WitnessLog []WitnessEvent
 }
 
 // NodeStatus is what an appliance last reported about itself: how far its
@@ -86,6 +96,9 @@ type NodeStatus struct {
 	// Orphans are subvolumes on the node's pools that no share names, as
 	// pool/name: kept on disk, reported.
 	Orphans []string `json:"orphans,omitempty"`
+	// Fenced are the shares this appliance is active for and has made
+	// read-only itself because its lease with the leader lapsed, sorted.
+	Fenced []string `json:"fenced,omitempty"`
 }
 
 // TrailEntry is one replication attempt as one side recorded it.
@@ -96,8 +109,7 @@ type TrailEntry = reconcile.TrailEntry
 const MaxTrail = 100
 
 // FailoverState says which appliance holds a replicated share's writable
-// copy. A placeholder: the witness issue fills it in and adds the commands
-// that change it.
+// copy. CmdFailover changes it, with a compare-and-set on Epoch.
 type FailoverState struct {
 	// Active is the appliance whose copy of the share is writable.
 	Active string `json:"active"`
@@ -106,7 +118,13 @@ type FailoverState struct {
 	Epoch uint64 `json:"epoch"`
 	// ChangedAt is when Active last changed (the proposer's clock).
 	ChangedAt time.Time `json:"changed_at"`
+	// Reason says why Active last changed, one sentence.
+	Reason string `json:"reason,omitempty"`
 }
+
+// MaxWitnessLog is how many witness events the store keeps; older ones are
+// dropped.
+const MaxWitnessLog = 200
 
 // FSM is the fleet's replicated state machine, the raft.FSM every agent
 // runs. Raft calls Apply, Snapshot and Restore; everything else in the agent
@@ -204,6 +222,9 @@ type snapshotV1 struct {
 	Nodes      map[string]NodeStatus    `json:"nodes,omitempty"`
 	Trails     map[string][]TrailEntry  `json:"trails,omitempty"`
 	Failover   map[string]FailoverState `json:"failover,omitempty"`
+	// WitnessLog was added after the first release of version 1; a
+	// snapshot without it restores an empty log.
+	WitnessLog []WitnessEvent `json:"witness_log,omitempty"`
 }
 
 // Snapshot captures the current state for Raft to persist. It only takes the
@@ -228,6 +249,7 @@ func (snap fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		Nodes:      s.Nodes,
 		Trails:     s.Trails,
 		Failover:   s.Failover,
+		WitnessLog: s.WitnessLog,
 	})
 	if err != nil {
 		_ = sink.Cancel()
@@ -276,6 +298,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		Nodes:      snap.Nodes,
 		Trails:     snap.Trails,
 		Failover:   snap.Failover,
+		WitnessLog: snap.WitnessLog,
 	}
 	if snap.Generation > 0 {
 		s.Spec, s.SpecErr = decodeSpec(snap.YAML)

@@ -91,6 +91,24 @@ type Node struct {
 	leaderReady atomic.Bool
 	stop        context.CancelFunc
 	done        chan struct{}
+
+	// wit is the witness's bookkeeping while this node leads (witness.go);
+	// lease is this appliance's side of its lease (lease.go).
+	wit   witness
+	lease leaseState
+	// leaseBlocked is a test seam: while it is set, the lease client fails
+	// every renewal without sending it, as if the leader were unreachable.
+	// Only tests set it.
+	leaseBlocked atomic.Bool
+	// loops are the witness and lease goroutines, which Shutdown waits for.
+	loops sync.WaitGroup
+
+	// statusMu serializes publishing this appliance's status; lastReport
+	// is the reconciler's last report and publishedFenced the fenced
+	// shares last published with it.
+	statusMu        sync.Mutex
+	lastReport      *reconcile.Report
+	publishedFenced []string
 }
 
 // Start opens (or creates) the node's data dir, joins or bootstraps the fleet
@@ -134,6 +152,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 	go n.watchLeadership(runCtx)
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		n.runWitness(runCtx)
+	}()
+	n.startLease(runCtx)
 
 	if fresh && cfg.Bootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(cfg.Name), Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}}
@@ -296,7 +320,8 @@ func (n *Node) memberName(addr raft.ServerAddress) string {
 }
 
 // watchLeadership runs a Barrier each time this node becomes leader, so it
-// acts on state only after every entry of earlier terms is applied.
+// acts on state only after every entry of earlier terms is applied, and
+// starts the witness's term (witness.go) then.
 func (n *Node) watchLeadership(ctx context.Context) {
 	defer close(n.done)
 	for {
@@ -305,6 +330,7 @@ func (n *Node) watchLeadership(ctx context.Context) {
 			return
 		case leader := <-n.raft.LeaderCh():
 			n.leaderReady.Store(false)
+			n.wit.endTerm()
 			if !leader {
 				n.log.Info("lost leadership")
 				continue
@@ -314,6 +340,9 @@ func (n *Node) watchLeadership(ctx context.Context) {
 				n.log.Warn("barrier after election failed; not serving writes until the next election", "err", err)
 				continue
 			}
+			// The new leader counts every appliance as renewed now: the
+			// renewals went to the old leader's memory.
+			n.wit.startTerm(time.Now(), n.fsm.State())
 			n.leaderReady.Store(true)
 			n.log.Info("leader ready")
 		}
@@ -333,6 +362,7 @@ func (n *Node) Shutdown() error {
 	if n.stop != nil {
 		n.stop()
 		<-n.done
+		n.loops.Wait()
 	}
 	if n.raft != nil {
 		if err := n.raft.Shutdown().Error(); err != nil {
@@ -406,6 +436,7 @@ const (
 	fileKey      = "node.key"
 	fileToken    = "join-token"
 	fileRaftDB   = "raft.db"
+	fileFenced   = "fenced.json" // the shares this appliance fenced (lease.go)
 	dirSnapshots = "snapshots"
 )
 

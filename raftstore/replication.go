@@ -61,8 +61,8 @@ func (n *Node) startReplication(ctx context.Context) {
 		return
 	}
 	log := n.log.With("part", "replication")
-	n.receiver = &reconcile.Receiver{Appliance: n.cfg.Name, Driver: n.cfg.Driver, Trail: n.recordTrail, Log: log}
-	n.replicator = &reconcile.Replicator{Appliance: n.cfg.Name, Driver: n.cfg.Driver, Transport: &mtlsTransport{n: n}, Trail: n.recordTrail, Log: log}
+	n.receiver = &reconcile.Receiver{Appliance: n.cfg.Name, Driver: n.cfg.Driver, Trail: n.recordTrail, Log: log, Active: n.activation}
+	n.replicator = &reconcile.Replicator{Appliance: n.cfg.Name, Driver: n.cfg.Driver, Transport: &mtlsTransport{n: n}, Trail: n.recordTrail, Log: log, Active: n.activation}
 	watch := func() (*schema.Spec, uint64, <-chan struct{}) {
 		st, changed := n.fsm.Watch()
 		return st.Spec, st.Generation, changed
@@ -301,8 +301,13 @@ func (n *Node) handleHeld(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	share := r.URL.Query().Get("share")
-	// Only the share's source may ask what this appliance holds of it.
-	if sh := spec.Share(share); sh == nil || sh.Appliance != peer {
+	// Only the share's source (its active appliance) may ask what this
+	// appliance holds of it.
+	source := n.activation(share).Appliance
+	if sh := spec.Share(share); sh != nil && source == "" {
+		source = sh.Appliance
+	}
+	if sh := spec.Share(share); sh == nil || source != peer {
 		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("%s is not the source of share %q", peer, share)})
 		return
 	}
@@ -399,6 +404,10 @@ func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		rs := ReplicationShare{Share: sh.Name, From: sh.Appliance, To: sh.Replication.To.String()}
+		if a := st.Failover[sh.Name].Active; a != "" && a != sh.Appliance {
+			// Failed over: the replica sends back to the spec's appliance.
+			rs.From, rs.To = a, sh.Appliance+"/"+sh.Pool
+		}
 		trail := st.Trails[sh.Name]
 		for i := len(trail) - 1; i >= 0; i-- {
 			e := trail[i]
@@ -533,6 +542,9 @@ func (n *Node) sourceOf(share string) (string, error) {
 	}
 	if sh.Replication == nil {
 		return "", fmt.Errorf("share %q is not replicated (it has no replication:)", share)
+	}
+	if a := n.activation(share).Appliance; a != "" {
+		return a, nil
 	}
 	return sh.Appliance, nil
 }

@@ -61,6 +61,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"waitfor":  cmdWaitfor,
 			"looppool": cmdLooppool,
 			"envsubst": cmdEnvsubst,
+			"netns":    cmdNetns,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond != "btrfs" {
@@ -206,4 +207,43 @@ func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("envsubst: %v", err)
 		}
 	}
+}
+
+// cmdNetns makes a network namespace joined to this one by a veth pair, for
+// cutting an agent off the others, and removes it when the script ends:
+//
+//	netns NS HOSTVAR NSVAR
+//
+// sets HOSTVAR to this side's address and NSVAR to the namespace side's
+// (10.201.N.1 and 10.201.N.2, on interfaces only this script uses). Cut
+// and heal with: exec ip link set fc-NS-h down|up
+func cmdNetns(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: netns NS HOSTVAR NSVAR")
+	}
+	ns, host := "fc-"+args[0], "fc-"+args[0]+"-h"
+	peer := "fc-" + args[0] + "-n"
+	n := 1 + os.Getpid()%250
+	run := func(cmd ...string) {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			ts.Fatalf("%s: %v: %s", strings.Join(cmd, " "), err, out)
+		}
+	}
+	_ = exec.Command("ip", "netns", "del", ns).Run() // a crashed run's leftover
+	_ = exec.Command("ip", "link", "del", host).Run()
+	hostIP, nsIP := fmt.Sprintf("10.201.%d.1", n), fmt.Sprintf("10.201.%d.2", n)
+	run("ip", "netns", "add", ns)
+	ts.Defer(func() {
+		_ = exec.Command("ip", "link", "del", host).Run()
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	})
+	run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+	run("ip", "link", "set", peer, "netns", ns)
+	run("ip", "addr", "add", hostIP+"/30", "dev", host)
+	run("ip", "link", "set", host, "up")
+	run("ip", "netns", "exec", ns, "ip", "addr", "add", nsIP+"/30", "dev", peer)
+	run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+	run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	ts.Setenv(args[1], hostIP)
+	ts.Setenv(args[2], nsIP)
 }

@@ -117,6 +117,12 @@ func (c *statusCmd) print(e env, st *raftstore.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(st.Shares) > 0 {
+		fmt.Fprintln(e.stdout)
+		if err := printShareFailover(e, st.Shares); err != nil {
+			return err
+		}
+	}
 	for _, a := range st.Appliances {
 		for _, msg := range a.Errors {
 			fmt.Fprintf(e.stdout, "%s: %s\n", a.Name, msg)

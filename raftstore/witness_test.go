@@ -1,0 +1,705 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// The witness tests run real in-process fleets whose storage appliances
+// have a reconcile.FakeDriver, with a fast witness policy, so that leases,
+// fencing and failovers happen within seconds.
+
+// policy is a witness policy for a test spec; a zero degraded means the
+// default.
+type policy struct{ failoverAfter, fenceAfter, degraded time.Duration }
+
+// fastPolicy is the fastest policy validation accepts with fence_after 3s:
+// fence_after <= failover_after - max(5s, failover_after/4).
+var fastPolicy = policy{failoverAfter: 8 * time.Second, fenceAfter: 3 * time.Second}
+
+// restart starts n again from its data dir, address and driver, as an
+// agent restarted on the same appliance.
+func restart(t *testing.T, n *Node) *Node {
+	t.Helper()
+	return startNode(t, Config{DataDir: n.cfg.DataDir, Listen: n.cfg.Listen, Driver: n.cfg.Driver})
+}
+
+// testShare is a replicated share of a test spec.
+type testShare struct {
+	name, on, to string
+	failover     schema.Failover
+}
+
+// witnessFleet starts one node per role, named n1, n2, ...: storage
+// appliances get a FakeDriver with the pool /srv/<name>/tank. It returns
+// once every node has all of them in its configuration and a leader is
+// ready.
+func witnessFleet(t *testing.T, roles ...schema.Role) ([]*Node, map[string]*reconcile.FakeDriver) {
+	t.Helper()
+	drivers := map[string]*reconcile.FakeDriver{}
+	var nodes []*Node
+	for i, role := range roles {
+		name := fmt.Sprintf("n%d", i+1)
+		var cfg Config
+		if i == 0 {
+			cfg = bootstrapConfig(t, name)
+		} else {
+			cfg = joinConfig(t, name, nodes[0])
+		}
+		if role == schema.RoleStorage {
+			d := reconcile.NewFakeDriver()
+			d.AddPool(poolPath(name))
+			drivers[name] = d
+			cfg.Driver = d
+		}
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	waitMembers(t, nodes, names(nodes)...)
+	readyLeader(t, nodes)
+	return nodes, drivers
+}
+
+func poolPath(appliance string) string { return "/srv/" + appliance + "/tank" }
+
+func sharePath(appliance, share string) string { return filepath.Join(poolPath(appliance), share) }
+
+// witnessSpec is a spec with the nodes as appliances (the given roles) and
+// the shares, each replicated from its appliance to the to appliance.
+func witnessSpec(nodes []*Node, roles []schema.Role, p policy, shares ...testShare) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: 1\nwitness:\n  failover_after: %s\n  fence_after: %s\n", p.failoverAfter, p.fenceAfter)
+	if p.degraded != 0 {
+		fmt.Fprintf(&b, "  degraded_latency: %s\n", p.degraded)
+	}
+	b.WriteString("appliances:\n")
+	for i, n := range nodes {
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n", n.Name(), n.cfg.Advertise)
+		if roles[i] == schema.RoleWitness {
+			b.WriteString("    role: witness\n")
+			continue
+		}
+		fmt.Fprintf(&b, "    pools: [{name: tank, path: %s}]\n", poolPath(n.Name()))
+	}
+	if len(shares) > 0 {
+		b.WriteString("shares:\n")
+	}
+	for _, sh := range shares {
+		fmt.Fprintf(&b, "  - name: %s\n    appliance: %s\n    pool: tank\n    replication:\n      to: %s/tank\n      schedule: every 1h\n      retention: 24h\n    failover: %s\n",
+			sh.name, sh.on, sh.to, sh.failover)
+	}
+	return b.String()
+}
+
+// seedShare creates a share on its appliance's FakeDriver with a
+// replication snapshot taken now, so the replicator's schedule (every 1h)
+// does not try to send (FakeDriver does not model send) during the test.
+func seedShare(t *testing.T, d *reconcile.FakeDriver, appliance, share string) {
+	t.Helper()
+	ctx := t.Context()
+	dir := filepath.Join(poolPath(appliance), reconcile.ReplicationDir, share)
+	stamp := time.Now().UTC().Format(reconcile.StampFormat)
+	for _, err := range []error{
+		d.CreateSubvolume(ctx, sharePath(appliance, share)),
+		d.MkdirAll(ctx, dir),
+		d.Snapshot(ctx, sharePath(appliance, share), filepath.Join(dir, stamp), true),
+	} {
+		if err != nil {
+			t.Fatalf("seed share %s on %s: %v", share, appliance, err)
+		}
+	}
+}
+
+// applyWitnessSpec seeds the shares, applies the spec through the leader
+// and waits until every node has it.
+func applyWitnessSpec(t *testing.T, nodes []*Node, drivers map[string]*reconcile.FakeDriver, roles []schema.Role, p policy, shares ...testShare) string {
+	t.Helper()
+	for _, sh := range shares {
+		seedShare(t, drivers[sh.on], sh.on, sh.name)
+	}
+	yaml := witnessSpec(nodes, roles, p, shares...)
+	if _, err := clientFor(t, readyLeader(t, nodes)).Apply(t.Context(), ApplyRequest{YAML: yaml}); err != nil {
+		t.Fatalf("apply the witness spec: %v\n%s", err, yaml)
+	}
+	waitSpec(t, nodes, 1, yaml)
+	return yaml
+}
+
+// waitRenewing waits until the leader of nodes counts a received renewal
+// from every named appliance, with a measured round trip.
+func waitRenewing(t *testing.T, nodes []*Node, appliances ...string) *WitnessStatus {
+	t.Helper()
+	var ws *WitnessStatus
+	waitUntil(t, fmt.Sprintf("the leader to count renewals from %v", appliances), func() (bool, string) {
+		var err error
+		ws, err = clientFor(t, readyLeader(t, nodes)).WitnessStatus(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, name := range appliances {
+			i := slices.IndexFunc(ws.Members, func(m WitnessMember) bool { return m.Name == name })
+			if i < 0 || !ws.Members[i].Reachable || ws.Members[i].RTTMillis <= 0 || ws.Members[i].LastRenewalMS > 1500 {
+				return false, fmt.Sprintf("%+v", ws.Members)
+			}
+		}
+		return true, ""
+	})
+	return ws
+}
+
+// except returns nodes without the given ones.
+func except(nodes []*Node, drop ...*Node) []*Node {
+	var out []*Node
+	for _, n := range nodes {
+		if !slices.Contains(drop, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitFailover waits until every one of nodes has share active on active
+// at epoch, and returns the entry.
+func waitFailover(t *testing.T, nodes []*Node, share, active string, epoch uint64) FailoverState {
+	t.Helper()
+	var fo FailoverState
+	for _, n := range nodes {
+		waitUntil(t, fmt.Sprintf("%s to have %s active on %s at epoch %d", n.Name(), share, active, epoch), func() (bool, string) {
+			var ok bool
+			fo, ok = n.FSM().State().Failover[share]
+			return ok && fo.Active == active && fo.Epoch == epoch, fmt.Sprintf("%+v (present %v)", fo, ok)
+		})
+	}
+	return fo
+}
+
+// findEvents returns the witness log entries with the event (and share,
+// when not empty).
+func findEvents(st *State, event, share string) []WitnessEvent {
+	var out []WitnessEvent
+	for _, e := range st.WitnessLog {
+		if e.Event == event && (share == "" || e.Share == share) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func waitEvent(t *testing.T, n *Node, event, share string) WitnessEvent {
+	t.Helper()
+	var found []WitnessEvent
+	waitUntil(t, fmt.Sprintf("a %q witness event for %q on %s", event, share, n.Name()), func() (bool, string) {
+		st := n.FSM().State()
+		found = findEvents(st, event, share)
+		return len(found) > 0, fmt.Sprintf("%+v", st.WitnessLog)
+	})
+	return found[0]
+}
+
+func readOnly(d *reconcile.FakeDriver, path string) (ro, exists bool) {
+	sv, ok := d.Lookup(path)
+	return sv.ReadOnly, ok
+}
+
+func TestWitnessLeaseIdleFleetWritesNothing(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleWitness}
+	nodes, drivers := witnessFleet(t, roles...)
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", "n1", "n2", schema.FailoverAuto})
+
+	ws := waitRenewing(t, nodes, "n1", "n2")
+	if ws.Policy.FailoverAfterMS != 8000 || ws.Policy.FenceAfterMS != 3000 || ws.Policy.DegradedLatencyMS != 250 {
+		t.Fatalf("witness status policy: want 8000/3000/250 ms, got %+v", ws.Policy)
+	}
+	if len(ws.Members) != 3 {
+		t.Fatalf("witness status: want 3 members, got %+v", ws.Members)
+	}
+	for _, m := range ws.Members {
+		wantLease := m.Name != "n3"
+		if m.Lease != wantLease || !m.Reachable || m.Degraded {
+			t.Fatalf("witness status of %s: want lease=%v, reachable, not degraded; got %+v", m.Name, wantLease, m)
+		}
+	}
+	if w := ws.Members[2]; w.Role != schema.RoleWitness || w.LastRenewalMS != -1 {
+		t.Fatalf("witness status of the witness appliance n3: want role witness and no lease, got %+v", w)
+	}
+	if want := (ShareFailover{Share: "projects", Active: "n1", Replica: "n2", Failover: schema.FailoverAuto}); len(ws.Shares) != 1 || !reflect.DeepEqual(ws.Shares[0], want) {
+		t.Fatalf("witness status shares: want projects active on n1 at epoch 0, got %+v", ws.Shares)
+	}
+	for _, n := range nodes[:2] {
+		n.lease.mu.Lock()
+		answered, rtt := n.lease.answered, n.lease.rtt
+		n.lease.mu.Unlock()
+		if time.Since(answered) > 2*LeaseInterval || rtt <= 0 {
+			t.Fatalf("%s's lease: want a renewal answered within %v with a round trip, got one sent %v ago, rtt %v", n.Name(), 2*LeaseInterval, time.Since(answered), rtt)
+		}
+		t.Logf("%s: lease round trip %v", n.Name(), rtt)
+	}
+	if n3 := nodes[2]; !n3.lease.answered.IsZero() {
+		t.Fatalf("the witness appliance n3 renewed a lease; only storage appliances do")
+	}
+
+	// Settle: both storage appliances have reported their reconcile.
+	leader := readyLeader(t, nodes)
+	waitUntil(t, "both storage appliances to report", func() (bool, string) {
+		st := leader.FSM().State()
+		return st.Nodes["n1"].ObservedGeneration == 1 && st.Nodes["n2"].ObservedGeneration == 1, fmt.Sprintf("%+v", st.Nodes)
+	})
+	time.Sleep(500 * time.Millisecond)
+	before := leader.raft.LastIndex()
+	time.Sleep(4 * time.Second) // four renewals per storage appliance
+	if after := leader.raft.LastIndex(); after != before {
+		t.Fatalf("an idle fleet wrote to the Raft log: last index %d, then %d; witness log %+v", before, after, leader.FSM().State().WitnessLog)
+	}
+	if l := leader.FSM().State().WitnessLog; len(l) != 0 {
+		t.Fatalf("an idle fleet wrote witness events: %+v", l)
+	}
+	log, err := clientFor(t, nodes[2]).WitnessLog(t.Context())
+	if err != nil || len(log) != 0 {
+		t.Fatalf("witness log through the API: want empty, got %+v (%v)", log, err)
+	}
+	st, err := clientFor(t, nodes[1]).Status(t.Context())
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if len(st.Shares) != 1 || st.Shares[0].Active != "n1" || st.Shares[0].Epoch != 0 || st.Shares[0].Fenced {
+		t.Fatalf("status shares: want projects active on n1 at epoch 0, not fenced; got %+v", st.Shares)
+	}
+}
+
+func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	active, replica := rest[0], rest[1]
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", active.Name(), replica.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, names(nodes)...)
+
+	stop(t, active)
+	stopped := time.Now()
+	up := except(nodes, active)
+	fo := waitFailover(t, up, "projects", replica.Name(), 1)
+	took := time.Since(stopped)
+	t.Logf("failover committed %v after %s stopped (failover_after %v)", took.Round(time.Millisecond), active.Name(), fastPolicy.failoverAfter)
+	// The leader counts from the last renewal it received, at most one
+	// interval before the stop.
+	if lo := fastPolicy.failoverAfter - LeaseInterval - WitnessTick; took < lo {
+		t.Fatalf("failover after %v: want no sooner than %v", took, lo)
+	}
+	if hi := fastPolicy.failoverAfter + 3*time.Second; took > hi {
+		t.Fatalf("failover after %v: want it within %v", took, hi)
+	}
+	if fo.ChangedAt.IsZero() || !strings.Contains(fo.Reason, "unreachable for") {
+		t.Fatalf("failover entry: want a time and a reason, got %+v", fo)
+	}
+
+	for _, n := range up {
+		st := n.FSM().State()
+		evs := findEvents(st, EventFailover, "projects")
+		if len(evs) != 1 {
+			t.Fatalf("%s's witness log: want one failover event, got %+v", n.Name(), st.WitnessLog)
+		}
+		e := evs[0]
+		wantDetail := fmt.Sprintf("projects now active on %s, epoch 1", replica.Name())
+		if e.Member != active.Name() || !strings.HasPrefix(e.Detail, active.Name()+" unreachable for ") ||
+			!strings.Contains(e.Detail, "> failover_after 8s; "+wantDetail) {
+			t.Fatalf("%s's failover event: want %s unreachable ... > failover_after 8s; %s, got %+v", n.Name(), active.Name(), wantDetail, e)
+		}
+		t.Logf("%s: witness log: %s", n.Name(), e.Detail)
+		if len(findEvents(st, EventUnreachable, "")) == 0 {
+			t.Fatalf("%s's witness log: want an unreachable event before the failover, got %+v", n.Name(), st.WitnessLog)
+		}
+	}
+
+	// Compare-and-set: a second failover decided on the old epoch fails
+	// and changes nothing.
+	leader = readyLeader(t, up)
+	before := leader.FSM().State()
+	data, err := EncodeCommand(CmdFailover, FailoverShare{Share: "projects", From: active.Name(), To: replica.Name(), ExpectedEpoch: 0, Reason: "stale", At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = applyResponse(leader.raft.Apply(data, 5*time.Second))
+	if !errors.Is(err, ErrEpochMismatch) {
+		t.Fatalf("failover with the old epoch: want ErrEpochMismatch, got %v", err)
+	}
+	after := leader.FSM().State()
+	if after.Failover["projects"] != before.Failover["projects"] || len(after.WitnessLog) != len(before.WitnessLog) {
+		t.Fatalf("a refused failover changed the state: %+v -> %+v", before.Failover, after.Failover)
+	}
+
+	st, err := clientFor(t, replica).Status(t.Context())
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if len(st.Shares) != 1 || st.Shares[0].Active != replica.Name() || st.Shares[0].Replica != active.Name() || st.Shares[0].Epoch != 1 {
+		t.Fatalf("status after the failover: want projects active on %s at epoch 1, got %+v", replica.Name(), st.Shares)
+	}
+	// The new active appliance renews: nothing fails over again.
+	time.Sleep(2 * time.Second)
+	if fo := leader.FSM().State().Failover["projects"]; fo.Epoch != 1 {
+		t.Fatalf("after the failover: want epoch 1 to stay, got %+v", fo)
+	}
+
+	// The old active stopped without fencing (a crash): its copy is still
+	// writable. Back, it learns of the failover and makes it read-only.
+	path := sharePath(active.Name(), "projects")
+	if ro, ok := readOnly(drivers[active.Name()], path); !ok || ro {
+		t.Fatalf("the stopped appliance's copy: want it still writable, got exists=%v read-only=%v", ok, ro)
+	}
+	back := restart(t, active)
+	waitFailover(t, []*Node{back}, "projects", replica.Name(), 1)
+	waitUntil(t, back.Name()+" to make its demoted copy read-only", func() (bool, string) {
+		ro, ok := readOnly(drivers[active.Name()], path)
+		return !ok || ro, fmt.Sprintf("exists=%v read-only=%v", ok, ro)
+	})
+	if len(back.Fenced()) != 0 {
+		t.Fatalf("a demoted copy is not a fence: got %v", back.Fenced())
+	}
+}
+
+func TestWitnessNewLeaderCountsAppliancesRenewed(t *testing.T) {
+	t.Parallel()
+	p := policy{failoverAfter: 10 * time.Second, fenceAfter: 5 * time.Second}
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
+	nodes, drivers := witnessFleet(t, roles...)
+	old := readyLeader(t, nodes)
+	rest := except(nodes, old)
+	x, y := rest[0], rest[1]
+	// projects lives on an appliance that stays up; media on the leader,
+	// which is stopped.
+	applyWitnessSpec(t, nodes, drivers, roles, p,
+		testShare{"projects", x.Name(), y.Name(), schema.FailoverAuto},
+		testShare{"media", old.Name(), x.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, names(nodes)...)
+
+	stop(t, old)
+	stopped := time.Now()
+	leader := readyLeader(t, rest)
+	leader.wit.mu.Lock()
+	since := leader.wit.since
+	leader.wit.mu.Unlock()
+	t.Logf("%s leads %v after %s stopped", leader.Name(), since.Sub(stopped).Round(time.Millisecond), old.Name())
+
+	fo := waitFailover(t, rest, "media", x.Name(), 1)
+	// The new leader counted the old one as renewed when it took office.
+	if d := fo.ChangedAt.Sub(since); d < p.failoverAfter {
+		t.Fatalf("media failed over %v after %s took office: want no sooner than failover_after %v", d, leader.Name(), p.failoverAfter)
+	} else {
+		t.Logf("media failed over %v after the new leader took office (failover_after %v)", d.Round(time.Millisecond), p.failoverAfter)
+	}
+	for _, n := range rest {
+		if fo, ok := n.FSM().State().Failover["projects"]; ok {
+			t.Fatalf("%s: projects failed over although %s is alive: %+v", n.Name(), x.Name(), fo)
+		}
+	}
+}
+
+func TestWitnessSelfFencing(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	x, y := rest[0], rest[1]
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", x.Name(), y.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, names(nodes)...)
+	path := sharePath(x.Name(), "projects")
+	if ro, ok := readOnly(drivers[x.Name()], path); !ok || ro {
+		t.Fatalf("before: want %s writable, got exists=%v read-only=%v", path, ok, ro)
+	}
+
+	x.leaseBlocked.Store(true)
+	blocked := time.Now()
+	waitUntil(t, x.Name()+" to fence projects", func() (bool, string) {
+		ro, _ := readOnly(drivers[x.Name()], path)
+		return ro && x.Fenced()["projects"], fmt.Sprintf("read-only=%v fenced=%v", ro, x.Fenced())
+	})
+	took := time.Since(blocked)
+	t.Logf("%s fenced %v after its renewals stopped (fence_after %v, failover_after %v)", x.Name(), took.Round(time.Millisecond), fastPolicy.fenceAfter, fastPolicy.failoverAfter)
+	if lo := fastPolicy.fenceAfter - LeaseInterval; took < lo {
+		t.Fatalf("fenced after %v: want no sooner than %v", took, lo)
+	}
+	if took >= fastPolicy.failoverAfter-LeaseInterval {
+		t.Fatalf("fenced after %v: want it well before failover_after %v", took, fastPolicy.failoverAfter)
+	}
+	if _, ok := leader.FSM().State().Failover["projects"]; ok {
+		t.Fatalf("the leader failed over before %s fenced", x.Name())
+	}
+	// The appliance reports it (it still reaches the leader for that), and
+	// the leader logs it.
+	waitEvent(t, leader, EventFenced, "projects")
+	if got := leader.FSM().State().Nodes[x.Name()].Fenced; !slices.Equal(got, []string{"projects"}) {
+		t.Fatalf("%s's reported status: want fenced [projects], got %v", x.Name(), got)
+	}
+	ws, err := clientFor(t, y).WitnessStatus(t.Context())
+	if err != nil {
+		t.Fatalf("witness status: %v", err)
+	}
+	if len(ws.Shares) != 1 || !ws.Shares[0].Fenced || !slices.Equal(ws.Shares[0].FencedOn, []string{x.Name()}) {
+		t.Fatalf("witness status: want projects fenced on %s, got %+v", x.Name(), ws.Shares)
+	}
+
+	x.leaseBlocked.Store(false)
+	unblocked := time.Now()
+	waitUntil(t, x.Name()+" to unfence projects", func() (bool, string) {
+		ro, _ := readOnly(drivers[x.Name()], path)
+		return !ro && len(x.Fenced()) == 0, fmt.Sprintf("read-only=%v fenced=%v", ro, x.Fenced())
+	})
+	t.Logf("%s unfenced %v after renewals flowed again", x.Name(), time.Since(unblocked).Round(time.Millisecond))
+	e := waitEvent(t, leader, EventUnfenced, "projects")
+	if !strings.Contains(e.Detail, "writable again") {
+		t.Fatalf("unfenced event: want it to say writable again, got %+v", e)
+	}
+	waitUntil(t, x.Name()+" to report no fenced shares", func() (bool, string) {
+		got := leader.FSM().State().Nodes[x.Name()].Fenced
+		return len(got) == 0, fmt.Sprint(got)
+	})
+	if fo, ok := leader.FSM().State().Failover["projects"]; ok {
+		t.Fatalf("want no failover, got %+v", fo)
+	}
+}
+
+func TestWitnessFencedShareStaysReadOnlyAfterFailover(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	x, y := rest[0], rest[1]
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", x.Name(), y.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, names(nodes)...)
+	path := sharePath(x.Name(), "projects")
+
+	x.leaseBlocked.Store(true)
+	blocked := time.Now()
+	waitUntil(t, x.Name()+" to fence projects", func() (bool, string) {
+		ro, _ := readOnly(drivers[x.Name()], path)
+		return ro, fmt.Sprintf("read-only=%v", ro)
+	})
+	fenced := time.Since(blocked)
+	waitFailover(t, nodes, "projects", y.Name(), 1)
+	failedOver := time.Since(blocked)
+	t.Logf("fenced after %v, failed over after %v", fenced.Round(time.Millisecond), failedOver.Round(time.Millisecond))
+	if fenced >= failedOver {
+		t.Fatalf("the failover (%v) came before the fence (%v)", failedOver, fenced)
+	}
+
+	x.leaseBlocked.Store(false)
+	waitUntil(t, x.Name()+" to stop counting projects as fenced", func() (bool, string) {
+		return len(x.Fenced()) == 0, fmt.Sprint(x.Fenced())
+	})
+	// Never two writable copies: x's copy stays read-only (or is gone, once
+	// the reconciler has made x the replica).
+	if ro, ok := readOnly(drivers[x.Name()], path); ok && !ro {
+		t.Fatalf("after the failover and the renewed lease: %s's %s is writable", x.Name(), path)
+	}
+	e := waitEvent(t, leader, EventUnfenced, "projects")
+	if !strings.Contains(e.Detail, "stays read-only") {
+		t.Fatalf("unfenced event after a failover: want it to say the copy stays read-only, got %+v", e)
+	}
+}
+
+func TestWitnessFenceSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	p := policy{failoverAfter: 12 * time.Second, fenceAfter: 3 * time.Second}
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	x, y := rest[0], rest[1]
+	applyWitnessSpec(t, nodes, drivers, roles, p, testShare{"projects", x.Name(), y.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, names(nodes)...)
+	path := sharePath(x.Name(), "projects")
+
+	x.leaseBlocked.Store(true)
+	waitUntil(t, x.Name()+" to fence projects", func() (bool, string) {
+		ro, _ := readOnly(drivers[x.Name()], path)
+		return ro && len(x.Fenced()) == 1, fmt.Sprintf("read-only=%v", ro)
+	})
+	// Stopped while fenced, the agent keeps the fence in its data dir.
+	waitUntil(t, "the fence in the data dir", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(x.cfg.DataDir, fileFenced))
+		return err == nil, fmt.Sprint(err)
+	})
+	stop(t, x)
+	back := restart(t, x)
+	if !back.Fenced()["projects"] {
+		t.Fatalf("restarted while fenced: want projects fenced at start, got %v", back.Fenced())
+	}
+	waitUntil(t, back.Name()+" to lift the fence it had before the restart", func() (bool, string) {
+		ro, _ := readOnly(drivers[x.Name()], path)
+		return !ro && len(back.Fenced()) == 0, fmt.Sprintf("read-only=%v fenced=%v", ro, back.Fenced())
+	})
+	if _, err := os.Stat(filepath.Join(x.cfg.DataDir, fileFenced)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after the fence was lifted: want no %s, got %v", fileFenced, err)
+	}
+	if fo, ok := leader.FSM().State().Failover["projects"]; ok {
+		t.Fatalf("want no failover, got %+v", fo)
+	}
+}
+
+func TestWitnessDegradedAndRecovered(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleWitness}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	// Any round trip is longer than a microsecond.
+	slow := policy{failoverAfter: 8 * time.Second, fenceAfter: 3 * time.Second, degraded: time.Microsecond}
+	applyWitnessSpec(t, nodes, drivers, roles, slow, testShare{"projects", "n1", "n2", schema.FailoverAuto})
+	for _, name := range []string{"n1", "n2"} {
+		waitUntil(t, name+" degraded", func() (bool, string) {
+			st := leader.FSM().State()
+			return slices.ContainsFunc(findEvents(st, EventDegraded, ""), func(e WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
+		})
+	}
+	ws, err := clientFor(t, leader).WitnessStatus(t.Context())
+	if err != nil {
+		t.Fatalf("witness status: %v", err)
+	}
+	for _, m := range ws.Members[:2] {
+		if !m.Degraded {
+			t.Fatalf("witness status: want %s degraded, got %+v", m.Name, m)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if evs := findEvents(leader.FSM().State(), EventDegraded, ""); len(evs) != 2 {
+		t.Fatalf("want one degraded event per member, got %+v", evs)
+	}
+
+	yaml := witnessSpec(nodes, roles, fastPolicy, testShare{"projects", "n1", "n2", schema.FailoverAuto})
+	if _, err := clientFor(t, leader).Apply(t.Context(), ApplyRequest{YAML: yaml}); err != nil {
+		t.Fatalf("apply the default degraded_latency: %v", err)
+	}
+	for _, name := range []string{"n1", "n2"} {
+		waitUntil(t, name+" recovered", func() (bool, string) {
+			st := leader.FSM().State()
+			return slices.ContainsFunc(findEvents(st, EventRecovered, ""), func(e WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
+		})
+	}
+}
+
+func TestWitnessManualFailoverOnlyLogs(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	active, replica := rest[0], rest[1]
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", active.Name(), replica.Name(), schema.FailoverManual})
+	waitRenewing(t, nodes, names(nodes)...)
+
+	stop(t, active)
+	stopped := time.Now()
+	e := waitEvent(t, leader, EventFailoverManual, "projects")
+	t.Logf("manual failover needed, logged %v after %s stopped: %s", time.Since(stopped).Round(time.Millisecond), active.Name(), e.Detail)
+	if e.Member != active.Name() || !strings.Contains(e.Detail, "failover: manual") {
+		t.Fatalf("manual event: want it about %s saying failover: manual, got %+v", active.Name(), e)
+	}
+	time.Sleep(2 * time.Second)
+	st := leader.FSM().State()
+	if evs := findEvents(st, EventFailoverManual, "projects"); len(evs) != 1 {
+		t.Fatalf("want the manual event once per outage, got %+v", evs)
+	}
+	if fo, ok := st.Failover["projects"]; ok {
+		t.Fatalf("failover: manual failed over: %+v", fo)
+	}
+}
+
+func TestFSMFailoverCompareAndSet(t *testing.T) {
+	f := newTestFSM()
+	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	res := apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, Reason: "nas1 unreachable for 31s > failover_after 30s", At: at})
+	if res != (FailoverResult{Epoch: 1}) {
+		t.Fatalf("first failover: want epoch 1, got %v", res)
+	}
+	st := f.State()
+	if want := (FailoverState{Active: "nas2", Epoch: 1, ChangedAt: at, Reason: "nas1 unreachable for 31s > failover_after 30s"}); st.Failover["projects"] != want {
+		t.Fatalf("failover entry: want %+v, got %+v", want, st.Failover["projects"])
+	}
+	if len(st.WitnessLog) != 1 || st.WitnessLog[0].Detail != "nas1 unreachable for 31s > failover_after 30s; projects now active on nas2, epoch 1" || st.WitnessLog[0].Member != "nas1" {
+		t.Fatalf("witness log: want the failover explained, got %+v", st.WitnessLog)
+	}
+	res = apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, At: at})
+	if err, ok := res.(error); !ok || !errors.Is(err, ErrEpochMismatch) {
+		t.Fatalf("failover with a stale epoch: want ErrEpochMismatch, got %v", res)
+	}
+	if f.State() != st {
+		t.Fatalf("a refused failover changed the state")
+	}
+	if res := apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas2", To: "nas1", ExpectedEpoch: 1, At: at}); res != (FailoverResult{Epoch: 2}) {
+		t.Fatalf("failback: want epoch 2, got %v", res)
+	}
+}
+
+func TestFSMWitnessLogIsBoundedAndSnapshotted(t *testing.T) {
+	f := newTestFSM()
+	for i := range MaxWitnessLog + 5 {
+		if res := apply(t, f, CmdWitnessEvent|Ignorable, WitnessEvent{At: appliedAt, Member: "nas1", Event: EventUnreachable, Detail: fmt.Sprint(i)}); res != nil {
+			t.Fatalf("witness event: %v", res)
+		}
+	}
+	l := f.State().WitnessLog
+	if len(l) != MaxWitnessLog || l[0].Detail != "5" || l[len(l)-1].Detail != fmt.Sprint(MaxWitnessLog+4) {
+		t.Fatalf("witness log: want the newest %d, got %d from %q", MaxWitnessLog, len(l), l[0].Detail)
+	}
+	apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", At: appliedAt})
+
+	g := newTestFSM()
+	restore(t, g, persist(t, f))
+	if got, want := g.State(), f.State(); !slices.Equal(got.WitnessLog, want.WitnessLog) || got.Failover["projects"] != want.Failover["projects"] {
+		t.Fatalf("restored witness state differs: %+v / %+v", got.Failover, want.Failover)
+	}
+
+	// A version 1 snapshot from before the witness restores an empty log.
+	h := newTestFSM()
+	restore(t, h, []byte(`{"version":1,"generation":0,"applied_at":"0001-01-01T00:00:00Z"}`))
+	if st := h.State(); st.WitnessLog != nil || st.Failover != nil {
+		t.Fatalf("old snapshot: want no witness log or failovers, got %+v", st)
+	}
+	if got := (CmdWitnessEvent | Ignorable).String(); got != "witness-event (ignorable)" {
+		t.Fatalf("command name: %q", got)
+	}
+}
+
+// The leader counts a member it never heard from as renewed when it took
+// office, and one first named in the spec later from when it saw it.
+func TestWitnessCountsFromOfficeAndFirstSight(t *testing.T) {
+	var w witness
+	t0 := time.Now()
+	w.startTerm(t0, &State{WitnessLog: []WitnessEvent{{Member: "nas1", Event: EventUnreachable}}})
+	if last, renewed := w.lastRenewal("nas1"); !last.Equal(t0) || renewed {
+		t.Fatalf("at office: want %v, not received; got %v, %v", t0, last, renewed)
+	}
+	if !w.unreachable["nas1"] {
+		t.Fatalf("the log said nas1 is unreachable: the new leader must start from there")
+	}
+	w.mu.Lock()
+	w.see("nas2", t0.Add(time.Minute))
+	last, _ := w.lastRenewal("nas2")
+	w.mu.Unlock()
+	if !last.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("first seen later: want counted from then, got %v", last)
+	}
+	if _, ok := w.renew("nas1", 3*time.Millisecond, t0.Add(time.Second), func() uint64 { return 7 }); !ok {
+		t.Fatalf("renew while leading refused")
+	}
+	if last, renewed := w.lastRenewal("nas1"); !last.Equal(t0.Add(time.Second)) || !renewed {
+		t.Fatalf("after a renewal: got %v, %v", last, renewed)
+	}
+	w.endTerm()
+	if _, ok := w.renew("nas1", 0, t0, func() uint64 { return 0 }); ok {
+		t.Fatalf("renew after the term ended: want refused")
+	}
+}
