@@ -64,6 +64,8 @@ func (n *Node) routes() http.Handler {
 	m.Handle("POST /v1/replication/run", n.authed(n.handleRun))
 	m.Handle("GET /v1/replication/held", n.authed(n.handleHeld))
 	m.Handle("POST /v1/replication/receive", n.authed(n.handleReceive))
+	m.Handle("POST /v1/failover", n.authed(n.leaderOnly(n.handleFailover)))
+	m.Handle("POST /v1/switchover/prepare", n.authed(n.handlePrepare))
 	m.Handle("POST /v1/lease", n.authed(n.leaderOnly(n.handleLease)))
 	m.Handle("GET /v1/witness/status", n.authed(n.leaderOnly(n.handleWitnessStatus)))
 	m.Handle("GET /v1/witness/log", n.authed(n.handleWitnessLog))

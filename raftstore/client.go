@@ -324,6 +324,13 @@ func (c *Client) WitnessLog(ctx context.Context) ([]WitnessEvent, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/witness/log", nil, &out)
 }
 
+// Failover runs a planned switchover of a share to its replica: the active
+// appliance stops writes and sends a final incremental, then the roles swap.
+func (c *Client) Failover(ctx context.Context, share, to string) (*FailoverResponse, error) {
+	var out FailoverResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/failover", FailoverRequest{Share: share, To: to}, &out)
+}
+
 // Close releases the client's idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 

@@ -41,6 +41,7 @@ type cli struct {
 	Replicate   replicateCmd   `cmd:"" help:"Replicate a share now (--now), and follow it (--follow)."`
 	Replication replicationCmd `cmd:"" help:"Replication status and trails."`
 	Witness     witnessCmd     `cmd:"" help:"The quorum as witness: leases, failovers, fences."`
+	Failover    failoverCmd    `cmd:"" help:"Planned switchover of a share to its replica, with no data lost."`
 	Agent       agentCmd       `cmd:"" help:"Run this appliance's agent."`
 	Demo        demoCmd        `cmd:"" help:"Run a fleet on this machine: agents on 127.0.0.1, loop-mounted btrfs pools."`
 	Credential  credentialCmd  `cmd:"" help:"Issue credentials for using fleetctl away from the appliances."`
