@@ -47,13 +47,11 @@ func (c *applyCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(60 * time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	defer done()
 	res, err := cl.Apply(ctx, raftstore.ApplyRequest{YAML: string(data), ExpectedGeneration: c.ExpectGeneration})
 	if err != nil {
 		return refused(e, name, err)

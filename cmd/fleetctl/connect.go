@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore"
 	"github.com/fleetctl/fleetctl/raftstore/pki"
@@ -44,4 +46,14 @@ func (f clientFlags) client() (*raftstore.Client, error) {
 		return raftstore.NewClient(addr, creds, name)
 	}
 	return nil, errors.New("no agent to talk to: give --data-dir DIR on an appliance (or set FLEETCTL_DATA_DIR), or --server HOST:PORT with --credential FILE")
+}
+
+// session connects to the agent the flags name and bounds the command's
+// requests by timeout; done releases both.
+func (f clientFlags) session(timeout time.Duration) (cl *raftstore.Client, ctx context.Context, done func(), err error) {
+	if cl, err = f.client(); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return cl, ctx, func() { cancel(); cl.Close() }, nil
 }

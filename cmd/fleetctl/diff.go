@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -42,13 +41,11 @@ func (c *diffCmd) Run(e env) error {
 	if err != nil {
 		return troubleIfInvalid(err)
 	}
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(60 * time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	defer done()
 	stored, err := cl.Spec(ctx, true)
 	if err != nil {
 		return err

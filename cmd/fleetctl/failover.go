@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -26,13 +25,11 @@ writable again on the active appliance.`
 }
 
 func (c *failoverCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(c.Wait)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), c.Wait)
-	defer cancel()
+	defer done()
 	fmt.Fprintf(e.stderr, "Stopping writes to %s and sending a final incremental…\n", c.Share)
 	res, err := cl.Failover(ctx, c.Share, c.To)
 	if err != nil {

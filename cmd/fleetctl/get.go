@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -24,12 +23,11 @@ quorum but may lag.`
 }
 
 func (c *getSpecCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer done()
 	s, err := cl.Spec(ctx, !c.Stale)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -22,12 +21,11 @@ token). The member's shares and data are not touched.`
 }
 
 func (c *membersRemoveCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer done()
 	if err := cl.RemoveMember(ctx, c.Name); err != nil {
 		return err
 	}

@@ -30,13 +30,11 @@ run is going on now (bytes so far).`
 }
 
 func (c *replicationStatusCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer done()
 	shares, err := cl.ReplicationStatus(ctx)
 	if err != nil {
 		return err
@@ -96,13 +94,11 @@ result and error. The store keeps the newest 100 per share.`
 }
 
 func (c *replicationTrailCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer done()
 	trail, err := cl.Trail(ctx, c.Share)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -29,13 +28,11 @@ because it lost contact with the quorum).`
 }
 
 func (c *witnessStatusCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer done()
 	ws, err := cl.WitnessStatus(ctx)
 	if err != nil {
 		return err
@@ -104,13 +101,11 @@ on a change, so an idle fleet adds none. The newest 200 are kept.`
 }
 
 func (c *witnessLogCmd) Run(e env) error {
-	cl, err := c.client()
+	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer done()
 	log, err := cl.WitnessLog(ctx)
 	if err != nil {
 		return err
