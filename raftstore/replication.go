@@ -375,6 +375,8 @@ type ReplicationShare struct {
 	Share string `json:"share"`
 	From  string `json:"from"`
 	To    string `json:"to"`
+	// Epoch is the share's failover epoch: 0 until its first failover.
+	Epoch uint64 `json:"epoch"`
 	// LastSuccess is the end of the newest successful send; zero if none.
 	LastSuccess time.Time `json:"last_success"`
 	// LastSnapshot is the snapshot that send delivered.
@@ -404,6 +406,7 @@ func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		rs := ReplicationShare{Share: sh.Name, From: sh.Appliance, To: sh.Replication.To.String()}
+		rs.Epoch = st.Failover[sh.Name].Epoch
 		if a := st.Failover[sh.Name].Active; a != "" && a != sh.Appliance {
 			// Failed over: the replica sends back to the spec's appliance.
 			rs.From, rs.To = a, sh.Appliance+"/"+sh.Pool

@@ -23,8 +23,9 @@ type replicationStatusCmd struct {
 }
 
 func (replicationStatusCmd) Help() string {
-	return `Shows every replicated share of the stored spec: where it is sent, the
-last successful replication and the snapshot it delivered, the lag (how old
+	return `Shows every replicated share of the stored spec: where it is sent (from
+its active appliance, which a failover changes, and the epoch), the last
+successful replication and the snapshot it delivered, the lag (how old
 the target's newest copy is), when the schedule runs next, and whether a
 run is going on now (bytes so far).`
 }
@@ -48,7 +49,7 @@ func (c *replicationStatusCmd) Run(e env) error {
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SHARE\tFROM\tTO\tLAST SUCCESS\tLAG\tNEXT RUN\tNOW")
+	fmt.Fprintln(tw, "SHARE\tFROM\tTO\tEPOCH\tLAST SUCCESS\tLAG\tNEXT RUN\tNOW")
 	for _, s := range shares {
 		last, lag := "never", "-"
 		if !s.LastSuccess.IsZero() {
@@ -57,7 +58,7 @@ func (c *replicationStatusCmd) Run(e env) error {
 				lag = now.Sub(t).Round(time.Second).String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Share, s.From, s.To, last, lag, s.NextRun.Local().Format(time.DateTime), sourceNow(s))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Share, s.From, s.To, s.Epoch, last, lag, s.NextRun.Local().Format(time.DateTime), sourceNow(s))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
