@@ -175,6 +175,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.startReconciler(runCtx)
 	n.startReplication(runCtx)
+	go n.failbackLoop(runCtx)
 	return n, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/hashicorp/raft"
 )
 
 // A planned switchover (`fleetctl failover SHARE --to APPLIANCE`) moves a
@@ -54,58 +55,128 @@ func (n *Node) handleFailover(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	st := n.fsm.State()
-	if st.Spec == nil {
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: "no spec has been applied yet"})
-		return
-	}
-	sh := st.Spec.Share(req.Share)
-	if sh == nil || sh.Replication == nil || sh.State == schema.StateAbsent {
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: fmt.Sprintf("the stored spec has no replicated share %q", req.Share)})
-		return
-	}
-	active, replica, epoch := activeReplica(st, sh)
-	switch req.To {
-	case active:
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: fmt.Sprintf("%s is already active on %s (epoch %d)", sh.Name, active, epoch)})
-		return
-	case replica:
-	default:
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: fmt.Sprintf("%s can only move to its replica, %s", sh.Name, replica)})
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
 	defer cancel()
-	var prep prepareResponse
-	if err := n.callMember(ctx, active, "/v1/switchover/prepare", prepareRequest{Share: sh.Name, Epoch: epoch}, &prep); err != nil {
-		writeError(w, http.StatusBadGateway, &APIError{Code: CodeInternal, Message: fmt.Sprintf("%s could not hand %s over, nothing was switched: %v", active, sh.Name, err)})
-		return
-	}
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	res, err := n.switchover(ctx, req.Share, req.To, "planned switchover by "+userOf(r))
+	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			writeError(w, ae.Status, ae)
+			return
+		}
 		writeApplyError(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// switchover moves share to its replica to with no data lost: the active
+// appliance stops writes and sends a final incremental, then the leader
+// commits the failover (an epoch compare-and-set). why starts the reason
+// recorded in the witness log. It runs on the leader.
+func (n *Node) switchover(ctx context.Context, share, to, why string) (*FailoverResponse, error) {
+	st := n.fsm.State()
+	if st.Spec == nil {
+		return nil, &APIError{Status: http.StatusConflict, Code: CodeConflict, Message: "no spec has been applied yet"}
+	}
+	sh := st.Spec.Share(share)
+	if sh == nil || sh.Replication == nil || sh.State == schema.StateAbsent {
+		return nil, &APIError{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("the stored spec has no replicated share %q", share)}
+	}
+	active, replica, epoch := activeReplica(st, sh)
+	switch to {
+	case active:
+		return nil, &APIError{Status: http.StatusConflict, Code: CodeConflict, Message: fmt.Sprintf("%s is already active on %s (epoch %d)", sh.Name, active, epoch)}
+	case replica:
+	default:
+		return nil, &APIError{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("%s can only move to its replica, %s", sh.Name, replica)}
+	}
+	var prep prepareResponse
+	if err := n.callMember(ctx, active, "/v1/switchover/prepare", prepareRequest{Share: sh.Name, Epoch: epoch}, &prep); err != nil {
+		return nil, &APIError{Status: http.StatusBadGateway, Code: CodeInternal, Message: fmt.Sprintf("%s could not hand %s over, nothing was switched: %v", active, sh.Name, err)}
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return nil, err
 	}
 	cmd := FailoverShare{
 		Share:         sh.Name,
 		From:          active,
 		To:            replica,
 		ExpectedEpoch: epoch,
-		Reason:        fmt.Sprintf("planned switchover by %s; final snapshot %s", userOf(r), prep.Snapshot),
+		Reason:        fmt.Sprintf("%s; final snapshot %s", why, prep.Snapshot),
 		At:            time.Now().UTC(),
 	}
 	data, err := EncodeCommand(CmdFailover, cmd)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
-		return
+		return nil, err
 	}
 	resp, err := applyResponse(n.raft.Apply(data, 10*time.Second))
 	if err != nil {
 		// The share stays read-only on the old active (safe); the
 		// operator retries or investigates.
-		writeApplyError(w, fmt.Errorf("commit the switchover: %w", err))
-		return
+		return nil, fmt.Errorf("commit the switchover: %w", err)
 	}
-	writeJSON(w, http.StatusOK, FailoverResponse{Share: sh.Name, From: active, To: replica, Epoch: resp.(FailoverResult).Epoch, Snapshot: prep.Snapshot})
+	return &FailoverResponse{Share: sh.Name, From: active, To: replica, Epoch: resp.(FailoverResult).Epoch, Snapshot: prep.Snapshot}, nil
+}
+
+// failbackInterval is how often the leader looks for shares to return home
+// under failback: auto.
+const failbackInterval = 2 * time.Second
+
+// failbackLoop, on the leader, returns each share with failover: auto to
+// its spec appliance under the witness policy's failback: auto, once that
+// appliance has caught up: a replication from the share's active appliance
+// to it succeeded after the failover. The return is a planned switchover,
+// so nothing written on the active appliance is lost.
+func (n *Node) failbackLoop(ctx context.Context) {
+	t := time.NewTicker(failbackInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader || !n.leaderReady.Load() {
+			continue
+		}
+		st := n.fsm.State()
+		if st.Spec == nil || st.Spec.Witness.Failback != schema.FailbackAuto {
+			continue
+		}
+		for i := range st.Spec.Shares {
+			sh := &st.Spec.Shares[i]
+			if sh.Replication == nil || sh.Failover != schema.FailoverAuto || sh.State == schema.StateAbsent {
+				continue
+			}
+			fo := st.Failover[sh.Name]
+			active, _, _ := activeReplica(st, sh)
+			if active == sh.Appliance || !caughtUp(st.Trails[sh.Name], active, sh.Appliance, fo.ChangedAt) {
+				continue
+			}
+			n.log.Info("failback: the share's appliance has caught up; switching back", "share", sh.Name, "to", sh.Appliance)
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+			res, err := n.switchover(sctx, sh.Name, sh.Appliance, fmt.Sprintf("failback: %s caught up", sh.Appliance))
+			cancel()
+			if err != nil {
+				n.log.Warn("failback did not happen; will retry", "share", sh.Name, "err", err)
+				continue
+			}
+			n.log.Info("failed back", "share", res.Share, "to", res.To, "epoch", res.Epoch)
+		}
+	}
+}
+
+// caughtUp reports whether the trail shows a successful replication from
+// active to home that started after the failover at since.
+func caughtUp(trail []reconcile.TrailEntry, active, home string, since time.Time) bool {
+	for i := len(trail) - 1; i >= 0; i-- {
+		e := trail[i]
+		if e.Side == reconcile.SideSend && e.From == active && e.To == home && e.Result == reconcile.ResultOK && e.Start.After(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // handlePrepare makes this appliance's copy of a share read-only and sends

@@ -87,6 +87,8 @@ func provides(a Action) string {
 		return "dir\x00" + a.Pool + "\x00" + a.Share
 	case ActionSnapshot:
 		return "snapshot\x00" + a.Pool + "\x00" + a.Share
+	case ActionSetAside:
+		return "aside\x00" + a.Pool + "\x00" + a.Share
 	}
 	return ""
 }
@@ -105,6 +107,9 @@ func blockedBy(a Action, failed map[string]string) string {
 		// Retention counted the new snapshot: without it, pruning could
 		// take the newest one there is.
 		needs = []string{"snapshot\x00" + a.Pool + "\x00" + a.Share}
+	case ActionPromote:
+		// The stale copy must be out of the way first.
+		needs = []string{"aside\x00" + a.Pool + "\x00" + a.Share}
 	}
 	for _, k := range needs {
 		if what, ok := failed[k]; ok {
@@ -120,6 +125,13 @@ func run(ctx context.Context, d Driver, a Action) error {
 		return d.EnableQuota(ctx, a.Path)
 	case ActionCreateShare:
 		return d.CreateSubvolume(ctx, a.Path)
+	case ActionSetAside:
+		// A rename within the pool's top directory: btrfs allows it for a
+		// read-only subvolume, and nothing is deleted.
+		if filepath.Dir(a.Source) != filepath.Dir(a.Path) {
+			return fmt.Errorf("refusing to set %s aside as %s: not in the same directory", a.Source, a.Path)
+		}
+		return d.Rename(ctx, a.Source, a.Path)
 	case ActionPromote:
 		// A writable snapshot, not the received subvolume made writable:
 		// clearing its ro flag would erase its received UUID, and the

@@ -154,16 +154,22 @@ func (pp *poolPlanner) active(sh *schema.Share, act Activation) {
 		return
 	}
 	received := pp.newestReceived(sh.Name)
-	switch {
-	case exists && olderThanReceived(sv, received):
-		pp.blocked = append(pp.blocked, Action{
-			Kind: ActionBlocked, Pool: p.Name, Share: sh.Name, Path: path, ReportOnly: true,
-			Detail: fmt.Sprintf("active here at epoch %d, but %s is older than the received %s", act.Epoch, path, received.name),
-			Reason: fmt.Sprintf("share %s is active on %s at epoch %d, but its subvolume %s was last changed before %s arrived, so it is the copy left from before this appliance was demoted; "+
-				"the newer data is the received snapshot. Rename it aside by hand (like %s.old, which is then reported as orphaned and kept) and the newest received snapshot is promoted in its place",
-				sh.Name, pp.in.Appliance, act.Epoch, path, filepath.Join(p.Path, received.sv.Path), path),
+	if exists && olderThanReceived(sv, received) {
+		// The copy left from before this appliance was demoted (it is
+		// active again after a failback): the newer data is the received
+		// snapshot. The old copy is renamed aside in the pool, where it is
+		// kept and reported as orphaned, never deleted; then the newest
+		// received snapshot is promoted in its place.
+		aside := filepath.Join(p.Path, fmt.Sprintf("%s.before-epoch-%d", sh.Name, act.Epoch))
+		pp.create = append(pp.create, Action{
+			Kind: ActionSetAside, Pool: p.Name, Share: sh.Name, Path: aside, Source: path,
+			Detail: "as " + filepath.Base(aside),
+			Reason: fmt.Sprintf("share %s is active on %s again at epoch %d, but %s was last changed before %s arrived: it is the copy from before this appliance was demoted, kept as %s (reported as orphaned, never deleted)",
+				sh.Name, pp.in.Appliance, act.Epoch, path, filepath.Join(p.Path, received.sv.Path), aside),
 		})
-		return
+		exists, sv = false, Subvolume{}
+	}
+	switch {
 	case !exists && len(pp.nested[sh.Name]) > 0:
 		// A plain directory with subvolumes in it sits where the share
 		// belongs; creating would fail, and only a person can sort it out.

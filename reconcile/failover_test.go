@@ -184,7 +184,16 @@ func TestPlanFailover(t *testing.T) {
 		{
 			name: "failback onto the old share, older than what came back", appliance: "nas1", active: backOnNas1,
 			disk: func(d disk) { d.subvol("/tank/projects").received("20261125T110000Z", "sent-2") },
-			want: []string{"! blocked share projects (active here at epoch 2, but /tank/projects is older than the received projects.20261125T110000Z)"},
+			// Set aside (kept, then reported as orphaned), never deleted;
+			// the newest received data is promoted in its place.
+			want: []string{
+				"~ enable quotas on pool tank (needed by projects)",
+				"~ set aside share projects (as projects.before-epoch-2)",
+				"+ promote share projects (from projects.20261125T110000Z)",
+				"~ quota projects none → 1GiB",
+				"+ directory .fleetctl/snapshots/projects on pool tank",
+				"+ snapshot projects (every 1h, first)",
+			},
 		},
 		{
 			name: "failback without a share or anything received", appliance: "nas1", active: backOnNas1,

@@ -40,6 +40,7 @@ type ActionKind string
 const (
 	ActionEnableQuota   ActionKind = "enable-quota"   // enable btrfs quotas on a pool
 	ActionCreateShare   ActionKind = "create-share"   // create a share's subvolume
+	ActionSetAside      ActionKind = "set-aside"      // rename a stale copy of a share aside (kept) so the newest received data can be promoted
 	ActionPromote       ActionKind = "promote"        // make the share a writable snapshot of its newest received snapshot
 	ActionKeepDiverged  ActionKind = "keep-diverged"  // keep a demoted share's unreplicated writes as a read-only snapshot
 	ActionSetQuota      ActionKind = "set-quota"      // set a share's qgroup limit
@@ -90,7 +91,7 @@ func (a Action) Symbol() string {
 	switch a.Kind {
 	case ActionCreateShare, ActionMakeMetaDir, ActionSnapshot, ActionPromote, ActionKeepDiverged:
 		return "+"
-	case ActionSetQuota, ActionClearQuota, ActionEnableQuota:
+	case ActionSetQuota, ActionClearQuota, ActionEnableQuota, ActionSetAside:
 		return "~"
 	case ActionDeleteShare, ActionPruneSnapshot:
 		return "-"
@@ -107,6 +108,8 @@ func (a Action) String() string {
 		head = "enable quotas on pool " + a.Pool
 	case ActionCreateShare:
 		head = "create share " + a.Share
+	case ActionSetAside:
+		head = "set aside share " + a.Share
 	case ActionPromote:
 		head = "promote share " + a.Share
 	case ActionKeepDiverged:
