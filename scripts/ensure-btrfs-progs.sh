@@ -14,3 +14,17 @@ ensure_btrfs_progs() {
   echo "btrfs-progs is missing and cannot be installed here (not root, or no apt-get)" >&2
   return 1
 }
+
+# ensure_iproute2 installs iproute2 (ip, for the network namespaces of the
+# failover tests) the same way.
+ensure_iproute2() {
+  command -v ip >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing iproute2" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+    return 0
+  fi
+  echo "iproute2 is missing and cannot be installed here" >&2
+  return 1
+}

@@ -14,6 +14,7 @@ step() { printf '\n== %s\n' "$*"; }
 # Debian); otherwise they skip and say why, and fail under CI=true.
 . scripts/ensure-btrfs-progs.sh
 ensure_btrfs_progs || echo "real-btrfs tests will skip" >&2
+ensure_iproute2 || echo "the network-namespace failover test will skip" >&2
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
