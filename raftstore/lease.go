@@ -417,15 +417,11 @@ func (n *Node) saveFences() {
 // share's own appliance (its pool) or its replication target (the
 // replication.to pool).
 func activePath(spec *schema.Spec, sh *schema.Share, appliance string) (string, error) {
-	pool := sh.Pool
-	if appliance != sh.Appliance {
-		pool = sh.Replication.To.Pool
+	pool := reconcile.SharePool(spec, sh, appliance)
+	if pool == nil {
+		return "", fmt.Errorf("share %s: the spec has no pool for it on %s", sh.Name, appliance)
 	}
-	a := spec.Appliance(appliance)
-	if a == nil || a.Pool(pool) == nil {
-		return "", fmt.Errorf("share %s: the spec has no pool %s on %s", sh.Name, pool, appliance)
-	}
-	return filepath.Join(a.Pool(pool).Path, sh.Name), nil
+	return filepath.Join(pool.Path, sh.Name), nil
 }
 
 // Fenced returns the shares this appliance has fenced: it is active for

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -212,11 +211,10 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 	if active != n.cfg.Name || epoch != req.Epoch {
 		return "", fmt.Errorf("%s is active on %s at epoch %d, not here at epoch %d", sh.Name, active, epoch, req.Epoch)
 	}
-	pool := reconcile.SharePool(st.Spec, sh, n.cfg.Name)
-	if pool == nil {
-		return "", fmt.Errorf("no pool for %s on %s", sh.Name, n.cfg.Name)
+	path, err := activePath(st.Spec, sh, n.cfg.Name)
+	if err != nil {
+		return "", err
 	}
-	path := filepath.Join(pool.Path, sh.Name)
 	if err := n.cfg.Driver.SetReadOnly(ctx, path, true); err != nil {
 		return "", fmt.Errorf("stop writes to %s: %w", sh.Name, err)
 	}
