@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
@@ -56,7 +56,7 @@ type leaseState struct {
 	failing  bool // the newest renewal failed: log only transitions
 	// fenced are the shares this appliance fenced, by share; only the fence
 	// loop changes it.
-	fenced map[string]fence
+	fenced map[string]heldFence
 	// fenceFailed are the shares whose fencing failed and was logged.
 	fenceFailed map[string]bool
 	// changed wakes the status reporter when fenced changed.
@@ -65,34 +65,42 @@ type leaseState struct {
 	// through without error; checked says it did once.
 	demotedChecked map[string]FailoverState
 	checked        bool
+	// synced is closed once this agent has caught up with the fleet since
+	// it started: a renewal it sent was answered and it has applied the
+	// log as far as the leader had then. Until then its copy of the state
+	// may be stale, so it fences instead of acting on it (startFences) and
+	// the reconciler and replication wait.
+	synced     chan struct{}
+	syncedDone bool
+	// activeSaved is what FileActive last said; only the fence loop uses
+	// it.
+	activeSaved fence.Records
 }
 
-// fence is one share this appliance made read-only.
-type fence struct {
+// heldFence is one share this appliance made read-only.
+type heldFence struct {
 	path  string    // the share's subvolume
 	epoch uint64    // the share's epoch when it was fenced
 	at    time.Time // when (for a fence loaded at start: the start)
 }
 
-// fenceFile is one fence as the data dir keeps it (fileFenced), so that an
-// agent restarted while fenced still knows which shares it made read-only
-// and lifts the fences under the same rules.
-type fenceFile struct {
-	Path  string `json:"path"`
-	Epoch uint64 `json:"epoch"`
-}
-
-// startLease starts the lease client, the fence loop and the status
-// reporter; they run until ctx ends and do something only while the stored
-// spec names this appliance as a storage appliance.
-func (n *Node) startLease(ctx context.Context) {
+// startLease starts the lease client, the fence loop, the guard's
+// heartbeat and the status reporter; they run until ctx ends and do
+// something only while the stored spec names this appliance as a storage
+// appliance. early are the fences startFencesFromFiles made.
+func (n *Node) startLease(ctx context.Context, early map[string]heldFence) {
 	l := &n.lease
 	l.mu.Lock()
-	l.fenced = n.loadFences()
+	l.fenced = early
 	l.fenceFailed = map[string]bool{}
 	l.changed = make(chan struct{}, 1)
 	l.mu.Unlock()
-	for _, loop := range []func(context.Context){n.renewLoop, n.fenceLoop, n.reportLoop} {
+	n.startFencesFromState(ctx)
+	loops := []func(context.Context){n.renewLoop, n.fenceLoop, n.reportLoop}
+	if n.cfg.Heartbeat != nil {
+		loops = append(loops, n.beatLoop)
+	}
+	for _, loop := range loops {
 		n.loops.Add(1)
 		go func() {
 			defer n.loops.Done()
@@ -110,35 +118,45 @@ func isStorage(spec *schema.Spec, appliance string) bool {
 	return a != nil && a.Role != schema.RoleWitness
 }
 
-// renewLoop renews the lease every LeaseInterval.
+// renewLoop sends a renewal every LeaseInterval. Renewals overlap: one
+// answered late (up to leaseTimeout) does not hold back the next, so a
+// single slow answer on a healthy fleet cannot age the lease by more than
+// an interval.
 func (n *Node) renewLoop(ctx context.Context) {
 	var c *Client
+	var inflight sync.WaitGroup
 	defer func() {
+		inflight.Wait()
 		if c != nil {
 			c.Close()
 		}
 	}()
-	t := time.NewTimer(0)
+	t := time.NewTicker(LeaseInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		start := time.Now()
-		if isStorage(n.fsm.State().Spec, n.cfg.Name) {
-			if c == nil {
-				var err error
-				if c, err = NewClient(n.cfg.Advertise, n.creds, n.cfg.Name); err != nil {
-					n.log.Error("cannot make the lease client", "err", err)
-				}
-			}
-			if c != nil {
-				n.renew(ctx, c, start)
+		if !isStorage(n.fsm.State().Spec, n.cfg.Name) && (n.cfg.Driver == nil || n.isSynced()) {
+			continue
+		}
+		if c == nil {
+			var err error
+			if c, err = NewClient(n.cfg.Advertise, n.creds, n.cfg.Name); err != nil {
+				n.log.Error("cannot make the lease client", "err", err)
+				continue
 			}
 		}
-		t.Reset(max(0, LeaseInterval-time.Since(start)))
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			n.renew(ctx, c, start)
+		}()
 	}
 }
 
@@ -177,7 +195,11 @@ func (n *Node) renew(ctx context.Context, c *Client, start time.Time) {
 		n.log.Info("lease renewed again", "leader", resp.Leader)
 	}
 	l.failing = false
-	l.answered, l.rtt, l.index = start, time.Since(start), resp.AppliedIndex
+	if start.After(l.answered) {
+		// Overlapping renewals may be answered out of order: the lease
+		// counts from the newest one sent that was answered.
+		l.answered, l.rtt, l.index = start, time.Since(start), resp.AppliedIndex
+	}
 }
 
 // fenceLoop fences and unfences every fenceTick.
@@ -206,6 +228,8 @@ func (n *Node) fenceLoop(ctx context.Context) {
 func (n *Node) fenceCheck(ctx context.Context) bool {
 	st := n.fsm.State()
 	n.demotedCheck(ctx, st)
+	n.checkSynced()
+	n.saveActive(st)
 	l := &n.lease
 	l.mu.Lock()
 	if l.started.IsZero() {
@@ -258,7 +282,7 @@ func (n *Node) fence(ctx context.Context, st *State, age time.Duration) bool {
 			}
 			continue
 		}
-		l.fenced[sh.Name] = fence{path: path, epoch: epoch, at: time.Now()}
+		l.fenced[sh.Name] = heldFence{path: path, epoch: epoch, at: time.Now()}
 		delete(l.fenceFailed, sh.Name)
 		l.mu.Unlock()
 		changed = true
@@ -362,55 +386,238 @@ func (n *Node) keepDemotedReadOnly(ctx context.Context, st *State) error {
 	return errors.Join(errs...)
 }
 
-// loadFences reads the fences an earlier run of this agent left in the
-// data dir; each counts as made now, so only a renewal answered after this
-// start lifts it.
-func (n *Node) loadFences() map[string]fence {
-	out := map[string]fence{}
-	b, err := os.ReadFile(n.dir.path(fileFenced))
-	if errors.Is(err, os.ErrNotExist) {
-		return out
-	}
-	var saved map[string]fenceFile
-	if err == nil {
-		err = json.Unmarshal(b, &saved)
-	}
-	if err != nil {
-		n.log.Error("cannot read the shares this agent fenced before it stopped; they stay read-only until lifted by hand", "file", n.dir.path(fileFenced), "err", err)
-		return out
-	}
-	now := time.Now()
-	for share, f := range saved {
-		out[share] = fence{path: f.Path, epoch: f.Epoch, at: now}
-		n.log.Warn("this agent stopped while fenced: the share stays read-only until its lease is renewed", "share", share, "path", f.Path, "epoch", f.Epoch)
-	}
-	return out
-}
-
 // saveFences writes the current fences to the data dir (none: removes the
 // file).
 func (n *Node) saveFences() {
 	l := &n.lease
 	l.mu.Lock()
-	saved := make(map[string]fenceFile, len(l.fenced))
+	saved := make(fence.Records, len(l.fenced))
 	for share, f := range l.fenced {
-		saved[share] = fenceFile{Path: f.path, Epoch: f.epoch}
+		saved[share] = fence.Record{Path: f.path, Epoch: f.epoch}
 	}
 	l.mu.Unlock()
-	var err error
-	if len(saved) == 0 {
-		if err = os.Remove(n.dir.path(fileFenced)); errors.Is(err, os.ErrNotExist) {
-			err = nil
-		}
-	} else {
-		var b []byte
-		if b, err = json.MarshalIndent(saved, "", "  "); err == nil {
-			err = writeFileAtomic(n.dir.path(fileFenced), append(b, '\n'), 0o600)
-		}
-	}
-	if err != nil {
+	if err := fence.WriteRecords(string(n.dir), fence.FileFenced, saved); err != nil {
 		n.log.Error("cannot record the fenced shares in the data dir", "err", err)
 	}
+}
+
+// activeShares are the replicated shares st says this appliance is active
+// for, with their subvolumes and epochs.
+func (n *Node) activeShares(st *State) fence.Records {
+	out := fence.Records{}
+	if !isStorage(st.Spec, n.cfg.Name) {
+		return out
+	}
+	for _, sh := range replicatedShares(st.Spec) {
+		active, _, epoch := activeReplica(st, sh)
+		if active != n.cfg.Name {
+			continue
+		}
+		if path, err := activePath(st.Spec, sh, active); err == nil {
+			out[sh.Name] = fence.Record{Path: path, Epoch: epoch}
+		}
+	}
+	return out
+}
+
+// saveActive keeps FileActive equal to the shares st says this appliance
+// is active for, so that whoever starts or fences this agent without the
+// Raft state knows them. Only the fence loop calls it.
+func (n *Node) saveActive(st *State) {
+	if st.Spec == nil {
+		return // nothing known yet: keep what an earlier run recorded
+	}
+	l := &n.lease
+	active := n.activeShares(st)
+	if l.activeSaved != nil && maps.Equal(active, l.activeSaved) {
+		return
+	}
+	if err := fence.WriteRecords(string(n.dir), fence.FileActive, active); err != nil {
+		n.log.Error("cannot record the shares this appliance is active for", "err", err)
+		return
+	}
+	l.activeSaved = active
+}
+
+// startFencesFromFiles is the first thing a storage agent does: every
+// share an earlier run of it was active for (FileActive) or had fenced
+// (FileFenced) is made read-only, before Raft even starts, because this
+// agent cannot tell yet whether the fleet failed the share over while it
+// was gone. The fences count as made now, so only a renewal sent after
+// this start lifts them (unfence), once the log is applied as far as the
+// leader's and the epoch has not moved.
+func (n *Node) startFencesFromFiles(ctx context.Context) map[string]heldFence {
+	out := map[string]heldFence{}
+	recs := fence.Records{}
+	for _, file := range []string{fence.FileActive, fence.FileFenced} {
+		r, err := fence.ReadRecords(string(n.dir), file)
+		if err != nil {
+			n.log.Error("cannot read what this agent was active for or fenced before it stopped; fencing what the state says", "err", err)
+			continue
+		}
+		maps.Copy(recs, r)
+	}
+	if n.cfg.Driver == nil || len(recs) == 0 {
+		return out
+	}
+	now := time.Now()
+	for _, share := range slices.Sorted(maps.Keys(recs)) {
+		r := recs[share]
+		if gone, err := fence.MakeReadOnly(ctx, n.cfg.Driver, r.Path); gone {
+			continue
+		} else if err != nil {
+			n.log.Error("starting fenced: could not make the share read-only; retrying when the lease lapses", "share", share, "path", r.Path, "err", err)
+			continue
+		}
+		out[share] = heldFence{path: r.Path, epoch: r.Epoch, at: now}
+		n.log.Warn("starting fenced: the share stays read-only until this agent has caught up with the fleet and its lease is renewed",
+			"share", share, "path", r.Path, "epoch", r.Epoch)
+	}
+	return out
+}
+
+// startFencesFromState fences, as startFencesFromFiles does, the shares
+// this agent's copy of the state (its last Raft snapshot) says it is
+// active for and the files did not name.
+func (n *Node) startFencesFromState(ctx context.Context) {
+	if n.cfg.Driver == nil {
+		return
+	}
+	st := n.fsm.State()
+	l := &n.lease
+	now := time.Now()
+	changed := false
+	for share, r := range n.activeShares(st) {
+		l.mu.Lock()
+		_, done := l.fenced[share]
+		l.mu.Unlock()
+		if done {
+			continue
+		}
+		if gone, err := fence.MakeReadOnly(ctx, n.cfg.Driver, r.Path); gone {
+			continue
+		} else if err != nil {
+			n.log.Error("starting fenced: could not make the share read-only; retrying when the lease lapses", "share", share, "path", r.Path, "err", err)
+			continue
+		}
+		l.mu.Lock()
+		l.fenced[share] = heldFence{path: r.Path, epoch: r.Epoch, at: now}
+		l.mu.Unlock()
+		changed = true
+		n.log.Warn("starting fenced: the share stays read-only until this agent has caught up with the fleet and its lease is renewed",
+			"share", share, "path", r.Path, "epoch", r.Epoch)
+	}
+	if changed || len(l.fenced) > 0 {
+		n.saveFences()
+	}
+}
+
+// checkSynced closes lease.synced once a renewal was answered and the log
+// is applied as far as the leader had applied it then.
+func (n *Node) checkSynced() {
+	l := &n.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.syncedDone || l.answered.IsZero() || n.raft.AppliedIndex() < l.index {
+		return
+	}
+	l.syncedDone = true
+	close(l.synced)
+	n.log.Info("caught up with the fleet", "applied_index", l.index)
+}
+
+// isSynced says whether lease.synced is closed.
+func (n *Node) isSynced() bool {
+	l := &n.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncedDone
+}
+
+// waitSynced blocks until this agent has caught up with the fleet since
+// it started (lease.synced), or ctx ends; it reports which.
+func (n *Node) waitSynced(ctx context.Context, what string) bool {
+	select {
+	case <-n.lease.synced:
+		return true
+	default:
+	}
+	n.log.Info("waiting to catch up with the fleet before acting on this agent's copy of the state", "part", what)
+	select {
+	case <-n.lease.synced:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// beatLoop tells the guard every fence.BeatInterval which active shares
+// this agent holds writable and how long its lease still holds, so that
+// the guard fences them if this agent exits or falls silent.
+func (n *Node) beatLoop(ctx context.Context) {
+	t := time.NewTicker(fence.BeatInterval)
+	defer t.Stop()
+	for {
+		n.cfg.Heartbeat(n.heartbeat())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat is what the guard is told now.
+func (n *Node) heartbeat() fence.Heartbeat {
+	st := n.fsm.State()
+	active := n.activeShares(st)
+	l := &n.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for share := range l.fenced {
+		delete(active, share)
+	}
+	h := fence.Heartbeat{Active: active}
+	if len(active) == 0 || l.started.IsZero() {
+		return fence.Heartbeat{}
+	}
+	last := l.answered
+	if last.Before(l.started) {
+		last = l.started
+	}
+	h.LeaseLeftMS = (time.Duration(st.Spec.Witness.FenceAfter) - time.Since(last)).Milliseconds()
+	return h
+}
+
+// FenceActive makes every replicated share this agent is active for
+// read-only and records the fences, as an agent does when it stops: once
+// it is gone nothing renews its lease, and the quorum will fail the shares
+// over. Restarted, the agent lifts the fences under the usual rules.
+func (n *Node) FenceActive(ctx context.Context) error {
+	if n.cfg.Driver == nil || n.fsm == nil {
+		return nil
+	}
+	active := n.activeShares(n.fsm.State())
+	l := &n.lease
+	var errs []error
+	now := time.Now()
+	for _, share := range slices.Sorted(maps.Keys(active)) {
+		r := active[share]
+		if gone, err := fence.MakeReadOnly(ctx, n.cfg.Driver, r.Path); gone {
+			continue
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("fence share %s: %w", share, err))
+			continue
+		}
+		l.mu.Lock()
+		if _, ok := l.fenced[share]; !ok {
+			l.fenced[share] = heldFence{path: r.Path, epoch: r.Epoch, at: now}
+		}
+		l.mu.Unlock()
+		n.log.Info("stopping: fenced the share (read-only until this agent is back and its lease is renewed)", "share", share, "path", r.Path)
+	}
+	n.saveFences()
+	return errors.Join(errs...)
 }
 
 // activePath is the subvolume of sh on appliance, which is either the

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/hashicorp/go-hclog"
@@ -51,6 +52,10 @@ type Config struct {
 	// ReconcileInterval is the time between reconcile runs when the spec
 	// does not change; DefaultReconcileInterval when zero.
 	ReconcileInterval time.Duration
+	// Heartbeat, when set, is called every fence.BeatInterval with the
+	// shares this agent holds writable and its lease's time left; the
+	// agent command passes it to its guard process (package fence).
+	Heartbeat func(fence.Heartbeat)
 }
 
 // DefaultReconcileInterval is how often an agent looks for drift (a share
@@ -135,6 +140,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.log = cfg.Logger.With("node", n.cfg.Name) // the name may come from the data dir
+	n.lease.synced = make(chan struct{})
+	early := n.startFencesFromFiles(ctx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -157,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.loops.Done()
 		n.runWitness(runCtx)
 	}()
-	n.startLease(runCtx)
+	n.startLease(runCtx, early)
 
 	if fresh && cfg.Bootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(cfg.Name), Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}}
@@ -364,6 +371,14 @@ func (n *Node) Shutdown() error {
 		n.stop()
 		<-n.done
 		n.loops.Wait()
+		// Once stopped nothing renews this appliance's lease: its active
+		// shares go read-only now, not when a guard or the quorum notices.
+		// The lease loops have stopped, so nothing lifts these fences.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := n.FenceActive(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
 	}
 	if n.raft != nil {
 		if err := n.raft.Shutdown().Error(); err != nil {
@@ -437,7 +452,7 @@ const (
 	fileKey      = "node.key"
 	fileToken    = "join-token"
 	fileRaftDB   = "raft.db"
-	fileFenced   = "fenced.json" // the shares this appliance fenced (lease.go)
+	fileFenced   = fence.FileFenced // the shares this appliance fenced (lease.go)
 	dirSnapshots = "snapshots"
 )
 

@@ -68,6 +68,9 @@ func (n *Node) startReplication(ctx context.Context) {
 		return st.Spec, st.Generation, changed
 	}
 	go func() {
+		if !n.waitSynced(ctx, "replication") {
+			return
+		}
 		// A receive cut off when this agent last stopped left a partial
 		// subvolume: remove it before anything counts on the received dir.
 		for {

@@ -30,8 +30,9 @@ import (
 
 // Timings of the witness.
 const (
-	// LeaseInterval is how often a storage appliance renews its lease.
-	LeaseInterval = time.Second
+	// LeaseInterval is how often a storage appliance renews its lease
+	// (schema.LeaseRenewal, which validation's fence_after rule counts on).
+	LeaseInterval = schema.LeaseRenewal
 	// ReachableWindow is how recently an appliance must have renewed to
 	// count as reachable: three renewals.
 	ReachableWindow = 3 * LeaseInterval

@@ -352,21 +352,30 @@ func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 		t.Fatalf("after the failover: want epoch 1 to stay, got %+v", fo)
 	}
 
-	// The old active stopped without fencing (a crash): its copy is still
-	// writable. Back, it learns of the failover and makes it read-only.
+	// The old active fenced its copy as it stopped. A crash that fenced
+	// nothing leaves it writable: make it so. Back, the agent starts
+	// fenced, learns of the failover and keeps its copy read-only.
 	path := sharePath(active.Name(), "projects")
-	if ro, ok := readOnly(drivers[active.Name()], path); !ok || ro {
-		t.Fatalf("the stopped appliance's copy: want it still writable, got exists=%v read-only=%v", ok, ro)
+	if ro, ok := readOnly(drivers[active.Name()], path); !ok || !ro {
+		t.Fatalf("the stopped appliance's copy: want it fenced as the agent stopped, got exists=%v read-only=%v", ok, ro)
+	}
+	if err := drivers[active.Name()].SetReadOnly(t.Context(), path, false); err != nil {
+		t.Fatal(err)
 	}
 	back := restart(t, active)
+	if ro, ok := readOnly(drivers[active.Name()], path); !ok || !ro {
+		t.Fatalf("restarted after a crash: want its copy read-only from the start, got exists=%v read-only=%v", ok, ro)
+	}
 	waitFailover(t, []*Node{back}, "projects", replica.Name(), 1)
 	waitUntil(t, back.Name()+" to make its demoted copy read-only", func() (bool, string) {
 		ro, ok := readOnly(drivers[active.Name()], path)
 		return !ok || ro, fmt.Sprintf("exists=%v read-only=%v", ok, ro)
 	})
-	if len(back.Fenced()) != 0 {
-		t.Fatalf("a demoted copy is not a fence: got %v", back.Fenced())
-	}
+	// The fence it started with is dropped once it sees the epoch moved:
+	// a demoted copy is not a fence.
+	waitUntil(t, back.Name()+" to drop its start fence", func() (bool, string) {
+		return len(back.Fenced()) == 0, fmt.Sprintf("fenced=%v", back.Fenced())
+	})
 }
 
 func TestWitnessNewLeaderCountsAppliancesRenewed(t *testing.T) {

@@ -61,6 +61,16 @@ func (s *Spec) ApplyDefaults() {
 	}
 }
 
+// LeaseRenewal is how often a storage appliance's agent renews its lease
+// with the leader. It is fixed, not part of the policy, and MinFenceAfter
+// is what makes every accepted policy hold with it.
+const LeaseRenewal = time.Second
+
+// MinFenceAfter is the shortest fence_after validation accepts: three
+// renewals, so that one renewal answered late (or lost) on a healthy fleet
+// never lapses a lease and fences a share.
+const MinFenceAfter = Duration(3 * LeaseRenewal)
+
 // FenceMargin is how much shorter than failover_after the fence deadline must
 // be: max(5s, failover_after/4). The margin absorbs clock-rate drift between
 // the appliance and the leader and the time it takes to make shares read-only,

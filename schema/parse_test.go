@@ -713,13 +713,46 @@ appliances:
 			name: "degraded_latency not below fence_after",
 			src: `version: 1
 witness:
-  fence_after: 200ms
+  fence_after: 3s
+  degraded_latency: 3s
 appliances:
   - name: nas1
     address: nas1:7400
 `,
 			want: []string{
-				`fleet.yaml:3:3: witness.degraded_latency: degraded_latency 250ms must be shorter than fence_after 200ms`,
+				`fleet.yaml:4:21: witness.degraded_latency: degraded_latency 3s must be shorter than fence_after 3s`,
+			},
+		},
+		{
+			// A renewal a little late must not fence a share on a
+			// healthy fleet: fence_after is at least three renewals.
+			name: "fence_after at the renewal interval",
+			src: `version: 1
+witness:
+  failover_after: 8s
+  fence_after: 1s
+  degraded_latency: 100ms
+appliances:
+  - name: nas1
+    address: nas1:7400
+`,
+			want: []string{
+				`fleet.yaml:4:16: witness.fence_after: fence_after 1s is shorter than 3s, three lease renewals (one every 1s): a renewal answered a little late would fence a share on a healthy fleet; use at least 3s`,
+			},
+		},
+		{
+			name: "fence_after below the renewal interval",
+			src: `version: 1
+witness:
+  failover_after: 5500ms
+  fence_after: 500ms
+  degraded_latency: 100ms
+appliances:
+  - name: nas1
+    address: nas1:7400
+`,
+			want: []string{
+				`fleet.yaml:4:16: witness.fence_after: fence_after 500ms is shorter than 3s, three lease renewals (one every 1s): a renewal answered a little late would fence a share on a healthy fleet; use at least 3s`,
 			},
 		},
 		{

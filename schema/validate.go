@@ -131,6 +131,10 @@ func (v *validator) witness() {
 		v.errorf("witness.fence_after", "fence_after %v must be shorter than failover_after %v by at least %v (max(5s, failover_after/4)), so a cut-off appliance is read-only before its replica is promoted; use at most %v",
 			w.FenceAfter, w.FailoverAfter, margin, w.FailoverAfter-margin)
 	}
+	if w.FenceAfter < MinFenceAfter {
+		v.errorf("witness.fence_after", "fence_after %v is shorter than %v, three lease renewals (one every %v): a renewal answered a little late would fence a share on a healthy fleet; use at least %v",
+			w.FenceAfter, MinFenceAfter, LeaseRenewal, MinFenceAfter)
+	}
 	if w.DegradedLatency >= w.FenceAfter {
 		v.errorf("witness.degraded_latency", "degraded_latency %v must be shorter than fence_after %v", w.DegradedLatency, w.FenceAfter)
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 )
 
@@ -49,7 +51,15 @@ the spec merely stopped naming; only state: absent deletes.
 
 Restarted on the same data dir, an agent comes back with its identity and
 state; --bootstrap and --join are then ignored. A member whose data dir was
-lost is removed with 'fleetctl members remove NAME' and joins again.`
+lost is removed with 'fleetctl members remove NAME' and joins again.
+
+Never two writable copies: a replicated share is writable only on the
+appliance the fleet says is active for it, and only while that appliance's
+agent vouches for it. The agent starts fenced (its active shares read-only
+until it has caught up with the fleet and renewed its lease), fences them
+when it stops, and starts a guard process beside itself that fences them if
+the agent dies or hangs past its lease. DIR/agent.pid holds the agent's
+process ID. 'fleetctl fence' does the same by hand or from a unit file.`
 }
 
 func (c *agentCmd) Run(e env) error {
@@ -60,6 +70,21 @@ func (c *agentCmd) Run(e env) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	release, err := fence.LockAgent(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer release()
+	// The guard fences this agent's active shares if it dies or hangs;
+	// it must run before the agent can make anything writable.
+	guard, err := startGuardian(c.DataDir, c.Btrfs, log)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer guard.Stop()
 	node, err := raftstore.Start(ctx, raftstore.Config{
 		Name:      c.Name,
 		DataDir:   c.DataDir,
@@ -72,6 +97,7 @@ func (c *agentCmd) Run(e env) error {
 
 		Driver:            reconcile.NewBtrfs(c.Btrfs),
 		ReconcileInterval: c.ReconcileInterval,
+		Heartbeat:         guard.Beat,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

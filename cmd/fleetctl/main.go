@@ -43,6 +43,8 @@ type cli struct {
 	Witness     witnessCmd     `cmd:"" help:"The quorum as witness: leases, failovers, fences."`
 	Failover    failoverCmd    `cmd:"" help:"Planned switchover of a share to its replica, with no data lost."`
 	Agent       agentCmd       `cmd:"" help:"Run this appliance's agent."`
+	Fence       fenceCmd       `cmd:"" help:"Make the shares a stopped agent was active for read-only (for unit files and operators)."`
+	Guard       guardCmd       `cmd:"" hidden:"" help:"The agent's guard process (started by fleetctl agent)."`
 	Demo        demoCmd        `cmd:"" help:"Run a fleet on this machine: agents on 127.0.0.1, loop-mounted btrfs pools."`
 	Credential  credentialCmd  `cmd:"" help:"Issue credentials for using fleetctl away from the appliances."`
 	Schema      schemaCmd      `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
