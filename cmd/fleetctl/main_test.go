@@ -56,12 +56,13 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":    cmdExits,
-			"envfile":  cmdEnvfile,
-			"waitfor":  cmdWaitfor,
-			"looppool": cmdLooppool,
-			"envsubst": cmdEnvsubst,
-			"netns":    cmdNetns,
+			"exits":         cmdExits,
+			"envfile":       cmdEnvfile,
+			"waitfor":       cmdWaitfor,
+			"looppool":      cmdLooppool,
+			"envsubst":      cmdEnvsubst,
+			"netns":         cmdNetns,
+			"watchwritable": cmdWatchWritable,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond != "btrfs" {
