@@ -254,8 +254,9 @@ func (b *Beater) run() {
 	}
 }
 
-// Close stops the beater and closes the pipe, which the guard reads as the
-// agent's exit.
+// Close writes the beat still queued, stops the beater and closes the
+// pipe, which the guard reads as the agent's exit. A guard that reads
+// nothing for a second does not hold it up.
 func (b *Beater) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -265,6 +266,10 @@ func (b *Beater) Close() error {
 	b.closed = true
 	close(b.wake)
 	b.mu.Unlock()
+	select {
+	case <-b.done:
+	case <-time.After(time.Second):
+	}
 	err := b.w.Close()
 	<-b.done
 	return err
