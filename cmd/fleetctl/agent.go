@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/fleetctl/fleetctl/raftstore"
 	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
@@ -97,13 +99,32 @@ func (c *agentCmd) Run(e env) error {
 
 		Driver:            reconcile.NewBtrfs(c.Btrfs),
 		ReconcileInterval: c.ReconcileInterval,
-		Heartbeat:         guard.Beat,
+		Heartbeat:         heartbeat(guard),
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	log.Info("agent running", "name", node.Name(), "listen", c.Listen)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("could not tell systemd the agent is ready", "err", err)
+	}
 	<-ctx.Done()
 	log.Info("stopping")
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return node.Shutdown()
+}
+
+// heartbeat passes the node's heartbeats to the guard and, under a systemd
+// unit with WatchdogSec, pings systemd's watchdog with each: the beats come
+// from the agent's lease loop, so a hung agent stops both, and systemd
+// kills it and runs the unit's ExecStopPost (fleetctl fence). The ping is
+// go-systemd's, which speaks the notify protocol as systemd documents it.
+func heartbeat(g *guardian) func(fence.Heartbeat) {
+	if wd, err := daemon.SdWatchdogEnabled(false); err != nil || wd <= 0 {
+		return g.Beat
+	}
+	return func(h fence.Heartbeat) {
+		g.Beat(h)
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+	}
 }
