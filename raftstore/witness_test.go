@@ -388,7 +388,7 @@ func TestWitnessNewLeaderCountsAppliancesRenewed(t *testing.T) {
 	stopped := time.Now()
 	leader := readyLeader(t, rest)
 	leader.wit.mu.Lock()
-	since := leader.wit.since
+	since := leader.wit.book.since
 	leader.wit.mu.Unlock()
 	t.Logf("%s leads %v after %s stopped", leader.Name(), since.Sub(stopped).Round(time.Millisecond), old.Name())
 
@@ -670,36 +670,5 @@ func TestFSMWitnessLogIsBoundedAndSnapshotted(t *testing.T) {
 	}
 	if got := (CmdWitnessEvent | Ignorable).String(); got != "witness-event (ignorable)" {
 		t.Fatalf("command name: %q", got)
-	}
-}
-
-// The leader counts a member it never heard from as renewed when it took
-// office, and one first named in the spec later from when it saw it.
-func TestWitnessCountsFromOfficeAndFirstSight(t *testing.T) {
-	var w witness
-	t0 := time.Now()
-	w.startTerm(t0, &State{WitnessLog: []WitnessEvent{{Member: "nas1", Event: EventUnreachable}}})
-	if last, renewed := w.lastRenewal("nas1"); !last.Equal(t0) || renewed {
-		t.Fatalf("at office: want %v, not received; got %v, %v", t0, last, renewed)
-	}
-	if !w.unreachable["nas1"] {
-		t.Fatalf("the log said nas1 is unreachable: the new leader must start from there")
-	}
-	w.mu.Lock()
-	w.see("nas2", t0.Add(time.Minute))
-	last, _ := w.lastRenewal("nas2")
-	w.mu.Unlock()
-	if !last.Equal(t0.Add(time.Minute)) {
-		t.Fatalf("first seen later: want counted from then, got %v", last)
-	}
-	if _, ok := w.renew("nas1", 3*time.Millisecond, t0.Add(time.Second), func() uint64 { return 7 }); !ok {
-		t.Fatalf("renew while leading refused")
-	}
-	if last, renewed := w.lastRenewal("nas1"); !last.Equal(t0.Add(time.Second)) || !renewed {
-		t.Fatalf("after a renewal: got %v, %v", last, renewed)
-	}
-	w.endTerm()
-	if _, ok := w.renew("nas1", 0, t0, func() uint64 { return 0 }); ok {
-		t.Fatalf("renew after the term ended: want refused")
 	}
 }
