@@ -217,6 +217,7 @@ type witnessDecision struct {
 
 // witnessFailover is a failover the decider found due.
 type witnessFailover struct {
+	// Share fails over from its active appliance From to its replica To.
 	Share, From, To string
 	// ExpectedEpoch is the share's epoch the failover was decided on: the
 	// compare-and-set refuses it once the epoch moved.
