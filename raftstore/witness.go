@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -26,7 +25,9 @@ import (
 // something changed (an idle fleet writes nothing), and commits a failover
 // of a share whose active appliance has gone unrenewed past the policy's
 // failover_after, with a compare-and-set on the share's epoch, once it has
-// verified that it still leads.
+// verified that it still leads. What to write and what to fail over is
+// decided by decideWitness (witnessdecide.go), a pure function; this file
+// is the edge that reads the clock, holds the lock and commits.
 
 // Timings of the witness.
 const (
@@ -46,94 +47,30 @@ const (
 // witness log.
 const recoverFraction = 0.8
 
-// witness is the leader's bookkeeping. Everything in it is reset when this
-// node takes office and forgotten when it stops leading.
+// witness is the leader's side of the lease at the edge: the bookkeeping
+// decideWitness reads, and the lock that orders renewals against
+// failovers. The book is reset when this node takes office and its
+// renewals forgotten when it stops leading.
 type witness struct {
-	// mu guards the fields below. A failover holds it while it verifies
-	// leadership and commits, so a renewal is counted either before the
-	// failover decides (and prevents it) or after it committed (and its
-	// answer carries an index that includes the failover).
+	// mu guards the fields below. A failover holds it while it confirms
+	// the decision, verifies leadership and commits, so a renewal is
+	// counted either before the failover decides (and prevents it) or
+	// after it committed (and its answer carries an index that includes
+	// the failover).
 	mu      sync.Mutex
 	leading bool
-	term    uint64    // counts the terms this node has led
-	since   time.Time // when this node took office
-	// renewals are the last renewal received from each appliance in this
-	// term; seen is when the leader first counted an appliance (its taking
-	// office, or later when the appliance first appears in the spec).
-	renewals map[string]renewal
-	seen     map[string]time.Time
-	// What the witness log last said, to write transitions only.
-	unreachable map[string]bool            // by appliance
-	degraded    map[string]bool            // by appliance
-	fenced      map[string]map[string]bool // appliance → shares it reports fenced
-	// Once-per-outage events, by share.
-	manualLogged  map[string]bool
-	blockedLogged map[string]bool
+	term    uint64 // counts the terms this node has led
+	book    witnessBook
 }
 
-// renewal is one received lease renewal.
-type renewal struct {
-	at  time.Time     // when the leader received it
-	rtt time.Duration // the newest round trip the appliance measured; 0 unknown
-}
-
-// startTerm resets the bookkeeping when this node has taken office (after
-// its Barrier): every appliance counts as renewed now, and what the log
-// last said about each member and share is where transitions start from.
+// startTerm starts the bookkeeping when this node has taken office (after
+// its Barrier) at now, from the state st (see newWitnessBook).
 func (w *witness) startTerm(now time.Time, st *State) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.leading = true
 	w.term++
-	w.since = now
-	w.renewals = map[string]renewal{}
-	w.seen = map[string]time.Time{}
-	w.unreachable = map[string]bool{}
-	w.degraded = map[string]bool{}
-	w.fenced = map[string]map[string]bool{}
-	w.manualLogged = map[string]bool{}
-	w.blockedLogged = map[string]bool{}
-	for _, e := range st.WitnessLog {
-		switch e.Event {
-		case EventUnreachable:
-			w.unreachable[e.Member] = true
-		case EventReachable:
-			w.unreachable[e.Member] = false
-		case EventDegraded:
-			w.degraded[e.Member] = true
-		case EventRecovered:
-			w.degraded[e.Member] = false
-		}
-	}
-	for name, ns := range st.Nodes {
-		for _, share := range ns.Fenced {
-			w.setFenced(name, share, true)
-		}
-	}
-	if st.Spec == nil {
-		return
-	}
-	for _, sh := range replicatedShares(st.Spec) {
-		active, _, _ := activeReplica(st, sh)
-		// An outage already reported (by an earlier leader) is not
-		// reported again, unless the appliance was back since.
-	scan:
-		for i := len(st.WitnessLog) - 1; i >= 0; i-- {
-			e := st.WitnessLog[i]
-			switch {
-			case e.Member == active && e.Event == EventReachable:
-				break scan
-			case e.Share == sh.Name && e.Event == EventFailoverManual:
-				w.manualLogged[sh.Name] = true
-				break scan
-			case e.Share == sh.Name && e.Event == EventFailoverBlocked:
-				w.blockedLogged[sh.Name] = true
-				break scan
-			case e.Share == sh.Name:
-				break scan
-			}
-		}
-	}
+	w.book = newWitnessBook(now, st)
 }
 
 // endTerm forgets every renewal: they were this term's.
@@ -141,7 +78,7 @@ func (w *witness) endTerm() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.leading = false
-	w.renewals = nil
+	w.book.renewals = nil
 }
 
 // renew counts a renewal from appliance received at now, and returns the
@@ -152,60 +89,8 @@ func (w *witness) renew(appliance string, rtt time.Duration, now time.Time, appl
 	if !w.leading {
 		return 0, false
 	}
-	r := renewal{at: now, rtt: rtt}
-	if rtt <= 0 {
-		r.rtt = w.renewals[appliance].rtt
-	}
-	w.renewals[appliance] = r
+	w.book.renew(appliance, rtt, now)
 	return applied(), true
-}
-
-// see starts counting appliance at now if the leader has not counted it
-// yet this term. w.mu is held.
-func (w *witness) see(appliance string, now time.Time) {
-	if _, ok := w.seen[appliance]; !ok {
-		w.seen[appliance] = now
-	}
-}
-
-// lastRenewal is when the leader last counted appliance as renewed, and
-// whether that was a renewal it received (not its taking office or first
-// seeing the appliance). w.mu is held.
-func (w *witness) lastRenewal(appliance string) (time.Time, bool) {
-	base := w.since
-	if s, ok := w.seen[appliance]; ok && s.After(base) {
-		base = s
-	}
-	if r, ok := w.renewals[appliance]; ok && !r.at.Before(base) {
-		return r.at, true
-	}
-	return base, false
-}
-
-// reachable says whether appliance renewed within ReachableWindow of now;
-// received says the renewal must be a received one. w.mu is held.
-func (w *witness) reachable(appliance string, now time.Time, received bool) bool {
-	last, renewed := w.lastRenewal(appliance)
-	return (renewed || !received) && now.Sub(last) <= ReachableWindow
-}
-
-// setFenced records what an appliance reports fenced. w.mu is held.
-func (w *witness) setFenced(appliance, share string, fenced bool) {
-	if !fenced {
-		delete(w.fenced[appliance], share)
-		return
-	}
-	if w.fenced[appliance] == nil {
-		w.fenced[appliance] = map[string]bool{}
-	}
-	w.fenced[appliance][share] = true
-}
-
-// pendingEvent is a witness event to commit, and what the witness then
-// remembers.
-type pendingEvent struct {
-	e      WitnessEvent
-	commit func() // runs with w.mu held once e is in the log
 }
 
 // runWitness runs the leader's witness until ctx ends; it acts only while
@@ -225,17 +110,17 @@ func (n *Node) runWitness(ctx context.Context) {
 	}
 }
 
-// witnessCheck looks at every lease once: it writes the transitions to the
-// witness log and fails over the shares that are due.
+// witnessCheck looks at every lease once: decideWitness decides, and this
+// does what it decided. It writes the events, recording each in the book
+// once it is in the log (an event that could not be written is decided
+// again at the next look), and then commits the failovers due.
 func (n *Node) witnessCheck(ctx context.Context) {
 	st := n.fsm.State()
 	if st.Spec == nil {
 		return
 	}
 	w := &n.wit
-	pol := st.Spec.Witness
 	now := time.Now()
-	at := now.UTC()
 
 	w.mu.Lock()
 	if !w.leading {
@@ -243,191 +128,64 @@ func (n *Node) witnessCheck(ctx context.Context) {
 		return
 	}
 	term := w.term
-	var events []pendingEvent
-	for _, a := range st.Spec.Appliances {
-		if a.Role == schema.RoleWitness {
-			continue
-		}
-		name := a.Name
-		w.see(name, now)
-		last, renewed := w.lastRenewal(name)
-		age := now.Sub(last)
-		reachable := age <= ReachableWindow
-		switch {
-		case !reachable && !w.unreachable[name]:
-			events = append(events, pendingEvent{
-				e:      WitnessEvent{At: at, Member: name, Event: EventUnreachable, Detail: fmt.Sprintf("%s has not renewed its lease for %s (> %s)", name, roundAge(age), ReachableWindow)},
-				commit: func() { w.unreachable[name] = true },
-			})
-		case reachable && renewed && w.unreachable[name]:
-			events = append(events, pendingEvent{
-				e:      WitnessEvent{At: at, Member: name, Event: EventReachable, Detail: name + " renews its lease again"},
-				commit: func() { w.unreachable[name] = false },
-			})
-		}
-		rtt := w.renewals[name].rtt
-		if !reachable || !renewed || rtt <= 0 {
-			continue
-		}
-		limit := time.Duration(pol.DegradedLatency)
-		switch {
-		case rtt > limit && !w.degraded[name]:
-			events = append(events, pendingEvent{
-				e:      WitnessEvent{At: at, Member: name, Event: EventDegraded, Detail: fmt.Sprintf("%s's lease round trip took %s > degraded_latency %s", name, roundRTT(rtt), pol.DegradedLatency)},
-				commit: func() { w.degraded[name] = true },
-			})
-		case float64(rtt) <= recoverFraction*float64(limit) && w.degraded[name]:
-			events = append(events, pendingEvent{
-				e:      WitnessEvent{At: at, Member: name, Event: EventRecovered, Detail: fmt.Sprintf("%s's lease round trip is %s again (degraded_latency %s)", name, roundRTT(rtt), pol.DegradedLatency)},
-				commit: func() { w.degraded[name] = false },
-			})
-		}
-	}
-	events = append(events, w.fenceEvents(st, at)...)
-
-	type due struct {
-		sh              *schema.Share
-		active, replica string
-		epoch           uint64
-	}
-	var failovers []due
-	for _, sh := range replicatedShares(st.Spec) {
-		active, replica, epoch := activeReplica(st, sh)
-		w.see(active, now)
-		w.see(replica, now)
-		last, _ := w.lastRenewal(active)
-		age := now.Sub(last)
-		if age <= time.Duration(pol.FailoverAfter) {
-			delete(w.manualLogged, sh.Name)
-			delete(w.blockedLogged, sh.Name)
-			continue
-		}
-		why := fmt.Sprintf("%s unreachable for %s > failover_after %s", active, roundAge(age), pol.FailoverAfter)
-		share := sh.Name
-		switch {
-		case sh.Failover == schema.FailoverManual:
-			if !w.manualLogged[share] {
-				events = append(events, pendingEvent{
-					e:      WitnessEvent{At: at, Member: active, Share: share, Event: EventFailoverManual, Detail: fmt.Sprintf("%s; %s has failover: manual: run fleetctl failover %s --to %s", why, share, share, replica)},
-					commit: func() { w.manualLogged[share] = true },
-				})
-			}
-		case !w.reachable(replica, now, true):
-			if !w.blockedLogged[share] {
-				n.log.Warn("a share is due to fail over but its replica is unreachable too; waiting", "share", share, "active", active, "replica", replica)
-				events = append(events, pendingEvent{
-					e:      WitnessEvent{At: at, Member: active, Share: share, Event: EventFailoverBlocked, Detail: fmt.Sprintf("%s, but the replica %s is unreachable too; waiting for either", why, replica)},
-					commit: func() { w.blockedLogged[share] = true },
-				})
-			}
-		default:
-			failovers = append(failovers, due{sh, active, replica, epoch})
-		}
-	}
+	// Decided under the lock: renewals change the book meanwhile.
+	d := decideWitness(witnessInput{State: st, Book: w.book, Now: now})
+	w.book.note(d, now)
 	w.mu.Unlock()
 
-	for _, p := range events {
-		if err := n.writeWitnessEvent(p.e); err != nil {
-			n.log.Warn("could not write a witness event; will retry", "event", p.e.Event, "member", p.e.Member, "err", err)
+	for _, e := range d.Events {
+		if e.Event == EventFailoverBlocked {
+			n.log.Warn("a share is due to fail over but its replica is unreachable too; waiting", "share", e.Share, "active", e.Member, "detail", e.Detail)
+		}
+		if err := n.writeWitnessEvent(e); err != nil {
+			n.log.Warn("could not write a witness event; will retry", "event", e.Event, "member", e.Member, "err", err)
 			continue
 		}
-		n.log.Info("witness: "+p.e.Event, "member", p.e.Member, "share", p.e.Share, "detail", p.e.Detail)
+		n.log.Info("witness: "+e.Event, "member", e.Member, "share", e.Share, "detail", e.Detail)
 		w.mu.Lock()
 		if w.leading && w.term == term {
-			p.commit()
+			w.book.record(e)
 		}
 		w.mu.Unlock()
 	}
-	for _, f := range failovers {
-		n.failover(ctx, term, f.sh, f.active, f.replica, f.epoch, time.Duration(pol.FailoverAfter), pol.FailoverAfter)
+	for _, f := range d.Failovers {
+		n.failover(ctx, term, f)
 	}
 }
 
-// fenceEvents compares what the appliances report fenced with what the
-// witness last logged. w.mu is held.
-func (w *witness) fenceEvents(st *State, at time.Time) []pendingEvent {
-	var events []pendingEvent
-	names := make([]string, 0, len(st.Nodes)+len(w.fenced))
-	for name := range st.Nodes {
-		names = append(names, name)
-	}
-	for name := range w.fenced {
-		if _, ok := st.Nodes[name]; !ok {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		reported := st.Nodes[name].Fenced
-		for _, share := range reported {
-			if !w.fenced[name][share] {
-				events = append(events, pendingEvent{
-					e:      WitnessEvent{At: at, Member: name, Share: share, Event: EventFenced, Detail: fmt.Sprintf("%s made %s read-only: its lease lapsed (fence_after %s)", name, share, specFenceAfter(st))},
-					commit: func() { w.setFenced(name, share, true) },
-				})
-			}
-		}
-		for _, share := range slices.Sorted(maps.Keys(w.fenced[name])) {
-			if slices.Contains(reported, share) {
-				continue
-			}
-			detail := fmt.Sprintf("%s made %s writable again: its lease is renewed and the share's epoch did not move", name, share)
-			if sh := specShare(st, share); sh != nil {
-				if active, _, epoch := activeReplica(st, sh); active != name {
-					detail = fmt.Sprintf("%s moved to %s (epoch %d) while %s was fenced; %s's copy stays read-only", share, active, epoch, name, name)
-				}
-			}
-			events = append(events, pendingEvent{
-				e:      WitnessEvent{At: at, Member: name, Share: share, Event: EventUnfenced, Detail: detail},
-				commit: func() { w.setFenced(name, share, false) },
-			})
-		}
-	}
-	return events
-}
-
-// failover commits a failover of sh from active to replica, if this node
-// still leads in term and active is still unrenewed past failoverAfter.
-// It holds w.mu throughout (see witness.mu).
-func (n *Node) failover(ctx context.Context, term uint64, sh *schema.Share, active, replica string, epoch uint64, failoverAfter time.Duration, written schema.Duration) {
+// failover commits the failover f if this node still leads in term and
+// f is still due (witnessFailover.confirm). It holds w.mu throughout (see
+// witness.mu).
+func (n *Node) failover(ctx context.Context, term uint64, f witnessFailover) {
 	w := &n.wit
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.leading || w.term != term || ctx.Err() != nil {
 		return
 	}
-	now := time.Now()
-	last, _ := w.lastRenewal(active)
-	age := now.Sub(last)
-	if age <= failoverAfter {
+	cmd, due := f.confirm(&w.book, time.Now())
+	if !due {
 		return
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		n.log.Warn("not failing over: lost leadership", "share", sh.Name, "err", err)
+		n.log.Warn("not failing over: lost leadership", "share", f.Share, "err", err)
 		return
-	}
-	cmd := FailoverShare{
-		Share:         sh.Name,
-		From:          active,
-		To:            replica,
-		ExpectedEpoch: epoch,
-		Reason:        fmt.Sprintf("%s unreachable for %s > failover_after %s", active, roundAge(age), written),
-		At:            now.UTC(),
 	}
 	data, err := EncodeCommand(CmdFailover, cmd)
 	if err != nil {
-		n.log.Error("cannot encode a failover", "err", err)
+		n.log.Error("cannot encode a failover", "share", f.Share, "err", err)
 		return
 	}
 	resp, err := applyResponse(n.raft.Apply(data, 5*time.Second))
 	switch {
 	case errors.Is(err, ErrEpochMismatch):
-		n.log.Info("failover not needed: the share's epoch moved", "share", sh.Name, "err", err)
+		n.log.Info("failover not needed: the share's epoch moved", "share", f.Share, "err", err)
 	case err != nil:
-		n.log.Warn("could not commit a failover; will retry", "share", sh.Name, "err", err)
+		n.log.Warn("could not commit a failover; will retry", "share", f.Share, "err", err)
 	default:
-		delete(w.blockedLogged, sh.Name)
-		n.log.Warn("failed over", "share", sh.Name, "from", active, "to", replica, "epoch", resp.(FailoverResult).Epoch, "reason", cmd.Reason)
+		// The FSM wrote the failover event with the failover itself.
+		w.book.record(WitnessEvent{Member: cmd.From, Share: cmd.Share, Event: EventFailover})
+		n.log.Warn("failed over", "share", f.Share, "from", cmd.From, "to", cmd.To, "epoch", resp.(FailoverResult).Epoch, "reason", cmd.Reason)
 	}
 }
 
@@ -492,7 +250,7 @@ func (n *Node) handleWitnessStatus(w http.ResponseWriter, r *http.Request) {
 
 	wit := &n.wit
 	wit.mu.Lock()
-	out.LeaderSince = wit.since.UTC()
+	out.LeaderSince = wit.book.since.UTC()
 	for _, a := range st.Spec.Appliances {
 		m := WitnessMember{Name: a.Name, Role: a.Role, LastRenewalMS: -1}
 		if a.Role == schema.RoleWitness {
@@ -513,13 +271,13 @@ func (n *Node) handleWitnessStatus(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		m.Lease = true
-		last, renewed := wit.lastRenewal(a.Name)
+		last, renewed := wit.book.lastRenewal(a.Name)
 		m.LastRenewalMS = now.Sub(last).Milliseconds()
 		m.Reachable = now.Sub(last) <= ReachableWindow
 		if renewed {
-			rtt := wit.renewals[a.Name].rtt
+			rtt := wit.book.renewals[a.Name].rtt
 			m.RTTMillis = float64(rtt.Microseconds()) / 1000
-			m.Degraded = m.Reachable && wit.degraded[a.Name]
+			m.Degraded = m.Reachable && wit.book.degraded[a.Name]
 		}
 		out.Members = append(out.Members, m)
 	}

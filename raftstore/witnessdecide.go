@@ -1,0 +1,388 @@
+package raftstore
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// This file is the witness's decider: what the leader should write and
+// which shares should fail over, from the replicated state, the leader's
+// bookkeeping of renewals, and the time, with no clock, lock or Raft of its
+// own, as the reconcile planner decides. witness.go is the edge that reads
+// the clock, holds the lock, writes the events and commits the failovers.
+
+// witnessBook is the leader's bookkeeping: the renewals it received this
+// term and what the witness log last said. It is a plain value; the node
+// keeps one under witness.mu, and the decider only reads it.
+type witnessBook struct {
+	// since is when this node took office: every appliance counts as
+	// renewed then, since the renewals went to the old leader's memory.
+	since time.Time
+	// renewals are the last renewal received from each appliance in this
+	// term; seen is when the leader first counted an appliance (its taking
+	// office, or later when the appliance is first named in the spec).
+	renewals map[string]renewal
+	seen     map[string]time.Time
+	// What the witness log last said, to write transitions only.
+	unreachable map[string]bool            // by appliance
+	degraded    map[string]bool            // by appliance
+	fenced      map[string]map[string]bool // appliance → shares it reports fenced
+	// Once-per-outage events, by share.
+	manualLogged  map[string]bool
+	blockedLogged map[string]bool
+}
+
+// renewal is one received lease renewal.
+type renewal struct {
+	at  time.Time     // when the leader received it
+	rtt time.Duration // the newest round trip the appliance measured; 0 unknown
+}
+
+// newWitnessBook is the bookkeeping of a leader that took office at now
+// (after its Barrier) with the state st: every appliance counts as renewed
+// now, and what the log last said about each member and share is where
+// transitions start from, so an outage an earlier leader reported is not
+// reported again.
+func newWitnessBook(now time.Time, st *State) witnessBook {
+	b := witnessBook{
+		since:         now,
+		renewals:      map[string]renewal{},
+		seen:          map[string]time.Time{},
+		unreachable:   map[string]bool{},
+		degraded:      map[string]bool{},
+		fenced:        map[string]map[string]bool{},
+		manualLogged:  map[string]bool{},
+		blockedLogged: map[string]bool{},
+	}
+	for _, e := range st.WitnessLog {
+		switch e.Event {
+		case EventUnreachable, EventReachable, EventDegraded, EventRecovered:
+			b.record(e)
+		}
+	}
+	// The fences come from what the appliances report now, not from the
+	// log: the log keeps only the newest events.
+	for name, ns := range st.Nodes {
+		for _, share := range ns.Fenced {
+			b.setFenced(name, share, true)
+		}
+	}
+	if st.Spec == nil {
+		return b
+	}
+	// Everyone the spec names now counts from office, not from the first
+	// look a tick later (a look the decider would count as first sight).
+	for _, a := range st.Spec.Appliances {
+		if a.Role != schema.RoleWitness {
+			b.seen[a.Name] = now
+		}
+	}
+	for _, sh := range replicatedShares(st.Spec) {
+		active, replica, _ := activeReplica(st, sh)
+		b.seen[active] = now
+		b.seen[replica] = now
+		// An outage already reported (by an earlier leader) is not
+		// reported again, unless the appliance was back since.
+	scan:
+		for i := len(st.WitnessLog) - 1; i >= 0; i-- {
+			e := st.WitnessLog[i]
+			switch {
+			case e.Member == active && e.Event == EventReachable:
+				break scan
+			case e.Share == sh.Name && (e.Event == EventFailoverManual || e.Event == EventFailoverBlocked):
+				b.record(e)
+				break scan
+			case e.Share == sh.Name:
+				break scan
+			}
+		}
+	}
+	return b
+}
+
+// renew counts a renewal from appliance received at now. A renewal without
+// a measured round trip keeps the last one known.
+func (b *witnessBook) renew(appliance string, rtt time.Duration, now time.Time) {
+	r := renewal{at: now, rtt: rtt}
+	if rtt <= 0 {
+		r.rtt = b.renewals[appliance].rtt
+	}
+	b.renewals[appliance] = r
+}
+
+// lastRenewal is when the leader last counted appliance as renewed, and
+// whether that was a renewal it received (not its taking office or first
+// seeing the appliance).
+func (b *witnessBook) lastRenewal(appliance string) (time.Time, bool) {
+	base := b.since
+	if s, ok := b.seen[appliance]; ok && s.After(base) {
+		base = s
+	}
+	if r, ok := b.renewals[appliance]; ok && !r.at.Before(base) {
+		return r.at, true
+	}
+	return base, false
+}
+
+// reachable says whether appliance renewed within ReachableWindow of now;
+// received says the renewal must be a received one.
+func (b *witnessBook) reachable(appliance string, now time.Time, received bool) bool {
+	last, renewed := b.lastRenewal(appliance)
+	return (renewed || !received) && now.Sub(last) <= ReachableWindow
+}
+
+// setFenced records what an appliance reports fenced.
+func (b *witnessBook) setFenced(appliance, share string, fenced bool) {
+	if !fenced {
+		delete(b.fenced[appliance], share)
+		return
+	}
+	if b.fenced[appliance] == nil {
+		b.fenced[appliance] = map[string]bool{}
+	}
+	b.fenced[appliance][share] = true
+}
+
+// record is the bookkeeping change a witness event implies once it is in
+// the log: the book says what the log last said. A failover (which the
+// FSM writes with the failover itself) ends the share's outage.
+func (b *witnessBook) record(e WitnessEvent) {
+	switch e.Event {
+	case EventUnreachable:
+		b.unreachable[e.Member] = true
+	case EventReachable:
+		b.unreachable[e.Member] = false
+	case EventDegraded:
+		b.degraded[e.Member] = true
+	case EventRecovered:
+		b.degraded[e.Member] = false
+	case EventFenced:
+		b.setFenced(e.Member, e.Share, true)
+	case EventUnfenced:
+		b.setFenced(e.Member, e.Share, false)
+	case EventFailoverManual:
+		b.manualLogged[e.Share] = true
+	case EventFailoverBlocked:
+		b.blockedLogged[e.Share] = true
+	case EventFailover:
+		delete(b.blockedLogged, e.Share)
+	}
+}
+
+// note makes the bookkeeping changes of d that need no write, decided at
+// now: the appliances first counted, and the outages that ended.
+func (b *witnessBook) note(d witnessDecision, now time.Time) {
+	for _, a := range d.Seen {
+		if _, ok := b.seen[a]; !ok {
+			b.seen[a] = now
+		}
+	}
+	for _, share := range d.OutagesOver {
+		delete(b.manualLogged, share)
+		delete(b.blockedLogged, share)
+	}
+}
+
+// witnessInput is everything decideWitness decides from.
+type witnessInput struct {
+	// State is the replicated state: the spec with the witness policy, the
+	// failover entries, the appliances' fenced shares.
+	State *State
+	// Book is the leader's bookkeeping; decideWitness does not change it.
+	Book witnessBook
+	// Now is the leader's time of the decision.
+	Now time.Time
+}
+
+// witnessDecision is what the witness should do at one look.
+type witnessDecision struct {
+	// Seen are the appliances named for the first time this term: the
+	// leader counts them as renewed from Now (witnessBook.note).
+	Seen []string
+	// OutagesOver are the shares whose active appliance renews again while
+	// a once-per-outage event was written: a next outage is reported again
+	// (witnessBook.note).
+	OutagesOver []string
+	// Events are the witness events to write, in order. Once one is in the
+	// log the book records it (witnessBook.record); one that could not be
+	// written is decided again at the next look.
+	Events []WitnessEvent
+	// Failovers are the shares due to fail over.
+	Failovers []witnessFailover
+}
+
+// witnessFailover is a failover the decider found due.
+type witnessFailover struct {
+	// Share fails over from its active appliance From to its replica To.
+	Share, From, To string
+	// ExpectedEpoch is the share's epoch the failover was decided on: the
+	// compare-and-set refuses it once the epoch moved.
+	ExpectedEpoch uint64
+	// After is the policy's failover_after, as written.
+	After schema.Duration
+	// Reason says why, with the numbers at the decision.
+	Reason string
+}
+
+// decideWitness looks at every lease once. It is pure: the same input
+// gives the same decision, and the input is not changed.
+//
+// For each storage appliance, in spec order: unreachable when it has not
+// been counted as renewed within ReachableWindow, reachable again when it
+// renews; degraded when its round trip passes degraded_latency, recovered
+// once it is back at recoverFraction of it. Then what each appliance
+// reports fenced or no longer fenced. Then, for each replicated share
+// with failover auto or manual, in spec order, whose active appliance has
+// not renewed for more than failover_after: with manual, one event per
+// outage; with auto, a failover if the replica renews (a received
+// renewal within ReachableWindow), else one blocked event per outage.
+// Only transitions are written: an idle fleet gets an empty decision.
+func decideWitness(in witnessInput) witnessDecision {
+	var d witnessDecision
+	st := in.State
+	if st == nil || st.Spec == nil {
+		return d
+	}
+	pol := st.Spec.Witness
+	now, at := in.Now, in.Now.UTC()
+	// A private copy of the first sights, so that an appliance named for
+	// the first time counts from now within this decision too.
+	b := in.Book
+	b.seen = maps.Clone(b.seen)
+	if b.seen == nil {
+		b.seen = map[string]time.Time{}
+	}
+	see := func(appliance string) {
+		if _, ok := b.seen[appliance]; !ok {
+			b.seen[appliance] = now
+			d.Seen = append(d.Seen, appliance)
+		}
+	}
+
+	for _, a := range st.Spec.Appliances {
+		if a.Role == schema.RoleWitness {
+			continue
+		}
+		name := a.Name
+		see(name)
+		last, renewed := b.lastRenewal(name)
+		age := now.Sub(last)
+		reachable := age <= ReachableWindow
+		switch {
+		case !reachable && !b.unreachable[name]:
+			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventUnreachable, Detail: fmt.Sprintf("%s has not renewed its lease for %s (> %s)", name, roundAge(age), ReachableWindow)})
+		case reachable && renewed && b.unreachable[name]:
+			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventReachable, Detail: name + " renews its lease again"})
+		}
+		rtt := b.renewals[name].rtt
+		if !reachable || !renewed || rtt <= 0 {
+			continue
+		}
+		limit := time.Duration(pol.DegradedLatency)
+		switch {
+		case rtt > limit && !b.degraded[name]:
+			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventDegraded, Detail: fmt.Sprintf("%s's lease round trip took %s > degraded_latency %s", name, roundRTT(rtt), pol.DegradedLatency)})
+		case float64(rtt) <= recoverFraction*float64(limit) && b.degraded[name]:
+			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventRecovered, Detail: fmt.Sprintf("%s's lease round trip is %s again (degraded_latency %s)", name, roundRTT(rtt), pol.DegradedLatency)})
+		}
+	}
+	d.Events = append(d.Events, fenceEvents(st, &b, at)...)
+
+	for _, sh := range replicatedShares(st.Spec) {
+		active, replica, epoch := activeReplica(st, sh)
+		see(active)
+		see(replica)
+		age := b.outage(active, now)
+		if age <= time.Duration(pol.FailoverAfter) {
+			if b.manualLogged[sh.Name] || b.blockedLogged[sh.Name] {
+				d.OutagesOver = append(d.OutagesOver, sh.Name)
+			}
+			continue
+		}
+		why := failoverReason(active, age, pol.FailoverAfter)
+		share := sh.Name
+		switch {
+		case sh.Failover == schema.FailoverManual:
+			if !b.manualLogged[share] {
+				d.Events = append(d.Events, WitnessEvent{At: at, Member: active, Share: share, Event: EventFailoverManual, Detail: fmt.Sprintf("%s; %s has failover: manual: run fleetctl failover %s --to %s", why, share, share, replica)})
+			}
+		case !b.reachable(replica, now, true):
+			if !b.blockedLogged[share] {
+				d.Events = append(d.Events, WitnessEvent{At: at, Member: active, Share: share, Event: EventFailoverBlocked, Detail: fmt.Sprintf("%s, but the replica %s is unreachable too; waiting for either", why, replica)})
+			}
+		default:
+			d.Failovers = append(d.Failovers, witnessFailover{Share: share, From: active, To: replica, ExpectedEpoch: epoch, After: pol.FailoverAfter, Reason: why})
+		}
+	}
+	return d
+}
+
+// fenceEvents compares what the appliances report fenced with what the
+// witness log last said.
+func fenceEvents(st *State, b *witnessBook, at time.Time) []WitnessEvent {
+	var events []WitnessEvent
+	names := make([]string, 0, len(st.Nodes)+len(b.fenced))
+	for name := range st.Nodes {
+		names = append(names, name)
+	}
+	for name := range b.fenced {
+		if _, ok := st.Nodes[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		reported := st.Nodes[name].Fenced
+		for _, share := range reported {
+			if !b.fenced[name][share] {
+				events = append(events, WitnessEvent{At: at, Member: name, Share: share, Event: EventFenced, Detail: fmt.Sprintf("%s made %s read-only: its lease lapsed (fence_after %s)", name, share, specFenceAfter(st))})
+			}
+		}
+		for _, share := range slices.Sorted(maps.Keys(b.fenced[name])) {
+			if slices.Contains(reported, share) {
+				continue
+			}
+			detail := fmt.Sprintf("%s made %s writable again: its lease is renewed and the share's epoch did not move", name, share)
+			if sh := specShare(st, share); sh != nil {
+				if active, _, epoch := activeReplica(st, sh); active != name {
+					detail = fmt.Sprintf("%s moved to %s (epoch %d) while %s was fenced; %s's copy stays read-only", share, active, epoch, name, name)
+				}
+			}
+			events = append(events, WitnessEvent{At: at, Member: name, Share: share, Event: EventUnfenced, Detail: detail})
+		}
+	}
+	return events
+}
+
+// outage is how long appliance has gone unrenewed at now.
+func (b *witnessBook) outage(appliance string, now time.Time) time.Duration {
+	last, _ := b.lastRenewal(appliance)
+	return now.Sub(last)
+}
+
+// confirm decides f again at now, just before it is committed, with the
+// book as it is then (witness.mu held): a renewal counted since the
+// decision cancels the failover. It returns the command to commit.
+func (f witnessFailover) confirm(b *witnessBook, now time.Time) (FailoverShare, bool) {
+	age := b.outage(f.From, now)
+	if age <= time.Duration(f.After) {
+		return FailoverShare{}, false
+	}
+	return FailoverShare{
+		Share:         f.Share,
+		From:          f.From,
+		To:            f.To,
+		ExpectedEpoch: f.ExpectedEpoch,
+		Reason:        failoverReason(f.From, age, f.After),
+		At:            now.UTC(),
+	}, true
+}
+
+// failoverReason says why a share of active is due to fail over.
+func failoverReason(active string, age time.Duration, after schema.Duration) string {
+	return fmt.Sprintf("%s unreachable for %s > failover_after %s", active, roundAge(age), after)
+}

@@ -1,0 +1,573 @@
+package raftstore
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// The decider's tests run decideWitness with a clock the test moves: no
+// fleet, no sleeps. The node tests in witness_test.go prove the wiring.
+
+// office is when the test leaders take office.
+var office = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// decideSpec is a spec with the storage appliances nas1, nas2 and nas3,
+// the witness appliance wit, the policy failover_after 30s, fence_after
+// 15s, degraded_latency 250ms, and the shares, each replicated from its
+// appliance to the to appliance.
+func decideSpec(shares ...testShare) *schema.Spec {
+	spec := &schema.Spec{
+		Version: 1,
+		Witness: schema.Witness{
+			FailoverAfter:   schema.Duration(30 * time.Second),
+			FenceAfter:      schema.Duration(15 * time.Second),
+			DegradedLatency: schema.Duration(250 * time.Millisecond),
+		},
+	}
+	for _, name := range []string{"nas1", "nas2", "nas3"} {
+		spec.Appliances = append(spec.Appliances, schema.Appliance{Name: name, Role: schema.RoleStorage, Pools: []schema.Pool{{Name: "tank", Path: poolPath(name)}}})
+	}
+	spec.Appliances = append(spec.Appliances, schema.Appliance{Name: "wit", Role: schema.RoleWitness})
+	for _, sh := range shares {
+		spec.Shares = append(spec.Shares, schema.Share{
+			Name: sh.name, Appliance: sh.on, Pool: "tank", Failover: sh.failover,
+			Replication: &schema.Replication{To: schema.Target{Appliance: sh.to, Pool: "tank"}},
+		})
+	}
+	return spec
+}
+
+// witnessSim drives decideWitness as witnessCheck does, with a clock the
+// test moves: each decision's bookkeeping is noted, and its events are
+// written to the state's log and recorded in the book at once. Failovers
+// are not committed: a story that needs one sets State.Failover.
+type witnessSim struct {
+	st   *State
+	book witnessBook
+	now  time.Time
+}
+
+// newWitnessSim is a leader that took office at office with the state st.
+func newWitnessSim(st *State) *witnessSim {
+	return &witnessSim{st: st, book: newWitnessBook(office, st), now: office}
+}
+
+// at sets the clock to d after office.
+func (s *witnessSim) at(d time.Duration) { s.now = office.Add(d) }
+
+// renew counts a renewal with the round trip rtt from each appliance, now.
+func (s *witnessSim) renew(rtt time.Duration, appliances ...string) {
+	for _, a := range appliances {
+		s.book.renew(a, rtt, s.now)
+	}
+}
+
+// decide looks at the leases now, as the leader's tick does.
+func (s *witnessSim) decide() witnessDecision {
+	d := decideWitness(witnessInput{State: s.st, Book: s.book, Now: s.now})
+	s.book.note(d, s.now)
+	for _, e := range d.Events {
+		s.st.WitnessLog = append(s.st.WitnessLog, e)
+		s.book.record(e)
+	}
+	return d
+}
+
+// every renews the appliances each second from from to to (offsets from
+// office) and decides after each renewal.
+func (s *witnessSim) every(from, to time.Duration, appliances ...string) {
+	for d := from; d <= to; d += LeaseInterval {
+		s.at(d)
+		s.renew(time.Millisecond, appliances...)
+		s.decide()
+	}
+}
+
+// lines renders events as "member event [share]: detail".
+func lines(events []WitnessEvent) []string {
+	var out []string
+	for _, e := range events {
+		l := e.Member + " " + e.Event
+		if e.Share != "" {
+			l += " " + e.Share
+		}
+		out = append(out, l+": "+e.Detail)
+	}
+	return out
+}
+
+func TestDecideWitness(t *testing.T) {
+	auto := testShare{"projects", "nas1", "nas2", schema.FailoverAuto}
+	manual := testShare{"projects", "nas1", "nas2", schema.FailoverManual}
+	due := func(share, from, to string, epoch uint64, age string) []witnessFailover {
+		return []witnessFailover{{Share: share, From: from, To: to, ExpectedEpoch: epoch, After: schema.Duration(30 * time.Second), Reason: from + " unreachable for " + age + " > failover_after 30s"}}
+	}
+	const ns = time.Nanosecond
+	cases := []struct {
+		name   string
+		shares []testShare
+		// setup is the state when the leader takes office.
+		setup func(st *State)
+		// story is what happens before the last look, at the sim's clock.
+		story         func(s *witnessSim)
+		want          []string
+		wantFailovers []witnessFailover
+	}{
+		{
+			name:   "everyone renews: nothing to write",
+			shares: []testShare{auto},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 20*time.Second, "nas1", "nas2", "nas3")
+				s.at(20500 * time.Millisecond)
+			},
+		},
+		{
+			name:  "counted from office, still reachable at the window",
+			story: func(s *witnessSim) { s.at(ReachableWindow) },
+		},
+		{
+			name: "unreachable just past the window",
+			story: func(s *witnessSim) {
+				s.every(time.Second, time.Second, "nas2", "nas3")
+				s.at(ReachableWindow + time.Millisecond)
+			},
+			want: []string{"nas1 unreachable: nas1 has not renewed its lease for 3s (> 3s)"},
+		},
+		{
+			name: "unreachable is written once",
+			story: func(s *witnessSim) {
+				s.every(time.Second, 5*time.Second, "nas2", "nas3")
+				s.at(5500 * time.Millisecond)
+			},
+		},
+		{
+			name: "reachable again on a received renewal",
+			story: func(s *witnessSim) {
+				s.every(time.Second, 5*time.Second, "nas2", "nas3")
+				s.at(6 * time.Second)
+				s.renew(time.Millisecond, "nas1", "nas2", "nas3")
+			},
+			want: []string{"nas1 reachable: nas1 renews its lease again"},
+		},
+		{
+			name:  "a new leader writes reachable only on a received renewal",
+			setup: func(st *State) { st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventUnreachable}} },
+			story: func(s *witnessSim) { s.at(2 * time.Second); s.renew(time.Millisecond, "nas2", "nas3") },
+		},
+		{
+			name: "degraded above degraded_latency",
+			story: func(s *witnessSim) {
+				s.at(time.Second)
+				s.renew(300*time.Millisecond, "nas1")
+				s.renew(time.Millisecond, "nas2", "nas3")
+			},
+			want: []string{"nas1 degraded: nas1's lease round trip took 300ms > degraded_latency 250ms"},
+		},
+		{
+			name: "degraded is written once",
+			story: func(s *witnessSim) {
+				s.at(time.Second)
+				s.renew(300*time.Millisecond, "nas1")
+				s.decide()
+				s.at(2 * time.Second)
+				s.renew(400*time.Millisecond, "nas1")
+			},
+		},
+		{
+			name: "still degraded between recoverFraction and the limit",
+			story: func(s *witnessSim) {
+				s.at(time.Second)
+				s.renew(300*time.Millisecond, "nas1")
+				s.decide()
+				s.at(2 * time.Second)
+				s.renew(201*time.Millisecond, "nas1")
+			},
+		},
+		{
+			name: "recovered at recoverFraction of the limit",
+			story: func(s *witnessSim) {
+				s.at(time.Second)
+				s.renew(300*time.Millisecond, "nas1")
+				s.decide()
+				s.at(2 * time.Second)
+				s.renew(200*time.Millisecond, "nas1")
+			},
+			want: []string{"nas1 recovered: nas1's lease round trip is 200ms again (degraded_latency 250ms)"},
+		},
+		{
+			name: "an unreachable member is not degraded",
+			story: func(s *witnessSim) {
+				s.at(500 * time.Millisecond)
+				s.renew(300*time.Millisecond, "nas1")
+				s.at(4 * time.Second)
+				s.renew(time.Millisecond, "nas2", "nas3")
+			},
+			want: []string{"nas1 unreachable: nas1 has not renewed its lease for 3.5s (> 3s)"},
+		},
+		{
+			name:   "failover not due exactly at failover_after",
+			shares: []testShare{auto},
+			story:  func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3") },
+		},
+		{
+			name:          "failover due just past failover_after",
+			shares:        []testShare{auto},
+			story:         func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3"); s.at(30*time.Second + ns) },
+			wantFailovers: due("projects", "nas1", "nas2", 0, "30s"),
+		},
+		{
+			name:   "failover from the active appliance at the share's epoch",
+			shares: []testShare{auto},
+			setup:  func(st *State) { st.Failover = map[string]FailoverState{"projects": {Active: "nas2", Epoch: 1}} },
+			story: func(s *witnessSim) {
+				s.every(time.Second, 35*time.Second, "nas1", "nas3")
+			},
+			wantFailovers: due("projects", "nas2", "nas1", 1, "35s"),
+		},
+		{
+			name:   "manual: one event, no failover",
+			shares: []testShare{manual},
+			story:  func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3"); s.at(30*time.Second + ns) },
+			want:   []string{"nas1 failover needed (manual) projects: nas1 unreachable for 30s > failover_after 30s; projects has failover: manual: run fleetctl failover projects --to nas2"},
+		},
+		{
+			name:   "manual: once per outage",
+			shares: []testShare{manual},
+			story:  func(s *witnessSim) { s.every(time.Second, 40*time.Second, "nas2", "nas3") },
+		},
+		{
+			name:   "manual: again after the appliance was back",
+			shares: []testShare{manual},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 40*time.Second, "nas2", "nas3")
+				s.every(41*time.Second, 41*time.Second, "nas1", "nas2", "nas3")
+				s.every(42*time.Second, 71*time.Second, "nas2", "nas3")
+				s.at(71*time.Second + ns)
+			},
+			want: []string{"nas1 failover needed (manual) projects: nas1 unreachable for 30s > failover_after 30s; projects has failover: manual: run fleetctl failover projects --to nas2"},
+		},
+		{
+			name:   "blocked: the replica is unreachable too",
+			shares: []testShare{auto},
+			story:  func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas3"); s.at(30*time.Second + ns) },
+			want:   []string{"nas1 failover blocked projects: nas1 unreachable for 30s > failover_after 30s, but the replica nas2 is unreachable too; waiting for either"},
+		},
+		{
+			name:   "blocked: once per outage",
+			shares: []testShare{auto},
+			story:  func(s *witnessSim) { s.every(time.Second, 40*time.Second, "nas3") },
+		},
+		{
+			name:   "blocked: fails over once the replica renews",
+			shares: []testShare{auto},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 40*time.Second, "nas3")
+				s.at(41 * time.Second)
+				s.renew(time.Millisecond, "nas2", "nas3")
+			},
+			want:          []string{"nas2 reachable: nas2 renews its lease again"},
+			wantFailovers: due("projects", "nas1", "nas2", 0, "41s"),
+		},
+		{
+			name:   "blocked: a replica first named now has not renewed yet",
+			shares: []testShare{auto},
+			setup: func(st *State) {
+				st.Spec.Appliances = slices.DeleteFunc(st.Spec.Appliances, func(a schema.Appliance) bool { return a.Name == "nas3" })
+			},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 30*time.Second, "nas2")
+				s.at(30*time.Second + ns)
+				s.st.Spec = decideSpec(testShare{"projects", "nas1", "nas3", schema.FailoverAuto})
+			},
+			want: []string{"nas1 failover blocked projects: nas1 unreachable for 30s > failover_after 30s, but the replica nas3 is unreachable too; waiting for either"},
+		},
+		{
+			name:   "a new leader counts everyone renewed at office",
+			shares: []testShare{auto},
+			setup: func(st *State) {
+				st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventUnreachable, Detail: "written by the old leader"}}
+			},
+			story: func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3") },
+		},
+		{
+			name:   "a new leader fails over once failover_after passed since office",
+			shares: []testShare{auto},
+			setup: func(st *State) {
+				st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventUnreachable, Detail: "written by the old leader"}}
+			},
+			story:         func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3"); s.at(30*time.Second + ns) },
+			wantFailovers: due("projects", "nas1", "nas2", 0, "30s"),
+		},
+		{
+			name:   "an appliance first named later is counted from first sight",
+			shares: []testShare{auto},
+			setup: func(st *State) {
+				st.Spec.Appliances = slices.DeleteFunc(st.Spec.Appliances, func(a schema.Appliance) bool { return a.Name == "nas3" })
+			},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 19*time.Second, "nas1", "nas2")
+				spec := decideSpec(auto, testShare{"media", "nas3", "nas1", schema.FailoverAuto})
+				s.st.Spec = spec
+				s.every(20*time.Second, 50*time.Second, "nas1", "nas2")
+			},
+		},
+		{
+			name:   "an appliance first named later fails over failover_after after first sight",
+			shares: []testShare{auto},
+			setup: func(st *State) {
+				st.Spec.Appliances = slices.DeleteFunc(st.Spec.Appliances, func(a schema.Appliance) bool { return a.Name == "nas3" })
+			},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 19*time.Second, "nas1", "nas2")
+				s.st.Spec = decideSpec(auto, testShare{"media", "nas3", "nas1", schema.FailoverAuto})
+				s.every(20*time.Second, 50*time.Second, "nas1", "nas2")
+				s.at(50*time.Second + ns)
+			},
+			wantFailovers: due("media", "nas3", "nas1", 0, "30s"),
+		},
+		{
+			name:   "fenced: an appliance reports a share read-only",
+			shares: []testShare{auto},
+			story: func(s *witnessSim) {
+				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
+				s.st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}}
+			},
+			want: []string{"nas1 fenced projects: nas1 made projects read-only: its lease lapsed (fence_after 15s)"},
+		},
+		{
+			name:   "fenced: a new leader starts from the reported fences",
+			shares: []testShare{auto},
+			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			story:  func(s *witnessSim) { s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3") },
+		},
+		{
+			name:   "unfenced: writable again at the same epoch",
+			shares: []testShare{auto},
+			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			story: func(s *witnessSim) {
+				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
+				s.st.Nodes = map[string]NodeStatus{"nas1": {}}
+			},
+			want: []string{"nas1 unfenced projects: nas1 made projects writable again: its lease is renewed and the share's epoch did not move"},
+		},
+		{
+			name:   "unfenced: the share moved while the appliance was fenced",
+			shares: []testShare{auto},
+			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			story: func(s *witnessSim) {
+				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
+				s.st.Failover = map[string]FailoverState{"projects": {Active: "nas2", Epoch: 1}}
+				s.st.Nodes = map[string]NodeStatus{"nas1": {}}
+			},
+			want: []string{"nas1 unfenced projects: projects moved to nas2 (epoch 1) while nas1 was fenced; nas1's copy stays read-only"},
+		},
+		{
+			name:   "unfenced: the appliance no longer reports at all",
+			shares: []testShare{auto},
+			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			story: func(s *witnessSim) {
+				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
+				s.st.Nodes = nil
+			},
+			want: []string{"nas1 unfenced projects: nas1 made projects writable again: its lease is renewed and the share's epoch did not move"},
+		},
+		{
+			name:   "an outage already reported is not repeated after a leader change",
+			shares: []testShare{manual},
+			setup: func(st *State) {
+				st.WitnessLog = []WitnessEvent{
+					{Member: "nas1", Event: EventUnreachable},
+					{Member: "nas1", Share: "projects", Event: EventFailoverManual},
+				}
+			},
+			story: func(s *witnessSim) { s.every(time.Second, 40*time.Second, "nas2", "nas3") },
+		},
+		{
+			name:   "a blocked failover already reported is not repeated after a leader change",
+			shares: []testShare{auto},
+			setup: func(st *State) {
+				st.WitnessLog = []WitnessEvent{
+					{Member: "nas1", Event: EventUnreachable},
+					{Member: "nas2", Event: EventUnreachable},
+					{Member: "nas1", Share: "projects", Event: EventFailoverBlocked},
+				}
+			},
+			story: func(s *witnessSim) { s.every(time.Second, 40*time.Second, "nas3") },
+		},
+		{
+			name:   "an outage is reported again by a new leader when the appliance was back since",
+			shares: []testShare{manual},
+			setup: func(st *State) {
+				st.WitnessLog = []WitnessEvent{
+					{Member: "nas1", Event: EventUnreachable},
+					{Member: "nas1", Share: "projects", Event: EventFailoverManual},
+					{Member: "nas1", Event: EventReachable},
+				}
+			},
+			story: func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3"); s.at(30*time.Second + ns) },
+			want:  []string{"nas1 failover needed (manual) projects: nas1 unreachable for 30s > failover_after 30s; projects has failover: manual: run fleetctl failover projects --to nas2"},
+		},
+		{
+			name: "a new leader does not repeat degraded",
+			setup: func(st *State) {
+				st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventDegraded}}
+			},
+			story: func(s *witnessSim) {
+				s.at(time.Second)
+				s.renew(300*time.Millisecond, "nas1")
+				s.renew(time.Millisecond, "nas2", "nas3")
+				s.decide()
+				s.at(2 * time.Second)
+				s.renew(200*time.Millisecond, "nas1")
+			},
+			want: []string{"nas1 recovered: nas1's lease round trip is 200ms again (degraded_latency 250ms)"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := &State{Spec: decideSpec(c.shares...)}
+			if c.setup != nil {
+				c.setup(st)
+			}
+			s := newWitnessSim(st)
+			if c.story != nil {
+				c.story(s)
+			}
+			d := s.decide()
+			if got := lines(d.Events); !slices.Equal(got, c.want) {
+				t.Fatalf("events at %v after office:\nwant %q\ngot  %q", s.now.Sub(office), c.want, got)
+			}
+			if !reflect.DeepEqual(d.Failovers, c.wantFailovers) {
+				t.Fatalf("failovers at %v after office:\nwant %+v\ngot  %+v", s.now.Sub(office), c.wantFailovers, d.Failovers)
+			}
+			for _, e := range d.Events {
+				if !e.At.Equal(s.now) || e.At.Location() != time.UTC {
+					t.Fatalf("event time: want %v in UTC, got %v", s.now, e.At)
+				}
+			}
+		})
+	}
+}
+
+// cloneBook copies every map of b, so a test can tell whether b changed.
+func cloneBook(b witnessBook) witnessBook {
+	c := b
+	c.renewals = maps.Clone(b.renewals)
+	c.seen = maps.Clone(b.seen)
+	c.unreachable = maps.Clone(b.unreachable)
+	c.degraded = maps.Clone(b.degraded)
+	c.manualLogged = maps.Clone(b.manualLogged)
+	c.blockedLogged = maps.Clone(b.blockedLogged)
+	c.fenced = map[string]map[string]bool{}
+	for k, v := range b.fenced {
+		c.fenced[k] = maps.Clone(v)
+	}
+	return c
+}
+
+// The decider is pure: the same input gives the same decision, and the
+// book it reads is left as it was; the node notes what it decided.
+func TestDecideWitnessIsPure(t *testing.T) {
+	st := &State{Spec: decideSpec(testShare{"projects", "nas1", "nas2", schema.FailoverAuto}, testShare{"media", "nas2", "nas3", schema.FailoverManual})}
+	b := newWitnessBook(office, st)
+	st.Nodes = map[string]NodeStatus{"nas3": {Fenced: []string{"media"}}}
+	b.renew("nas2", 300*time.Millisecond, office.Add(30*time.Second))
+	in := witnessInput{State: st, Book: b, Now: office.Add(31 * time.Second)}
+	before := cloneBook(b)
+
+	d := decideWitness(in)
+	if !reflect.DeepEqual(b, before) {
+		t.Fatalf("decideWitness changed the book:\nwant %+v\ngot  %+v", before, b)
+	}
+	if again := decideWitness(in); !reflect.DeepEqual(again, d) {
+		t.Fatalf("the same input decided twice:\nwant %+v\ngot  %+v", d, again)
+	}
+	want := []string{
+		"nas1 unreachable: nas1 has not renewed its lease for 31s (> 3s)",
+		"nas2 degraded: nas2's lease round trip took 300ms > degraded_latency 250ms",
+		"nas3 unreachable: nas3 has not renewed its lease for 31s (> 3s)",
+		"nas3 fenced media: nas3 made media read-only: its lease lapsed (fence_after 15s)",
+	}
+	if got := lines(d.Events); !slices.Equal(got, want) {
+		t.Fatalf("events:\nwant %q\ngot  %q", want, got)
+	}
+	if d.Seen != nil {
+		t.Fatalf("first sights: want none (the spec named everyone at office), got %v", d.Seen)
+	}
+	if len(d.Failovers) != 1 || d.Failovers[0].Share != "projects" {
+		t.Fatalf("failovers: want projects, got %+v", d.Failovers)
+	}
+
+	// An appliance named later is seen first by a decision; once the node
+	// has noted it, it counts from then and is named first no more.
+	st.Spec.Appliances = append(st.Spec.Appliances, schema.Appliance{Name: "nas4", Role: schema.RoleStorage})
+	d = decideWitness(in)
+	if want := []string{"nas4"}; !slices.Equal(d.Seen, want) {
+		t.Fatalf("first sights: want %v, got %v", want, d.Seen)
+	}
+	b.note(d, in.Now)
+	if last, renewed := b.lastRenewal("nas4"); !last.Equal(in.Now) || renewed {
+		t.Fatalf("nas4 after note: want counted from %v, not received; got %v, %v", in.Now, last, renewed)
+	}
+	if got := decideWitness(in); got.Seen != nil {
+		t.Fatalf("after note: want no first sights, got %v", got.Seen)
+	}
+}
+
+// A failover decided is confirmed under the lock just before it is
+// committed: a renewal counted since the decision cancels it.
+func TestWitnessFailoverConfirm(t *testing.T) {
+	st := &State{Spec: decideSpec(testShare{"projects", "nas1", "nas2", schema.FailoverAuto})}
+	b := newWitnessBook(office, st)
+	b.renew("nas2", time.Millisecond, office.Add(30*time.Second))
+	now := office.Add(30*time.Second + time.Nanosecond)
+	d := decideWitness(witnessInput{State: st, Book: b, Now: now})
+	if len(d.Failovers) != 1 {
+		t.Fatalf("want projects due, got %+v", d.Failovers)
+	}
+	f := d.Failovers[0]
+
+	later := now.Add(2 * time.Second)
+	cmd, ok := f.confirm(&b, later)
+	want := FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, Reason: "nas1 unreachable for 32s > failover_after 30s", At: later}
+	if !ok || cmd != want {
+		t.Fatalf("confirm with no renewal since: want %+v, got %+v (%v)", want, cmd, ok)
+	}
+
+	b.renew("nas1", 0, now.Add(time.Second))
+	if cmd, ok := f.confirm(&b, later); ok {
+		t.Fatalf("confirm after nas1 renewed: want cancelled, got %+v", cmd)
+	}
+}
+
+// The leader takes renewals only while it leads; a renewal without a
+// measured round trip keeps the last one known.
+func TestWitnessRenewOnlyWhileLeading(t *testing.T) {
+	var w witness
+	st := &State{Spec: decideSpec()}
+	w.startTerm(office, st)
+	applied := func() uint64 { return 7 }
+	if idx, ok := w.renew("nas1", 3*time.Millisecond, office.Add(time.Second), applied); !ok || idx != 7 {
+		t.Fatalf("renew while leading: want index 7, got %d (%v)", idx, ok)
+	}
+	w.renew("nas1", 0, office.Add(2*time.Second), applied)
+	if got, want := w.book.renewals["nas1"], (renewal{at: office.Add(2 * time.Second), rtt: 3 * time.Millisecond}); got != want {
+		t.Fatalf("a renewal without a round trip: want %+v, got %+v", want, got)
+	}
+	w.endTerm()
+	if _, ok := w.renew("nas1", 0, office.Add(3*time.Second), applied); ok {
+		t.Fatalf("renew after the term ended: want refused")
+	}
+	w.startTerm(office.Add(time.Minute), st)
+	if last, renewed := w.book.lastRenewal("nas1"); !last.Equal(office.Add(time.Minute)) || renewed {
+		t.Fatalf("next term: want nas1 counted from office at %v, not received; got %v, %v", office.Add(time.Minute), last, renewed)
+	}
+	if w.term != 2 {
+		t.Fatalf("terms led: want 2, got %d", w.term)
+	}
+}
