@@ -275,3 +275,38 @@ func TestNodeJoinStormKeepsVoterCap(t *testing.T) {
 		t.Fatalf("after removing the voter %s: want one of the non-voters %v promoted, got %v in %s", gone.Name(), nonVotersBefore, promoted, describeConfig(final))
 	}
 }
+
+// TestNodeRemoveLeaderPromotes removes the leader itself: it promotes the
+// non-voter before its own removal, because once that commits it steps
+// down and can promote no one.
+func TestNodeRemoveLeaderPromotes(t *testing.T) {
+	t.Parallel()
+	nodes := newFleet(t, 3, 2)
+	leader := readyLeader(t, nodes)
+	var nonVoter *Node
+	for _, n := range nodes {
+		if s, _ := serverNamed(configOf(leader), n.Name()); s.Suffrage != raft.Voter {
+			nonVoter = n
+		}
+	}
+	if nonVoter == nil {
+		t.Fatalf("with MaxVoters 2: want one non-voter, got %s", describeConfig(configOf(leader)))
+	}
+
+	if err := clientFor(t, leader).RemoveMember(t.Context(), leader.Name()); err != nil {
+		t.Fatalf("remove the leader %s: %v", leader.Name(), err)
+	}
+	var rest []*Node
+	for _, n := range nodes {
+		if n != leader {
+			rest = append(rest, n)
+		}
+	}
+	waitMembers(t, rest, names(rest)...)
+	for _, n := range rest {
+		if s, _ := serverNamed(configOf(n), nonVoter.Name()); s.Suffrage != raft.Voter {
+			t.Fatalf("after removing the leader %s, %s's configuration: want %s promoted to voter, got %s", leader.Name(), n.Name(), nonVoter.Name(), describeConfig(configOf(n)))
+		}
+	}
+	readyLeader(t, rest)
+}
