@@ -88,6 +88,11 @@ type Node struct {
 	replicator *reconcile.Replicator
 	receiver   *reconcile.Receiver
 
+	// memberLock, a one-slot semaphore, is held by the leader's membership
+	// change in progress (members.go): changes are planned and made one at
+	// a time. A channel rather than a mutex so a waiting request can give up.
+	memberLock chan struct{}
+
 	// forwarders holds a *forwarder per leader ("name@addr").
 	forwarders sync.Map
 
@@ -131,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.ReconcileInterval == 0 {
 		cfg.ReconcileInterval = DefaultReconcileInterval
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{}), memberLock: make(chan struct{}, 1)}
 	if err := n.dir.ensure(); err != nil {
 		return nil, err
 	}

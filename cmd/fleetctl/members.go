@@ -17,7 +17,8 @@ type membersRemoveCmd struct {
 func (membersRemoveCmd) Help() string {
 	return `Removes a member from the fleet's Raft group, for an appliance that is gone
 for good or whose data dir was lost (it can then join again with the join
-token). The member's shares and data are not touched.`
+token). The member's shares and data are not touched. Removing a voter
+promotes a non-voter, if there is one, so the fleet keeps its voters.`
 }
 
 func (c *membersRemoveCmd) Run(e env) error {

@@ -1,0 +1,358 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/hashicorp/raft"
+)
+
+// Membership changes (a node joining, an operator removing one) are decided
+// and made on the leader one at a time: the leader takes Node.memberLock,
+// reads the configuration, plans the changes with planJoin or planRemove
+// (pure functions of the configuration), and makes them before the next
+// request may read the configuration. Without the lock, nine nodes joining
+// at once each counted the voters before any other's AddVoter had landed,
+// and all nine became voters.
+//
+// The rule the plans follow:
+//   - a joining node becomes a voter while the fleet has fewer than
+//     MaxVoters voters, a non-voter beyond;
+//   - a member with the joining node's name or address is stale (the same
+//     appliance with a new data dir or address) and is removed first;
+//   - after any change, free voter slots are filled by promoting
+//     non-voters, so a fleet keeps MaxVoters voters while it has enough
+//     members: removing a voter promotes a non-voter, preferring one that
+//     is in contact with a leader, then by name.
+
+// memberOp is one kind of Raft configuration change.
+type memberOp int
+
+const (
+	// opRemove removes a member.
+	opRemove memberOp = iota + 1
+	// opAddVoter adds a new member as a voter.
+	opAddVoter
+	// opAddNonvoter adds a new member as a non-voter.
+	opAddNonvoter
+	// opPromote makes an existing non-voter a voter (Raft's AddVoter on a
+	// member that is already there).
+	opPromote
+)
+
+// memberStep is one configuration change of a membership plan.
+type memberStep struct {
+	Op      memberOp
+	ID      raft.ServerID
+	Address raft.ServerAddress
+}
+
+// String describes the step for logs and errors.
+func (s memberStep) String() string {
+	switch s.Op {
+	case opRemove:
+		return fmt.Sprintf("remove %s", s.ID)
+	case opAddVoter:
+		return fmt.Sprintf("add %s at %s as a voter", s.ID, s.Address)
+	case opAddNonvoter:
+		return fmt.Sprintf("add %s at %s as a non-voter", s.ID, s.Address)
+	case opPromote:
+		return fmt.Sprintf("promote %s to voter", s.ID)
+	}
+	return fmt.Sprintf("unknown step %d for %s", s.Op, s.ID)
+}
+
+// joinPlan is what the leader does for a node that asks to join.
+type joinPlan struct {
+	// Steps are the configuration changes, in order; none when the node is
+	// already a member at its address.
+	Steps []memberStep
+	// Voter is the joining node's suffrage once the steps are made.
+	Voter bool
+}
+
+// planJoin plans adding the node name at addr to config, for a fleet that
+// keeps maxVoters voters.
+func planJoin(config raft.Configuration, name raft.ServerID, addr raft.ServerAddress, maxVoters int) joinPlan {
+	var plan joinPlan
+	var kept []raft.Server
+	already := false
+	for _, s := range config.Servers {
+		switch {
+		case s.ID == name && s.Address == addr:
+			already = true
+			kept = append(kept, s)
+		case s.ID == name || s.Address == addr:
+			// A stale member: the same appliance with a new data dir or
+			// address. Removed before adding, as rqlite and Consul do.
+			plan.Steps = append(plan.Steps, memberStep{Op: opRemove, ID: s.ID, Address: s.Address})
+		default:
+			kept = append(kept, s)
+		}
+	}
+	if !already {
+		joiner := raft.Server{ID: name, Address: addr, Suffrage: raft.Nonvoter}
+		step := memberStep{Op: opAddNonvoter, ID: name, Address: addr}
+		// The joiner takes a free voter slot before any existing non-voter:
+		// a slot is free here only when the joiner's own stale entry held it
+		// (the fleet otherwise keeps its voter slots filled).
+		if countVoters(kept) < maxVoters {
+			joiner.Suffrage, step.Op = raft.Voter, opAddVoter
+		}
+		kept = append(kept, joiner)
+		plan.Steps = append(plan.Steps, step)
+	}
+	promotions := fillVoterSlots(kept, maxVoters, nil)
+	plan.Steps = append(plan.Steps, promotions...)
+	plan.Voter = slices.ContainsFunc(kept, func(s raft.Server) bool { return s.ID == name && s.Suffrage == raft.Voter }) ||
+		slices.ContainsFunc(promotions, func(p memberStep) bool { return p.ID == name })
+	return plan
+}
+
+// planRemove plans removing the member name from config, for a fleet that
+// keeps maxVoters voters and is led by leader. preferred says which
+// non-voters to promote first (those in contact with a leader); nil prefers
+// none. found is false when name is not a member.
+func planRemove(config raft.Configuration, name, leader raft.ServerID, maxVoters int, preferred func(raft.ServerID) bool) (steps []memberStep, found bool) {
+	var kept []raft.Server
+	for _, s := range config.Servers {
+		if s.ID == name {
+			found = true
+			continue
+		}
+		kept = append(kept, s)
+	}
+	if !found {
+		return nil, false
+	}
+	remove := memberStep{Op: opRemove, ID: name}
+	promotions := fillVoterSlots(kept, maxVoters, preferred)
+	if name == leader {
+		// A leader that removes itself steps down once the change commits
+		// and can promote no one after it: it promotes first, so the
+		// voters exceed the cap by one until its own removal commits.
+		return append(promotions, remove), true
+	}
+	// Otherwise remove first: the quorum never grows by a member that may
+	// not have caught up while the one leaving may already be gone.
+	return append([]memberStep{remove}, promotions...), true
+}
+
+// fillVoterSlots returns the promotions that bring servers up to maxVoters
+// voters from its non-voters: preferred ones first, then by name.
+func fillVoterSlots(servers []raft.Server, maxVoters int, preferred func(raft.ServerID) bool) []memberStep {
+	free := maxVoters - countVoters(servers)
+	if free <= 0 {
+		return nil
+	}
+	var candidates []raft.Server
+	for _, s := range servers {
+		if s.Suffrage != raft.Voter {
+			candidates = append(candidates, s)
+		}
+	}
+	rank := func(s raft.Server) int {
+		if preferred != nil && preferred(s.ID) {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(candidates, func(a, b raft.Server) int {
+		if d := rank(a) - rank(b); d != 0 {
+			return d
+		}
+		return strings.Compare(string(a.ID), string(b.ID))
+	})
+	var steps []memberStep
+	for _, s := range candidates[:min(free, len(candidates))] {
+		steps = append(steps, memberStep{Op: opPromote, ID: s.ID, Address: s.Address})
+	}
+	return steps
+}
+
+// countVoters counts the voters among servers.
+func countVoters(servers []raft.Server) int {
+	k := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			k++
+		}
+	}
+	return k
+}
+
+// errConfigChanged is Raft's refusal of a change whose prevIndex is not the
+// latest configuration's index. Raft returns it as a plain formatted error,
+// so it is recognised by its text.
+const errConfigChanged = "configuration changed since"
+
+// maxPlanAttempts bounds how often a membership change is planned again
+// after Raft refused a step because the configuration had changed.
+const maxPlanAttempts = 3
+
+// lockMembers takes the leader's membership lock, or gives up when ctx ends
+// (the requester stopped waiting). The returned func releases it.
+func (n *Node) lockMembers(ctx context.Context) (func(), error) {
+	select {
+	case n.memberLock <- struct{}{}:
+		return func() { <-n.memberLock }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for another membership change: %w", ctx.Err())
+	}
+}
+
+// changeMembers plans with plan against the current configuration and
+// makes the steps, holding the membership lock. When Raft refuses a step
+// because the configuration changed under it, it plans again from the new
+// configuration (the plans are idempotent: steps already made are not
+// planned again).
+func (n *Node) changeMembers(ctx context.Context, plan func(raft.Configuration) ([]memberStep, error)) error {
+	unlock, err := n.lockMembers(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for attempt := 1; ; attempt++ {
+		if n.raft.State() != raft.Leader || !n.leaderReady.Load() {
+			return fmt.Errorf("plan a membership change: %w", raft.ErrNotLeader)
+		}
+		f := n.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("read the configuration: %w", err)
+		}
+		steps, err := plan(f.Configuration())
+		if err != nil {
+			return err
+		}
+		err = n.makeSteps(steps)
+		if err == nil || !strings.Contains(err.Error(), errConfigChanged) || attempt == maxPlanAttempts {
+			return err
+		}
+		n.log.Warn("the configuration changed during a membership change; planning again", "err", err, "attempt", attempt)
+	}
+}
+
+// makeSteps makes the configuration changes in order, each on the
+// configuration the previous one made (its index as prevIndex), so nothing
+// can slip in between. The first step has no index to give: in raft
+// v1.7.3 GetConfiguration's Index is always 0, so the membership lock is
+// what keeps the configuration the plan was made from current.
+func (n *Node) makeSteps(steps []memberStep) error {
+	var prev uint64
+	for _, s := range steps {
+		var f raft.IndexFuture
+		switch s.Op {
+		case opRemove:
+			f = n.raft.RemoveServer(s.ID, prev, 10*time.Second)
+		case opAddVoter, opPromote:
+			f = n.raft.AddVoter(s.ID, s.Address, prev, 10*time.Second)
+		case opAddNonvoter:
+			f = n.raft.AddNonvoter(s.ID, s.Address, prev, 10*time.Second)
+		default:
+			return fmt.Errorf("%s: no such step", s)
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		prev = f.Index()
+		n.log.Info("membership changed", "step", s.String())
+	}
+	return nil
+}
+
+// writeMemberError answers a failed membership change. Losing leadership or
+// the lock wait are worth a retry, which the joining agent and the CLI do
+// on CodeNoLeader.
+func writeMemberError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), errConfigChanged):
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: err.Error() + "; retry"})
+	default:
+		writeApplyError(w, err)
+	}
+}
+
+func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
+	var req MemberRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	id := identityOf(r)
+	if id.Role != pki.RoleNode || id.Name != req.Name {
+		// A forwarded request carries the forwarding node's identity; the
+		// original requester is in the user header.
+		if u := userOf(r); u != string(pki.RoleNode)+":"+req.Name {
+			writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the node %q itself may add itself (asked by %s)", req.Name, u)})
+			return
+		}
+	}
+	var voter bool
+	err := n.changeMembers(r.Context(), func(config raft.Configuration) ([]memberStep, error) {
+		p := planJoin(config, raft.ServerID(req.Name), raft.ServerAddress(req.Address), n.cfg.MaxVoters)
+		voter = p.Voter
+		return p.Steps, nil
+	})
+	if err != nil {
+		writeMemberError(w, fmt.Errorf("add member %s: %w", req.Name, err))
+		return
+	}
+	n.log.Info("member joined", "name", req.Name, "address", req.Address, "voter", voter)
+	writeJSON(w, http.StatusOK, MemberResponse{Name: req.Name, Voter: voter})
+}
+
+// errNoMember says that a member to remove is not in the configuration.
+var errNoMember = errors.New("no such member")
+
+func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	// Which non-voters answer is asked before the lock is taken: it only
+	// orders the candidates for promotion, and pings may take a second.
+	inContact := n.nonVotersInContact(r.Context())
+	err := n.changeMembers(r.Context(), func(config raft.Configuration) ([]memberStep, error) {
+		steps, found := planRemove(config, raft.ServerID(name), raft.ServerID(n.cfg.Name), n.cfg.MaxVoters, func(id raft.ServerID) bool { return inContact[id] })
+		if !found {
+			return nil, errNoMember
+		}
+		return steps, nil
+	})
+	switch {
+	case errors.Is(err, errNoMember):
+		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: fmt.Sprintf("no member named %q", name)})
+		return
+	case err != nil:
+		writeMemberError(w, fmt.Errorf("remove member %s: %w", name, err))
+		return
+	}
+	n.log.Info("removed member", "name", name, "by", userOf(r))
+	writeJSON(w, http.StatusOK, MemberResponse{Name: name})
+}
+
+// nonVotersInContact pings the current non-voters and returns those that
+// answer and heard from a leader within the last 5 s (as status calls a
+// member healthy): the ones to promote first.
+func (n *Node) nonVotersInContact(ctx context.Context) map[raft.ServerID]bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var nonVoters []raft.Server
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			nonVoters = append(nonVoters, s)
+		}
+	}
+	if len(nonVoters) == 0 {
+		return nil
+	}
+	out := map[raft.ServerID]bool{}
+	for id, p := range n.pingAll(ctx, nonVoters) {
+		out[id] = p.err == nil && p.resp.LastContactMS >= 0 && p.resp.LastContactMS <= 5000
+	}
+	return out
+}
