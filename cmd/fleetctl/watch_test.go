@@ -33,9 +33,12 @@ var (
 // sample: the promise "never two writable copies".
 //
 //	watchwritable start NAME PATH1 PATH2
+//	watchwritable samples NAME COUNT TIMEOUT
 //	watchwritable check NAME
 //
-// check prints how many samples found each copy writable.
+// samples waits until the watch has taken COUNT samples (a soak of
+// COUNT/10 seconds), failing after TIMEOUT. check prints how many samples
+// found each copy writable and how many found the first one refusing.
 func cmdWatchWritable(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: watchwritable start NAME PATH1 PATH2 | watchwritable check NAME")
@@ -69,12 +72,40 @@ func cmdWatchWritable(ts *testscript.TestScript, neg bool, args []string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		ts.Logf("watchwritable %s: %d samples; %s writable in %d, %s writable in %d", args[1], w.samples, w.paths[0], w.writable[0], w.paths[1], w.writable[1])
-		fmt.Fprintf(ts.Stdout(), "samples %d writable %d %d both %d\n", w.samples, w.writable[0], w.writable[1], len(w.both))
+		fmt.Fprintf(ts.Stdout(), "samples %d writable %d %d both %d refused-first %d\n", w.samples, w.writable[0], w.writable[1], len(w.both), w.samples-w.writable[0])
 		if len(w.both) > 0 {
 			ts.Fatalf("watchwritable %s: both copies were writable at %v", args[1], w.both)
 		}
+	case args[0] == "samples" && len(args) == 4:
+		watchesMu.Lock()
+		w := watches[key]
+		watchesMu.Unlock()
+		if w == nil {
+			ts.Fatalf("watchwritable: no watch %q", args[1])
+		}
+		want, err := strconv.Atoi(args[2])
+		if err != nil {
+			ts.Fatalf("watchwritable: %v", err)
+		}
+		limit, err := time.ParseDuration(args[3])
+		if err != nil {
+			ts.Fatalf("watchwritable: %v", err)
+		}
+		deadline := time.Now().Add(limit)
+		for {
+			w.mu.Lock()
+			n := w.samples
+			w.mu.Unlock()
+			if n >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				ts.Fatalf("watchwritable: %d samples within %v, want %d", n, limit, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	default:
-		ts.Fatalf("usage: watchwritable start NAME PATH1 PATH2 | watchwritable check NAME")
+		ts.Fatalf("usage: watchwritable start NAME PATH1 PATH2 | watchwritable samples NAME COUNT TIMEOUT | watchwritable check NAME")
 	}
 }
 
