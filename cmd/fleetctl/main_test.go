@@ -43,9 +43,9 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 		Setup: func(e *testscript.Env) error {
 			// Scripts reach the repository's example files as $REPO.
 			e.Setenv("REPO", root+"/../..")
-			// Agents in scripts listen on 127.0.0.1 at $PORT1..$PORT6,
+			// Agents in scripts listen on 127.0.0.1 at $PORT1..$PORT9,
 			// ports free when the script starts.
-			for i := 1; i <= 6; i++ {
+			for i := 1; i <= 9; i++ {
 				port, err := freePort()
 				if err != nil {
 					return err
