@@ -68,9 +68,6 @@ func (n *Node) startReplication(ctx context.Context) {
 		return st.Spec, st.Generation, changed
 	}
 	go func() {
-		if !n.waitSynced(ctx, "replication") {
-			return
-		}
 		// A receive cut off when this agent last stopped left a partial
 		// subvolume: remove it before anything counts on the received dir.
 		for {
@@ -87,6 +84,10 @@ func (n *Node) startReplication(ctx context.Context) {
 			case <-changed:
 			}
 		}
+		// Replication does not wait for this agent to catch up, as the
+		// reconciler does: a stale state can only make it send from a
+		// fenced (read-only) copy, which a receiver at a newer epoch
+		// refuses, or receive into .fleetctl/received, never into a share.
 		n.replicator.Run(ctx, watch)
 	}()
 }
