@@ -44,7 +44,7 @@ func (n *Node) startReconciler(ctx context.Context) {
 	}
 	l := &reconcile.Loop{
 		Appliance: n.cfg.Name,
-		Driver:    n.cfg.Driver,
+		Driver:    gatedDriver{Driver: n.cfg.Driver, n: n},
 		Watch: func() (*schema.Spec, uint64, <-chan struct{}) {
 			st, changed := n.fsm.Watch()
 			return st.Spec, st.Generation, changed

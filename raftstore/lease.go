@@ -54,8 +54,9 @@ type leaseState struct {
 	index    uint64
 	rtt      time.Duration
 	failing  bool // the newest renewal failed: log only transitions
-	// fenced are the shares this appliance fenced, by share; only the fence
-	// loop changes it.
+	// fenced are the shares this appliance fenced, by share: made by the
+	// fence loop, at start, on stop and by a failed switchover; lifted
+	// only by the fence loop (unfence).
 	fenced map[string]heldFence
 	// fenceFailed are the shares whose fencing failed and was logged.
 	fenceFailed map[string]bool
@@ -68,13 +69,21 @@ type leaseState struct {
 	// synced is closed once this agent has caught up with the fleet since
 	// it started: a renewal it sent was answered and it has applied the
 	// log as far as the leader had then. Until then its copy of the state
-	// may be stale, so it fences instead of acting on it (startFences) and
-	// the reconciler and replication wait.
+	// may be stale, so it fences what it is active for
+	// (startFencesFromState) and the reconciler waits.
 	synced     chan struct{}
 	syncedDone bool
-	// activeSaved is what FileActive last said; only the fence loop uses
-	// it.
+	// activeSaved is what FileActive last said, under activeMu.
+	activeMu    sync.Mutex
 	activeSaved fence.Records
+	// storageSince is when this agent first saw its state name it a
+	// storage appliance (zero while it does not): the lease counts from
+	// then at the earliest, as the leader counts an appliance from when it
+	// first sees it in the spec.
+	storageSince time.Time
+	// writeMu is the door through which a share becomes writable
+	// (openForWrite); fencing on stop takes it too.
+	writeMu sync.Mutex
 }
 
 // heldFence is one share this appliance made read-only.
@@ -97,7 +106,7 @@ func (n *Node) startLease(ctx context.Context, early map[string]heldFence) {
 	l.mu.Unlock()
 	n.startFencesFromState(ctx)
 	loops := []func(context.Context){n.renewLoop, n.fenceLoop, n.reportLoop}
-	if n.cfg.Heartbeat != nil {
+	if n.cfg.Guard != nil {
 		loops = append(loops, n.beatLoop)
 	}
 	for _, loop := range loops {
@@ -230,19 +239,20 @@ func (n *Node) fenceCheck(ctx context.Context) bool {
 	n.demotedCheck(ctx, st)
 	n.checkSynced()
 	n.saveActive(st)
+	if !n.isSynced() {
+		// Until caught up, the log's tail may name more shares active
+		// here: they start fenced too.
+		n.startFencesFromState(ctx)
+	}
 	l := &n.lease
 	l.mu.Lock()
 	if l.started.IsZero() {
 		l.mu.Unlock()
 		return false // no lease yet: this agent has never been a storage appliance
 	}
-	last := l.answered
-	if last.Before(l.started) {
-		last = l.started
-	}
+	age := n.leaseAgeLocked(st, time.Now())
 	answered, index, fenced := l.answered, l.index, len(l.fenced)
 	l.mu.Unlock()
-	age := time.Since(last)
 	if isStorage(st.Spec, n.cfg.Name) && age > time.Duration(st.Spec.Witness.FenceAfter) {
 		return n.fence(ctx, st, age)
 	}
@@ -250,6 +260,20 @@ func (n *Node) fenceCheck(ctx context.Context) bool {
 		return n.unfence(ctx, answered, index)
 	}
 	return false
+}
+
+// leaseAgeLocked is how old this appliance's lease is at now, by st: from
+// the newest answered renewal it sent, its first attempt, or when st
+// first named it a storage appliance, whichever is latest. l.mu is held.
+func (n *Node) leaseAgeLocked(st *State, now time.Time) time.Duration {
+	l := &n.lease
+	switch storage := isStorage(st.Spec, n.cfg.Name); {
+	case storage && l.storageSince.IsZero():
+		l.storageSince = now
+	case !storage:
+		l.storageSince = time.Time{}
+	}
+	return now.Sub(maxTime(maxTime(l.answered, l.started), l.storageSince))
 }
 
 // fence makes every replicated share this appliance is active for (in its
@@ -270,9 +294,13 @@ func (n *Node) fence(ctx context.Context, st *State, age time.Duration) bool {
 		if err == nil && n.cfg.Driver == nil {
 			err = errors.New("this agent does not manage btrfs")
 		}
+		// Through the door's lock: a share being made writable right now
+		// is fenced right after, not before.
+		l.writeMu.Lock()
 		if err == nil {
 			err = n.cfg.Driver.SetReadOnly(ctx, path, true)
 		}
+		l.writeMu.Unlock()
 		l.mu.Lock()
 		if err != nil {
 			l.fenceFailed[sh.Name] = true
@@ -311,19 +339,32 @@ func (n *Node) unfence(ctx context.Context, answered time.Time, index uint64) bo
 		if !answered.After(f.at) {
 			continue
 		}
-		if cur := n.shareEpoch(share); cur != f.epoch {
-			n.log.Warn("the share failed over while this appliance was fenced; its copy stays read-only",
-				"share", share, "path", f.path, "fenced_epoch", f.epoch, "epoch", cur)
-		} else if err := n.cfg.Driver.SetReadOnly(ctx, f.path, false); err != nil {
-			n.log.Error("lease renewed but the share could not be made writable again; retrying", "share", share, "path", f.path, "err", err)
-			continue
-		} else {
-			n.log.Info("unfenced: the lease is renewed and the share's epoch did not move; the share is writable again", "share", share, "path", f.path, "epoch", cur)
-		}
+		cur := n.shareEpoch(share)
 		l.mu.Lock()
 		delete(l.fenced, share)
 		l.mu.Unlock()
 		changed = true
+		if cur != f.epoch {
+			n.log.Warn("the share failed over while this appliance was fenced; its copy stays read-only",
+				"share", share, "path", f.path, "fenced_epoch", f.epoch, "epoch", cur)
+			continue
+		}
+		// No longer fenced, so the door may open; if it does not, or
+		// btrfs fails, the fence is back and the next tick tries again.
+		done, err := n.openForWrite(share)
+		if err == nil {
+			err = n.cfg.Driver.SetReadOnly(ctx, f.path, false)
+			done()
+		}
+		if err != nil {
+			l.mu.Lock()
+			l.fenced[share] = f
+			l.mu.Unlock()
+			changed = false
+			n.log.Warn("lease renewed but the share cannot be made writable again yet; retrying", "share", share, "path", f.path, "err", err)
+			continue
+		}
+		n.log.Info("unfenced: the lease is renewed and the share's epoch did not move; the share is writable again", "share", share, "path", f.path, "epoch", cur)
 	}
 	return changed
 }
@@ -422,12 +463,15 @@ func (n *Node) activeShares(st *State) fence.Records {
 
 // saveActive keeps FileActive equal to the shares st says this appliance
 // is active for, so that whoever starts or fences this agent without the
-// Raft state knows them. Only the fence loop calls it.
+// Raft state knows them: the fence loop calls it on every tick, and the
+// door (openForWrite) before a share becomes writable.
 func (n *Node) saveActive(st *State) {
 	if st.Spec == nil {
 		return // nothing known yet: keep what an earlier run recorded
 	}
 	l := &n.lease
+	l.activeMu.Lock()
+	defer l.activeMu.Unlock()
 	active := n.activeShares(st)
 	if l.activeSaved != nil && maps.Equal(active, l.activeSaved) {
 		return
@@ -558,7 +602,7 @@ func (n *Node) beatLoop(ctx context.Context) {
 	t := time.NewTicker(fence.BeatInterval)
 	defer t.Stop()
 	for {
-		n.cfg.Heartbeat(n.heartbeat())
+		n.cfg.Guard.Beat(n.heartbeat())
 		select {
 		case <-ctx.Done():
 			return
@@ -569,6 +613,9 @@ func (n *Node) beatLoop(ctx context.Context) {
 
 // heartbeat is what the guard is told now.
 func (n *Node) heartbeat() fence.Heartbeat {
+	if n.stopping.Load() {
+		return fence.Heartbeat{} // fenced on stop: nothing is writable
+	}
 	st := n.fsm.State()
 	active := n.activeShares(st)
 	l := &n.lease
@@ -577,16 +624,11 @@ func (n *Node) heartbeat() fence.Heartbeat {
 	for share := range l.fenced {
 		delete(active, share)
 	}
-	h := fence.Heartbeat{Active: active}
-	if len(active) == 0 || l.started.IsZero() {
+	if len(active) == 0 || l.started.IsZero() && l.storageSince.IsZero() {
 		return fence.Heartbeat{}
 	}
-	last := l.answered
-	if last.Before(l.started) {
-		last = l.started
-	}
-	h.LeaseLeftMS = (time.Duration(st.Spec.Witness.FenceAfter) - time.Since(last)).Milliseconds()
-	return h
+	age := n.leaseAgeLocked(st, time.Now())
+	return fence.Heartbeat{Active: active, LeaseLeftMS: (time.Duration(st.Spec.Witness.FenceAfter) - age).Milliseconds()}
 }
 
 // FenceActive makes every replicated share this agent is active for
@@ -597,8 +639,12 @@ func (n *Node) FenceActive(ctx context.Context) error {
 	if n.cfg.Driver == nil || n.fsm == nil {
 		return nil
 	}
-	active := n.activeShares(n.fsm.State())
 	l := &n.lease
+	// Closing the door first: nothing becomes writable after this.
+	l.writeMu.Lock()
+	n.stopping.Store(true)
+	defer l.writeMu.Unlock()
+	active := n.activeShares(n.fsm.State())
 	var errs []error
 	now := time.Now()
 	for _, share := range slices.Sorted(maps.Keys(active)) {
@@ -617,6 +663,9 @@ func (n *Node) FenceActive(ctx context.Context) error {
 		n.log.Info("stopping: fenced the share (read-only until this agent is back and its lease is renewed)", "share", share, "path", r.Path)
 	}
 	n.saveFences()
+	if n.cfg.Guard != nil {
+		n.cfg.Guard.Beat(fence.Heartbeat{}) // nothing writable: the guard stands down
+	}
 	return errors.Join(errs...)
 }
 

@@ -52,10 +52,19 @@ type Config struct {
 	// ReconcileInterval is the time between reconcile runs when the spec
 	// does not change; DefaultReconcileInterval when zero.
 	ReconcileInterval time.Duration
-	// Heartbeat, when set, is called every fence.BeatInterval with the
-	// shares this agent holds writable and its lease's time left; the
-	// agent command passes it to its guard process (package fence).
-	Heartbeat func(fence.Heartbeat)
+	// Guard, when set, is this agent's guard process (package fence):
+	// it is told every fence.BeatInterval which shares the agent holds
+	// writable and how long its lease holds, and told before a share
+	// becomes writable.
+	Guard Guard
+}
+
+// Guard is what the node needs of its guard process: Beat never blocks,
+// Announce returns once the guard has the beat (or fails, and then the
+// node does not go on).
+type Guard interface {
+	Beat(fence.Heartbeat)
+	Announce(fence.Heartbeat) error
 }
 
 // DefaultReconcileInterval is how often an agent looks for drift (a share
@@ -106,6 +115,9 @@ type Node struct {
 	// lease is this appliance's side of its lease (lease.go).
 	wit   witness
 	lease leaseState
+	// stopping is set when Shutdown has fenced this agent's shares: the
+	// door (openForWrite) stays shut after it.
+	stopping atomic.Bool
 	// leaseBlocked is a test seam: while it is set, the lease client fails
 	// every renewal without sending it, as if the leader were unreachable.
 	// Only tests set it.
@@ -373,17 +385,19 @@ func (n *Node) FSM() *FSM { return n.fsm }
 func (n *Node) Shutdown() error {
 	var errs []error
 	if n.stop != nil {
-		n.stop()
-		<-n.done
-		n.loops.Wait()
 		// Once stopped nothing renews this appliance's lease: its active
-		// shares go read-only now, not when a guard or the quorum notices.
-		// The lease loops have stopped, so nothing lifts these fences.
+		// shares go read-only now, not when a guard or the quorum
+		// notices. FenceActive shuts the door first, so nothing (the
+		// fence loop, the reconciler, a switchover's rollback) makes
+		// them writable again, and tells the guard nothing is writable.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := n.FenceActive(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
+		n.stop()
+		<-n.done
+		n.loops.Wait()
 	}
 	if n.raft != nil {
 		if err := n.raft.Shutdown().Error(); err != nil {

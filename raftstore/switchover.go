@@ -233,9 +233,7 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 		time.Sleep(time.Second)
 	}
 	if e.Result != reconcile.ResultOK {
-		if err := n.cfg.Driver.SetReadOnly(context.WithoutCancel(ctx), path, false); err != nil {
-			n.log.Error("switchover failed and the share could not be made writable again", "share", sh.Name, "err", err)
-		}
+		n.rollbackPrepare(context.WithoutCancel(ctx), sh.Name, path, epoch)
 		return "", fmt.Errorf("final replication of %s failed: %s", sh.Name, e.Error)
 	}
 	return e.Snapshot, nil
@@ -254,4 +252,28 @@ func (n *Node) callMember(ctx context.Context, name, path string, body, out any)
 	}
 	defer c.CloseIdleConnections()
 	return postJSON(ctx, c, "https://"+addr+path, body, out)
+}
+
+// rollbackPrepare makes the share writable again after a switchover that
+// did not happen, through the same door as lifting a fence: the final
+// send may have taken long enough for this appliance's lease to lapse and
+// the share to fail over. If the door is closed, the share stays
+// read-only as a fence, lifted under the fence rules.
+func (n *Node) rollbackPrepare(ctx context.Context, share, path string, epoch uint64) {
+	done, err := n.openForWrite(share)
+	if err == nil {
+		err = n.cfg.Driver.SetReadOnly(ctx, path, false)
+		done()
+		if err == nil {
+			return
+		}
+	}
+	n.log.Warn("switchover failed; the share stays read-only, fenced, until this agent may make it writable", "share", share, "err", err)
+	l := &n.lease
+	l.mu.Lock()
+	if _, ok := l.fenced[share]; !ok {
+		l.fenced[share] = heldFence{path: path, epoch: epoch, at: time.Now()}
+	}
+	l.mu.Unlock()
+	n.saveFences()
 }

@@ -75,14 +75,16 @@ func (c *agentCmd) Run(e env) error {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
-	release, err := fence.LockAgent(c.DataDir)
+	lock, err := fence.LockAgent(c.DataDir, 15*time.Second)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	defer release()
+	defer lock.Release()
 	// The guard fences this agent's active shares if it dies or hangs;
-	// it must run before the agent can make anything writable.
-	guard, err := startGuardian(c.DataDir, c.Btrfs, log)
+	// it must run before the agent can make anything writable. It holds
+	// the data dir's lock too, so no new agent (nor fleetctl fence) runs
+	// while it may still be fencing.
+	guard, err := startGuardian(c.DataDir, c.Btrfs, lock.File(), log)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -99,7 +101,7 @@ func (c *agentCmd) Run(e env) error {
 
 		Driver:            reconcile.NewBtrfs(c.Btrfs),
 		ReconcileInterval: c.ReconcileInterval,
-		Heartbeat:         heartbeat(guard),
+		Guard:             watchdogged(guard),
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -114,17 +116,22 @@ func (c *agentCmd) Run(e env) error {
 	return node.Shutdown()
 }
 
-// heartbeat passes the node's heartbeats to the guard and, under a systemd
-// unit with WatchdogSec, pings systemd's watchdog with each: the beats come
-// from the agent's lease loop, so a hung agent stops both, and systemd
-// kills it and runs the unit's ExecStopPost (fleetctl fence). The ping is
-// go-systemd's, which speaks the notify protocol as systemd documents it.
-func heartbeat(g *guardian) func(fence.Heartbeat) {
+// watchdogged is the guard, and under a systemd unit with WatchdogSec
+// each heartbeat also pings systemd's watchdog: the beats come from the
+// agent's lease loop, so a hung agent stops both, and systemd kills it and
+// runs the unit's ExecStopPost (fleetctl fence). The ping is go-systemd's,
+// which speaks the notify protocol as systemd documents it.
+func watchdogged(g *guardian) raftstore.Guard {
 	if wd, err := daemon.SdWatchdogEnabled(false); err != nil || wd <= 0 {
-		return g.Beat
+		return g
 	}
-	return func(h fence.Heartbeat) {
-		g.Beat(h)
-		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-	}
+	return systemdWatchdog{g}
+}
+
+// systemdWatchdog pings systemd's watchdog with every heartbeat.
+type systemdWatchdog struct{ *guardian }
+
+func (w systemdWatchdog) Beat(h fence.Heartbeat) {
+	w.guardian.Beat(h)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 }

@@ -53,6 +53,13 @@ func (c *fenceCmd) Run(e env) error {
 		fmt.Fprintf(e.stderr, "fleetctl: the agent (pid %d) is running on %s: it fences its own shares; stop it first (it fences them as it stops)\n", pid, c.DataDir)
 		return exitError(exitTrouble)
 	}
+	// Held throughout, so no agent starts (and unfences) meanwhile.
+	lock, err := fence.LockAgent(c.DataDir, 0)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "fleetctl: %v\n", err)
+		return exitError(exitTrouble)
+	}
+	defer lock.Release()
 	recs := fence.Records{}
 	for _, file := range []string{fence.FileActive, fence.FileFenced} {
 		r, err := fence.ReadRecords(c.DataDir, file)

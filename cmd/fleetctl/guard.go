@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,7 +28,8 @@ type guardCmd struct {
 
 func (guardCmd) Help() string {
 	return `Started by 'fleetctl agent', never by hand. It reads the agent's heartbeat
-on file descriptor 3 and makes the agent's active replicated shares
+on file descriptor 3 (and holds the data dir's lock, inherited on 4) and
+makes the agent's active replicated shares
 read-only when the agent exits, or falls silent past its lease (then it also
 stops the agent with SIGKILL, as a watchdog resets a hung machine). It runs
 in a session of its own, so signals sent to the agent's process group do
@@ -40,19 +42,26 @@ func (c *guardCmd) Run(e env) error {
 	// pipe closes, after fencing what must be fenced.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	beats := os.NewFile(3, "heartbeat")
-	if beats == nil {
-		return errors.New("guard: no heartbeat pipe on file descriptor 3; it is started by fleetctl agent")
+	if _, err := beats.Stat(); err != nil {
+		return fmt.Errorf("guard: no heartbeat pipe on file descriptor 3 (it is started by fleetctl agent): %w", err)
 	}
 	g := &fence.Guard{
 		Beats:   beats,
 		Driver:  reconcile.NewBtrfs(c.Btrfs),
 		DataDir: c.DataDir,
-		Kill:    func() error { return syscall.Kill(c.Agent, syscall.SIGKILL) },
-		Log:     log,
+		Kill: func() error {
+			// Only its own agent: a process ID the kernel gave to another
+			// process after the agent died is not its to kill.
+			if os.Getppid() != c.Agent {
+				return fmt.Errorf("the agent (pid %d) is no longer this guard's parent", c.Agent)
+			}
+			return syscall.Kill(c.Agent, syscall.SIGKILL)
+		},
+		Log: log,
 	}
 	fenced, err := g.Run(context.Background())
 	if err != nil {
-		return fmt.Errorf("guard: fenced %v: %w", fenced, err)
+		return fmt.Errorf("guard: fenced %s, but: %w", strings.Join(fenced, ", "), err)
 	}
 	return nil
 }
@@ -61,6 +70,7 @@ func (c *guardCmd) Run(e env) error {
 // while the agent runs; the agent's heartbeats go to the current one.
 type guardian struct {
 	dataDir, btrfs string
+	lock           *os.File // the data dir's lock, held by the guard too
 	log            *slog.Logger
 	stderr         *os.File
 
@@ -71,8 +81,8 @@ type guardian struct {
 }
 
 // startGuardian starts the guard; it returns once the first guard runs.
-func startGuardian(dataDir, btrfs string, log *slog.Logger) (*guardian, error) {
-	g := &guardian{dataDir: dataDir, btrfs: btrfs, log: log, stderr: os.Stderr, done: make(chan struct{})}
+func startGuardian(dataDir, btrfs string, lock *os.File, log *slog.Logger) (*guardian, error) {
+	g := &guardian{dataDir: dataDir, btrfs: btrfs, lock: lock, log: log, stderr: os.Stderr, done: make(chan struct{})}
 	if err := g.spawn(); err != nil {
 		return nil, err
 	}
@@ -92,7 +102,7 @@ func (g *guardian) spawn() error {
 	cmd := &exec.Cmd{
 		Path:        exe,
 		Args:        []string{"fleetctl", "guard", "--data-dir", g.dataDir, "--agent", strconv.Itoa(os.Getpid()), "--btrfs", g.btrfs},
-		ExtraFiles:  []*os.File{r},
+		ExtraFiles:  []*os.File{r, g.lock}, // fd 3 and 4
 		Stdout:      g.stderr,
 		Stderr:      g.stderr,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
@@ -105,8 +115,18 @@ func (g *guardian) spawn() error {
 	r.Close()
 	exited := make(chan struct{})
 	g.mu.Lock()
+	old := g.beater
 	g.beater, g.exited = fence.NewBeater(w), exited
 	g.mu.Unlock()
+	if old != nil {
+		old.Close() // the guard it fed is gone
+	}
+	select {
+	case <-g.done:
+		// Stop ran meanwhile and may have missed this guard: end it.
+		g.beater.Close()
+	default:
+	}
 	g.log.Info("guard started", "pid", cmd.Process.Pid)
 	go g.watch(cmd, exited)
 	return nil
@@ -128,11 +148,11 @@ func (g *guardian) watch(cmd *exec.Cmd, exited chan struct{}) {
 			return
 		case <-time.After(time.Second):
 		}
-		if err := g.spawn(); err == nil {
+		err := g.spawn()
+		if err == nil {
 			return
-		} else {
-			g.log.Error("could not restart the guard; retrying", "err", err)
 		}
+		g.log.Error("could not restart the guard; retrying", "err", err)
 	}
 }
 
@@ -146,9 +166,22 @@ func (g *guardian) Beat(h fence.Heartbeat) {
 	}
 }
 
+// Announce passes a heartbeat to the current guard and returns once it is
+// in the guard's pipe.
+func (g *guardian) Announce(h fence.Heartbeat) error {
+	g.mu.Lock()
+	b := g.beater
+	g.mu.Unlock()
+	if b == nil {
+		return errors.New("no guard is running")
+	}
+	return b.Announce(h, time.Second)
+}
+
 // Stop closes the heartbeat pipe, which the guard reads as the agent's
-// exit: it fences whatever the last heartbeat said was writable (nothing,
-// after a clean shutdown) and ends. Stop waits for it.
+// exit: it fences whatever the last heartbeat said was writable (nothing
+// once the node has shut down: its last beat says so) and ends. Stop
+// waits for it.
 func (g *guardian) Stop() {
 	close(g.done)
 	g.mu.Lock()

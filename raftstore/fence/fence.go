@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The files in an agent's data dir that this package reads and writes.
@@ -66,7 +67,7 @@ func ReadRecords(dir, file string) (Records, error) {
 		return Records{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, file), err)
 	}
 	out := Records{}
 	if err := json.Unmarshal(b, &out); err != nil {
@@ -87,7 +88,7 @@ func WriteRecords(dir, file string, r Records) error {
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return writeFileAtomic(path, append(b, '\n'), 0o600)
 }
@@ -156,6 +157,15 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	return nil
 }
 
@@ -165,20 +175,41 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 // agent is running.
 const FilePID = "agent.pid"
 
+// Lock is a held data-dir lock (FilePID).
+type Lock struct{ f *os.File }
+
+// File is the locked file; a child process that inherits it (the guard)
+// holds the lock until it exits too.
+func (l *Lock) File() *os.File { return l.f }
+
+// Release releases the lock (for this process; a child holding the file
+// keeps it held).
+func (l *Lock) Release() { l.f.Close() }
+
 // LockAgent takes the data dir's agent lock for this process and writes
-// its process ID into FilePID. The lock is released when release is called
-// or the process ends, however it ends.
-func LockAgent(dir string) (release func(), err error) {
+// its process ID into FilePID. The lock is released when Release is
+// called or the process ends, however it ends, and by every process that
+// inherited the file. While another holds it, LockAgent waits up to wait
+// (the guard of an agent that just died may still be fencing) and then
+// fails, naming the holder.
+func LockAgent(dir string, wait time.Duration) (*Lock, error) {
 	path := filepath.Join(dir, FilePID)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock the data dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	for deadline := time.Now().Add(wait); ; {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
 		f.Close()
-		pid, _ := readPID(path)
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another agent (pid %d) is running on the data dir %s", pid, dir)
+			pid, _ := readPID(path)
+			return nil, fmt.Errorf("another agent (pid %d) or its guard is running on the data dir %s", pid, dir)
 		}
 		return nil, fmt.Errorf("lock the data dir: %w", err)
 	}
@@ -190,7 +221,7 @@ func LockAgent(dir string) (release func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	return func() { f.Close() }, nil
+	return &Lock{f: f}, nil
 }
 
 // RunningAgent returns the process ID of the agent running on the data dir

@@ -32,9 +32,9 @@ func TestDue(t *testing.T) {
 		{"writable, agent gone: at once", Heartbeat{Active: active, LeaseLeftMS: 2500}, 0, true, true, "the agent exited"},
 		{"writable, silent within its lease", Heartbeat{Active: active, LeaseLeftMS: 2500}, 2500 * time.Millisecond, false, false, ""},
 		{"writable, silent within grace", Heartbeat{Active: active, LeaseLeftMS: 2500}, 2500*time.Millisecond + Grace, false, false, ""},
-		{"writable, silent past lease and grace", Heartbeat{Active: active, LeaseLeftMS: 2500}, 2500*time.Millisecond + Grace + time.Millisecond, false, true, "no heartbeat from the agent for 3.501s"},
-		{"lease lapsed, agent still says writable, within grace", Heartbeat{Active: active, LeaseLeftMS: -300}, Grace, false, false, ""},
-		{"lease lapsed, agent still says writable, past grace", Heartbeat{Active: active, LeaseLeftMS: -300}, Grace + time.Millisecond, false, true, "lease lapsed"},
+		{"writable, silent past lease and grace", Heartbeat{Active: active, LeaseLeftMS: 2500}, 2500*time.Millisecond + Grace + time.Millisecond, false, true, "no heartbeat from the agent for 4.501s"},
+		{"lease lapsed, agent still says writable, within grace", Heartbeat{Active: active, LeaseLeftMS: -300}, Grace - 300*time.Millisecond, false, false, ""},
+		{"lease lapsed, agent still says writable, past grace", Heartbeat{Active: active, LeaseLeftMS: -300}, Grace - 299*time.Millisecond, false, true, "lease lapsed 2.001s ago"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, why := Due(tc.last, t0, t0.Add(tc.since), tc.exited)
@@ -43,6 +43,26 @@ func TestDue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDueAgentBeatingButStuck: an agent whose fencing is stuck keeps
+// beating that its share is writable, each beat with less lease left. The
+// deadline does not move with the beats: the guard fences Grace after the
+// lease lapsed.
+func TestDueAgentBeatingButStuck(t *testing.T) {
+	active := Records{"projects": {Path: "/tank/projects"}}
+	lapse := t0.Add(time.Second)
+	for at := t0; at.Before(t0.Add(time.Minute)); at = at.Add(BeatInterval) {
+		h := Heartbeat{Active: active, LeaseLeftMS: lapse.Sub(at).Milliseconds()}
+		fire, _ := Due(h, at, at, false)
+		if want := at.After(lapse.Add(Grace)); fire != want {
+			t.Fatalf("a beat at %v with %dms left: want fence=%v, got %v", at.Sub(t0), h.LeaseLeftMS, want, fire)
+		}
+		if fire {
+			return
+		}
+	}
+	t.Fatal("an agent beating 'writable' past its lease was never fenced")
 }
 
 // roSetter records the subvolumes made read-only; it can be told to fail.
@@ -232,17 +252,17 @@ func TestLockAgent(t *testing.T) {
 	if pid, err := RunningAgent(dir); err != nil || pid != 0 {
 		t.Fatalf("no agent yet: want 0, got %d, %v", pid, err)
 	}
-	release, err := LockAgent(dir)
+	lock, err := LockAgent(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pid, err := RunningAgent(dir); err != nil || pid != os.Getpid() {
 		t.Fatalf("agent running: want pid %d, got %d, %v", os.Getpid(), pid, err)
 	}
-	if _, err := LockAgent(dir); err == nil || !strings.Contains(err.Error(), "another agent") {
+	if _, err := LockAgent(dir, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "another agent") {
 		t.Fatalf("a second agent on the data dir: want refused, got %v", err)
 	}
-	release()
+	lock.Release()
 	if pid, err := RunningAgent(dir); err != nil || pid != 0 {
 		t.Fatalf("agent gone: want 0, got %d, %v", pid, err)
 	}

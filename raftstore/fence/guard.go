@@ -29,15 +29,17 @@ const BeatInterval = 250 * time.Millisecond
 // Grace is how long after the agent's lease lapsed the guard waits for the
 // agent to fence itself before it does. The fence margin between
 // fence_after and failover_after (at least 5 s, schema.FenceMargin) covers
-// it with room to spare.
-const Grace = time.Second
+// it and the fencing itself with room to spare.
+const Grace = 2 * time.Second
 
 // Due decides whether the guard must fence now: last is the newest
 // heartbeat, received at recvAt, and exited says the agent is gone (its
 // end of the pipe closed). The guard fences when the agent holds active
-// shares writable and has exited, or has not sent a heartbeat since its
-// lease lapsed plus Grace, or keeps saying it is writable past that (its
-// own fencing is stuck). It is pure: the clock is passed in.
+// shares writable and has exited, or when the lease it last reported has
+// been over for Grace: whether the agent fell silent (no newer beat), or
+// keeps beating that its shares are writable past its lease (its own
+// fencing is stuck: each beat then reports less time left, so the
+// deadline does not move). It is pure: the clock is passed in.
 func Due(last Heartbeat, recvAt, now time.Time, exited bool) (bool, string) {
 	if len(last.Active) == 0 {
 		return false, ""
@@ -45,15 +47,14 @@ func Due(last Heartbeat, recvAt, now time.Time, exited bool) (bool, string) {
 	if exited {
 		return true, "the agent exited while its shares were writable"
 	}
-	left := max(time.Duration(last.LeaseLeftMS)*time.Millisecond, 0)
-	deadline := recvAt.Add(left + Grace)
-	if now.After(deadline) {
-		if left == 0 {
-			return true, fmt.Sprintf("the agent's lease lapsed %s ago and it has not fenced its shares", now.Sub(recvAt).Round(time.Millisecond))
-		}
-		return true, fmt.Sprintf("no heartbeat from the agent for %s, past its lease", now.Sub(recvAt).Round(time.Millisecond))
+	left := time.Duration(last.LeaseLeftMS) * time.Millisecond
+	if !now.After(recvAt.Add(left + Grace)) {
+		return false, ""
 	}
-	return false, ""
+	if left <= 0 {
+		return true, fmt.Sprintf("the agent's lease lapsed %s ago and it still reports its shares writable", (now.Sub(recvAt) - left).Round(time.Millisecond))
+	}
+	return true, fmt.Sprintf("no heartbeat from the agent for %s, past its lease", now.Sub(recvAt).Round(time.Millisecond))
 }
 
 // Guard watches one agent through its heartbeats and fences the agent's
@@ -144,12 +145,27 @@ func (g *Guard) Run(ctx context.Context) ([]string, error) {
 	}
 }
 
-// fence makes the shares read-only, stops a silent agent (exited is its
-// pipe's end, nil when it is gone already) and records the fences.
+// fence stops a silent agent (exited is its pipe's end, nil when it is
+// gone already) and then makes the shares read-only and records the
+// fences. The agent is stopped first: one that is slow rather than hung
+// could otherwise make a share writable again between the guard's fence
+// and its kill.
 func (g *Guard) fence(ctx context.Context, active Records, why string, exited <-chan error) ([]string, error) {
 	shares := slices.Sorted(maps.Keys(active))
 	g.Log.Warn("guard: fencing the agent's active shares", "why", why, "shares", shares)
 	var errs []error
+	if exited != nil && g.Kill != nil {
+		g.Log.Warn("guard: stopping the silent agent for good (SIGKILL); restarted, it starts fenced")
+		if err := g.Kill(); err != nil {
+			errs = append(errs, fmt.Errorf("stop the agent: %w", err))
+		} else {
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				errs = append(errs, errors.New("the agent did not exit within 5s of SIGKILL"))
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	results := make([]error, len(shares))
 	// Each share is fenced at once, not one after another: a slow btrfs
@@ -172,18 +188,6 @@ func (g *Guard) fence(ctx context.Context, active Records, why string, exited <-
 		done = append(done, share)
 		fenced[share] = active[share]
 	}
-	if exited != nil && g.Kill != nil {
-		g.Log.Warn("guard: stopping the silent agent for good (SIGKILL); restarted, it starts fenced")
-		if err := g.Kill(); err != nil {
-			errs = append(errs, fmt.Errorf("stop the agent: %w", err))
-		} else {
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				errs = append(errs, errors.New("the agent did not exit within 10s of SIGKILL"))
-			}
-		}
-	}
 	if len(fenced) > 0 {
 		old, err := ReadRecords(g.DataDir, FileFenced)
 		if err != nil {
@@ -201,15 +205,19 @@ func (g *Guard) fence(ctx context.Context, active Records, why string, exited <-
 	return done, errors.Join(errs...)
 }
 
-// Beater sends heartbeats to the guard without ever blocking its caller:
-// a stopped or slow guard only makes the beats it misses stale.
+// Beater sends heartbeats to the guard. Beat never blocks its caller: a
+// stopped or slow guard only makes the beats it misses stale. Announce is
+// the synchronous kind, for a beat the guard must have before the agent
+// goes on (a share about to become writable).
 type Beater struct {
 	mu     sync.Mutex
 	closed bool
 	latest *Heartbeat
 	wake   chan struct{}
-	w      io.WriteCloser
 	done   chan struct{}
+
+	wmu sync.Mutex // serializes writes to w
+	w   io.WriteCloser
 }
 
 // NewBeater writes heartbeats to w (the write end of the guard's pipe)
@@ -234,6 +242,34 @@ func (b *Beater) Beat(h Heartbeat) {
 	}
 }
 
+// Announce writes h into the pipe now and returns once it is there (the
+// guard reads every beat in the pipe before it acts on the agent's exit),
+// or fails after timeout: then the guard may not know, and the caller must
+// not go on.
+func (b *Beater) Announce(h Heartbeat, timeout time.Duration) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return errors.New("the guard's heartbeat pipe is closed")
+	}
+	line, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	if d, ok := b.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		if err := d.SetWriteDeadline(time.Now().Add(timeout)); err == nil {
+			defer d.SetWriteDeadline(time.Time{})
+		}
+	}
+	if _, err := b.w.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("tell the guard: %w", err)
+	}
+	return nil
+}
+
 func (b *Beater) run() {
 	defer close(b.done)
 	for range b.wake {
@@ -248,7 +284,10 @@ func (b *Beater) run() {
 		if err != nil {
 			continue
 		}
-		if _, err := b.w.Write(append(line, '\n')); err != nil {
+		b.wmu.Lock()
+		_, err = b.w.Write(append(line, '\n'))
+		b.wmu.Unlock()
+		if err != nil {
 			return // the guard is gone; the agent starts a new one
 		}
 	}
