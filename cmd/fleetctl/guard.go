@@ -91,10 +91,9 @@ func startGuardian(dataDir, btrfs string, lock *os.File, log *slog.Logger) (*gua
 
 // spawn starts one guard process with a new heartbeat pipe.
 func (g *guardian) spawn() error {
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("start the guard: %w", err)
-	}
+	// The running binary itself, even if an upgrade replaced the file:
+	// agent and guard speak the same heartbeat.
+	const exe = "/proc/self/exe"
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("start the guard: %w", err)
