@@ -526,7 +526,7 @@ func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
 		return
 	}
-	if err := n.replicator.Trigger(share); err != nil {
+	if _, err := n.replicator.Trigger(share); err != nil {
 		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
 		return
 	}
