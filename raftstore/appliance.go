@@ -178,11 +178,12 @@ func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) remotePlan(ctx context.Context, name, addr, yaml string) AppliancePlan {
-	client, err := n.tlsClient(name, 30*time.Second)
+	client, err := n.peerClient(name, addr, peerQuick)
 	if err != nil {
 		return AppliancePlan{Appliance: name, Error: err.Error()}
 	}
-	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	var p AppliancePlan
 	if err := postJSON(ctx, client, "https://"+addr+"/v1/plan/local", PlanRequest{YAML: yaml}, &p); err != nil {
 		return AppliancePlan{Appliance: name, Error: fmt.Sprintf("agent unreachable: %v", err)}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -246,9 +247,16 @@ func NewClient(addr string, creds pki.Credentials, wantName string) (*Client, er
 	if err != nil {
 		return nil, err
 	}
+	// The overall timeout stays as a backstop; connecting is bounded on
+	// its own so that an unreachable agent is reported in seconds.
+	tr := &http.Transport{
+		TLSClientConfig:     conf,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
 	return &Client{
 		base: "https://" + addr,
-		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}},
+		http: &http.Client{Timeout: 60 * time.Second, Transport: tr},
 	}, nil
 }
 

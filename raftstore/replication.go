@@ -141,32 +141,17 @@ func (n *Node) memberAddr(name string) (string, error) {
 // mtlsTransport is reconcile.Transport over the fleet's mutual TLS.
 type mtlsTransport struct{ n *Node }
 
-// streamClient is an HTTP client for long replication streams to the
-// member name: no overall timeout (the context ends a stream), but dialling
-// and the TLS handshake are bounded.
-func (t *mtlsTransport) streamClient(name string) (*http.Client, string, error) {
-	addr, err := t.n.memberAddr(name)
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := t.n.tlsClient(name, 0)
-	if err != nil {
-		return nil, "", err
-	}
-	tr := c.Transport.(*http.Transport)
-	tr.TLSHandshakeTimeout = 10 * time.Second
-	tr.ResponseHeaderTimeout = 0
-	return c, addr, nil
-}
+// heldTimeout bounds asking a target what it holds: its answer may wait
+// up to 10 s for the target to apply the sender's spec generation.
+const heldTimeout = 15 * time.Second
 
 // Held asks the target what it holds of share.
 func (t *mtlsTransport) Held(ctx context.Context, target, share string) ([]reconcile.Subvolume, error) {
-	c, addr, err := t.streamClient(target)
+	c, addr, err := t.n.memberClient(target, peerQuick)
 	if err != nil {
 		return nil, err
 	}
-	defer c.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, heldTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/replication/held?share="+url.QueryEscape(share), nil)
 	if err != nil {
@@ -188,11 +173,12 @@ func (t *mtlsTransport) Held(ctx context.Context, target, share string) ([]recon
 // Send streams a btrfs send stream to the target's agent.
 func (t *mtlsTransport) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
 	var res reconcile.ReceiveResult
-	c, addr, err := t.streamClient(target)
+	// The receiver answers when the receive is done: the stream's length
+	// is bounded by ctx only, the connection's phases by the pool.
+	c, addr, err := t.n.memberClient(target, peerLong)
 	if err != nil {
 		return res, err
 	}
-	defer c.CloseIdleConnections()
 	hdr, err := json.Marshal(h)
 	if err != nil {
 		return res, err
@@ -455,15 +441,12 @@ func (n *Node) sourceView(ctx context.Context, appliance, share string) (*reconc
 	if appliance == n.cfg.Name {
 		return n.localProgress(share)
 	}
-	addr, err := n.memberAddr(appliance)
+	c, addr, err := n.memberClient(appliance, peerQuick)
 	if err != nil {
 		return nil, err
 	}
-	c, err := n.tlsClient(appliance, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/replication/progress?share="+url.QueryEscape(share), nil)
 	if err != nil {
 		return nil, err

@@ -244,14 +244,10 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 // callMember posts to the API of the member name (this node itself
 // included) with this node's certificate.
 func (n *Node) callMember(ctx context.Context, name, path string, body, out any) error {
-	addr, err := n.memberAddr(name)
+	// The answer comes when the work is done (a final send): ctx bounds it.
+	c, addr, err := n.memberClient(name, peerLong)
 	if err != nil {
 		return err
 	}
-	c, err := n.tlsClient(name, 0)
-	if err != nil {
-		return err
-	}
-	defer c.CloseIdleConnections()
 	return postJSON(ctx, c, "https://"+addr+path, body, out)
 }
