@@ -62,6 +62,7 @@ func (n *Node) routes() http.Handler {
 	m.Handle("GET /v1/replication/status", n.authed(n.handleReplicationStatus))
 	m.Handle("GET /v1/replication/progress", n.authed(n.handleProgress))
 	m.Handle("POST /v1/replication/run", n.authed(n.handleRun))
+	m.Handle("GET /v1/replication/wait", n.authed(n.handleWaitRun))
 	m.Handle("GET /v1/replication/held", n.authed(n.handleHeld))
 	m.Handle("POST /v1/replication/receive", n.authed(n.handleReceive))
 	m.Handle("POST /v1/failover", n.authed(n.leaderOnly(n.handleFailover)))

@@ -493,27 +493,108 @@ func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
-// handleRun starts a replication of a share now, on its sending agent.
+// RunResponse says which replication run of a share serves a request
+// (POST /v1/replication/run).
+type RunResponse struct {
+	Share string `json:"share"`
+	// Run is the number of the run that serves the request, for
+	// /v1/replication/wait: with now, the next run to start; without, the
+	// run going. 0 when the request asked to follow and none is going.
+	Run uint64 `json:"run"`
+	// Running is the run going when the request came, 0 if none. With
+	// now, Run starts once it has ended.
+	Running uint64 `json:"running"`
+}
+
+// RunWaitResponse answers a wait for a run (GET /v1/replication/wait).
+type RunWaitResponse struct {
+	// Done says the run has ended; Entry is then its trail entry on the
+	// sending side.
+	Done  bool                  `json:"done"`
+	Entry *reconcile.TrailEntry `json:"entry,omitempty"`
+	// Progress is the sending agent's view while the run is not done.
+	Progress *reconcile.ShareReplication `json:"progress,omitempty"`
+}
+
+// maxRunWait bounds one wait request; callers wait again to show progress.
+const maxRunWait = 10 * time.Second
+
+// handleRun asks for a replication of a share on its sending agent: with
+// now=1 a run that starts after the request (the next one, when one is
+// going), else the run going. It never fails because a run is going.
 func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
-	src, err := n.sourceOf(share)
+	if _, ok := n.replicationSource(w, r, share); !ok {
+		return
+	}
+	resp := RunResponse{Share: share, Running: n.replicator.Current(share)}
+	if r.URL.Query().Get("now") == "0" {
+		resp.Run = resp.Running
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	run, err := n.replicator.Trigger(share)
 	if err != nil {
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
-		return
-	}
-	if src != n.cfg.Name {
-		n.forwardTo(w, r, src)
-		return
-	}
-	if n.replicator == nil {
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
-		return
-	}
-	if _, err := n.replicator.Trigger(share); err != nil {
 		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	resp.Run = run
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// handleWaitRun waits (up to wait=DURATION, at most maxRunWait) for run
+// number run of a share to end on its sending agent, and answers with its
+// trail entry, or with the progress so far when it has not ended.
+func (n *Node) handleWaitRun(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	share := q.Get("share")
+	run, err := strconv.ParseUint(q.Get("run"), 10, 64)
+	if err != nil || run == 0 {
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "run: want a run number from /v1/replication/run"})
+		return
+	}
+	wait, err := time.ParseDuration(q.Get("wait"))
+	if err != nil || wait <= 0 || wait > maxRunWait {
+		wait = maxRunWait
+	}
+	if _, ok := n.replicationSource(w, r, share); !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	e, done, err := n.replicator.Wait(ctx, share, run)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+	case done:
+		writeJSON(w, http.StatusOK, RunWaitResponse{Done: true, Entry: &e})
+	default:
+		resp := RunWaitResponse{}
+		if p, err := n.localProgress(share); err == nil {
+			resp.Progress = p
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+// replicationSource passes a request about a share's runs to the share's
+// sending agent and reports false, or reports true when that is this
+// agent and it replicates. It answers the request itself on failure.
+func (n *Node) replicationSource(w http.ResponseWriter, r *http.Request, share string) (string, bool) {
+	src, err := n.sourceOf(share)
+	if err != nil {
+		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		return "", false
+	}
+	if src != n.cfg.Name {
+		n.forwardTo(w, r, src)
+		return "", false
+	}
+	if n.replicator == nil {
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
+		return "", false
+	}
+	return src, true
 }
 
 // sourceOf names the appliance that sends a replicated share.

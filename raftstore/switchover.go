@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
@@ -219,19 +218,10 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 		return "", fmt.Errorf("stop writes to %s: %w", sh.Name, err)
 	}
 	n.log.Info("switchover: share read-only; sending a final incremental", "share", sh.Name)
-	// A scheduled run may be going: wait for it, then run the final one.
-	var e reconcile.TrailEntry
-	for deadline := time.Now().Add(5 * time.Minute); ; {
-		e = n.replicator.RunOnce(ctx, st.Spec, sh.Name, nil)
-		if e.Result == reconcile.ResultOK || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		// RunOnce reports a run already going only in its trail entry.
-		if !strings.Contains(e.Error, reconcile.ErrRunning.Error()) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	// A scheduled run may be going, snapshotted before the share turned
+	// read-only: wait for it to end (woken when it does, not polled), then
+	// make the final run, which nothing scheduled can overtake.
+	e := n.replicator.RunNext(ctx, st.Spec, sh.Name, nil)
 	if e.Result != reconcile.ResultOK {
 		if err := n.cfg.Driver.SetReadOnly(context.WithoutCancel(ctx), path, false); err != nil {
 			n.log.Error("switchover failed and the share could not be made writable again", "share", sh.Name, "err", err)
