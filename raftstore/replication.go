@@ -86,6 +86,37 @@ func (n *Node) startReplication(ctx context.Context) {
 		}
 		n.replicator.Run(ctx, watch)
 	}()
+	go n.retryReturningTargets(ctx)
+}
+
+// retryReturningTargets retries at once the failing replications to an
+// appliance that reports its status again (an agent restarted, a link
+// healed): its report is the first sign it is back, and without this the
+// retry could be minutes away by the backoff. Reports are published only
+// when they change, so an idle fleet nudges nothing.
+func (n *Node) retryReturningTargets(ctx context.Context) {
+	seen := map[string]time.Time{}
+	for {
+		st, changed := n.fsm.Watch()
+		for name, ns := range st.Nodes {
+			if name == n.cfg.Name || !ns.ReportedAt.After(seen[name]) {
+				continue
+			}
+			first := seen[name].IsZero()
+			seen[name] = ns.ReportedAt
+			if first {
+				continue // what was reported before this agent looked
+			}
+			if k := n.replicator.RetryTo(name); k > 0 {
+				n.log.Info("replication target reported again; retrying its failed replications now", "target", name, "shares", k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 // recordTrail stores a replication attempt in the share's trail, through

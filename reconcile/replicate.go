@@ -1196,6 +1196,33 @@ func (r *Replicator) Trigger(share string) (uint64, error) {
 	return st.started + 1, nil
 }
 
+// RetryTo makes the failing shares that replicate to target due now
+// instead of at the end of their backoff, and returns how many. The agent
+// calls it when target shows it is back (it reported its status again):
+// a target that was down for a while would otherwise wait out a backoff
+// grown to minutes, and with it everything that waits for the share to
+// catch up (a failback).
+func (r *Replicator) RetryTo(target string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now, n := r.now(), 0
+	for _, src := range r.sources(r.spec) {
+		st := r.shares[src.share.Name]
+		if src.target != target || st == nil || st.failures == 0 || st.running || !st.retryAt.After(now) {
+			continue
+		}
+		st.retryAt = now
+		n++
+	}
+	if n > 0 {
+		select {
+		case r.wakeLocked() <- struct{}{}:
+		default:
+		}
+	}
+	return n
+}
+
 // Current returns the run number of the attempt of share running now, or
 // 0 when none is.
 func (r *Replicator) Current(share string) uint64 {

@@ -285,3 +285,33 @@ func TestWaitForARunThatWillNotHappen(t *testing.T) {
 		t.Fatalf("Wait for a queued run when Run stopped: want ErrNoRun, got %v", waitErr)
 	}
 }
+
+// A failed share waits out its backoff (minutes here), unless its target
+// shows it is back: RetryTo makes the share due at once.
+func TestRetryToRetriesAReturningTarget(t *testing.T) {
+	ctx := t.Context()
+	fl := newTriggerFleet(t)
+	fl.gate.waitEntered(t, "the share's first scheduled run")
+	fl.gate.letGo(t)
+	if e, done, err := fl.rp.Wait(ctx, "projects", 1); !done || err != nil || e.Result != ResultFailed {
+		t.Fatalf("run 1: want a failure, got %+v, %v, %v", e, done, err)
+	}
+	if st := fl.rp.Status(); len(st) != 1 || st[0].Failures != 1 || time.Until(st[0].NextRun) < 5*time.Minute {
+		t.Fatalf("after the failure: want a retry minutes away, got %+v", st)
+	}
+
+	if n := fl.rp.RetryTo("nas3"); n != 0 {
+		t.Fatalf("RetryTo another appliance: want 0 shares, got %d", n)
+	}
+	if n := fl.rp.RetryTo("nas2"); n != 1 {
+		t.Fatalf("RetryTo the share's target: want 1 share, got %d", n)
+	}
+	fl.gate.waitEntered(t, "the retry")
+	if got := fl.rp.Current("projects"); got != 2 {
+		t.Fatalf("the retry: want run 2, got %d", got)
+	}
+	if n := fl.rp.RetryTo("nas2"); n != 0 {
+		t.Fatalf("RetryTo while the retry runs: want 0 shares, got %d", n)
+	}
+	fl.gate.letGo(t)
+}
