@@ -529,8 +529,8 @@ func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 type RunResponse struct {
 	Share string `json:"share"`
 	// Run is the number of the run that serves the request, for
-	// /v1/replication/wait: with now, the next run to start; without, the
-	// run going. 0 when the request asked to follow and none is going.
+	// /v1/replication/wait: the next run to start, or with now=0 the run
+	// going (0 when none is).
 	Run uint64 `json:"run"`
 	// Running is the run going when the request came, 0 if none. With
 	// now, Run starts once it has ended.
@@ -550,9 +550,9 @@ type RunWaitResponse struct {
 // maxRunWait bounds one wait request; callers wait again to show progress.
 const maxRunWait = 10 * time.Second
 
-// handleRun asks for a replication of a share on its sending agent: with
-// now=1 a run that starts after the request (the next one, when one is
-// going), else the run going. It never fails because a run is going.
+// handleRun asks for a replication of a share on its sending agent: a run
+// that starts after the request (the next one, when one is going), or,
+// with now=0, the run going. It never fails because a run is going.
 func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
 	if _, ok := n.replicationSource(w, r, share); !ok {
