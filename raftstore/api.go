@@ -62,6 +62,7 @@ func (n *Node) routes() http.Handler {
 	m.Handle("GET /v1/replication/status", n.authed(n.handleReplicationStatus))
 	m.Handle("GET /v1/replication/progress", n.authed(n.handleProgress))
 	m.Handle("POST /v1/replication/run", n.authed(n.handleRun))
+	m.Handle("GET /v1/replication/wait", n.authed(n.handleWaitRun))
 	m.Handle("GET /v1/replication/held", n.authed(n.handleHeld))
 	m.Handle("POST /v1/replication/receive", n.authed(n.handleReceive))
 	m.Handle("POST /v1/failover", n.authed(n.leaderOnly(n.handleFailover)))
@@ -113,23 +114,24 @@ func (n *Node) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// forwarder is the reverse proxy to one leader, cached in Node.forwarders
-// so that forwarded requests reuse connections.
+// forwarder is the reverse proxy to one leader, cached in Node.forwarders;
+// it goes through the member's pooled client, so forwarded requests reuse
+// connections. A forwarded request may take long (a switchover), so only
+// the phases of the connection are bounded (peers.go), not the answer.
 type forwarder struct {
-	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	proxy *httputil.ReverseProxy
 }
 
 func (n *Node) forward(w http.ResponseWriter, r *http.Request, addr, leader string) {
 	key := leader + "@" + addr
 	p, ok := n.forwarders.Load(key)
 	if !ok {
-		client, err := n.tlsClient(leader, 30*time.Second)
+		client, err := n.peerClient(leader, addr, peerLong)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
 			return
 		}
-		p, _ = n.forwarders.LoadOrStore(key, &forwarder{transport: client.Transport.(*http.Transport), proxy: &httputil.ReverseProxy{
+		p, _ = n.forwarders.LoadOrStore(key, &forwarder{proxy: &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.Out.URL.Scheme = "https"
 				pr.Out.URL.Host = addr
@@ -216,11 +218,10 @@ func (n *Node) pingAll(ctx context.Context, servers []raft.Server) map[raft.Serv
 }
 
 func (n *Node) pingMember(ctx context.Context, s raft.Server) pingResult {
-	client, err := n.tlsClient(string(s.ID), time.Second)
+	client, err := n.peerClient(string(s.ID), string(s.Address), peerQuick)
 	if err != nil {
 		return pingResult{err: err}
 	}
-	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+string(s.Address)+"/v1/ping", nil)

@@ -81,13 +81,21 @@ func (n *Node) activations() map[string]reconcile.Activation {
 	return out
 }
 
+// publishTimeout bounds publishing a report. The reconcile loop waits for
+// it, so while the appliance is cut off from the leader every run would
+// otherwise wait out a long timeout, and once healed the run that acts on
+// a failover (demoting the copy, keeping what diverged) would start up
+// to that long late. A report not published is sent again by the next
+// run.
+const publishTimeout = 10 * time.Second
+
 // publishStatus stores this appliance's report in the fleet, through the
 // leader, with the shares it has fenced.
 func (n *Node) publishStatus(ctx context.Context, rep reconcile.Report) error {
 	n.statusMu.Lock()
 	defer n.statusMu.Unlock()
 	n.lastReport = &rep
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	return n.sendStatus(ctx, rep)
 }
@@ -185,11 +193,12 @@ func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) remotePlan(ctx context.Context, name, addr, yaml string) AppliancePlan {
-	client, err := n.tlsClient(name, 30*time.Second)
+	client, err := n.peerClient(name, addr, peerQuick)
 	if err != nil {
 		return AppliancePlan{Appliance: name, Error: err.Error()}
 	}
-	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	var p AppliancePlan
 	if err := postJSON(ctx, client, "https://"+addr+"/v1/plan/local", PlanRequest{YAML: yaml}, &p); err != nil {
 		return AppliancePlan{Appliance: name, Error: fmt.Sprintf("agent unreachable: %v", err)}

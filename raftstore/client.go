@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
@@ -246,9 +248,16 @@ func NewClient(addr string, creds pki.Credentials, wantName string) (*Client, er
 	if err != nil {
 		return nil, err
 	}
+	// The overall timeout stays as a backstop; connecting is bounded on
+	// its own so that an unreachable agent is reported in seconds.
+	tr := &http.Transport{
+		TLSClientConfig:     conf,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
 	return &Client{
 		base: "https://" + addr,
-		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}},
+		http: &http.Client{Timeout: 60 * time.Second, Transport: tr},
 	}, nil
 }
 
@@ -300,9 +309,27 @@ func (c *Client) Trail(ctx context.Context, share string) ([]reconcile.TrailEntr
 	return out, c.do(ctx, http.MethodGet, "/v1/replication/trail?share="+url.QueryEscape(share), nil, &out)
 }
 
-// Replicate starts a replication of share now on its sending agent.
-func (c *Client) Replicate(ctx context.Context, share string) error {
-	return c.do(ctx, http.MethodPost, "/v1/replication/run?share="+url.QueryEscape(share), nil, &struct{}{})
+// Replicate asks the share's sending agent for a replication run that
+// starts after this call: now, or when the run going has ended. It
+// returns the run's number, for WaitRun.
+func (c *Client) Replicate(ctx context.Context, share string) (*RunResponse, error) {
+	var out RunResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/replication/run?share="+url.QueryEscape(share), nil, &out)
+}
+
+// CurrentRun returns the number of the share's replication run going now
+// (Run 0 when none is), for WaitRun.
+func (c *Client) CurrentRun(ctx context.Context, share string) (*RunResponse, error) {
+	var out RunResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/replication/run?now=0&share="+url.QueryEscape(share), nil, &out)
+}
+
+// WaitRun waits up to wait (at most 10 s) for replication run number run
+// of share to end; the answer has its trail entry, or the progress so far.
+func (c *Client) WaitRun(ctx context.Context, share string, run uint64, wait time.Duration) (*RunWaitResponse, error) {
+	var out RunWaitResponse
+	q := url.Values{"share": {share}, "run": {strconv.FormatUint(run, 10)}, "wait": {wait.String()}}
+	return &out, c.do(ctx, http.MethodGet, "/v1/replication/wait?"+q.Encode(), nil, &out)
 }
 
 // Progress returns the sending agent's view of a share's replication.

@@ -104,6 +104,8 @@ type Node struct {
 
 	// forwarders holds a *forwarder per leader ("name@addr").
 	forwarders sync.Map
+	// peers holds the pooled clients to other members (peers.go).
+	peers peerPool
 
 	// leaderReady is true while this node leads and has applied every
 	// entry of earlier terms (the Barrier after election has returned).
@@ -417,10 +419,7 @@ func (n *Node) Shutdown() error {
 	if n.mux != nil {
 		n.mux.close()
 	}
-	n.forwarders.Range(func(_, f any) bool {
-		f.(*forwarder).transport.CloseIdleConnections()
-		return true
-	})
+	n.peers.close()
 	if n.store != nil {
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft store: %w", err))
@@ -617,14 +616,4 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
-}
-
-// tlsClient returns an HTTP client that speaks to members' APIs with this
-// node's certificate, checking that the server is the member wantName.
-func (n *Node) tlsClient(wantName string, timeout time.Duration) (*http.Client, error) {
-	conf, err := pki.ClientConfig(n.creds, wantName, []string{protoAPI})
-	if err != nil {
-		return nil, err
-	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: false, DialContext: (&net.Dialer{Timeout: timeout}).DialContext}}, nil
 }

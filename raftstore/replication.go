@@ -90,6 +90,37 @@ func (n *Node) startReplication(ctx context.Context) {
 		// refuses, or receive into .fleetctl/received, never into a share.
 		n.replicator.Run(ctx, watch)
 	}()
+	go n.retryReturningTargets(ctx)
+}
+
+// retryReturningTargets retries at once the failing replications to an
+// appliance that reports its status again (an agent restarted, a link
+// healed): its report is the first sign it is back, and without this the
+// retry could be minutes away by the backoff. Reports are published only
+// when they change, so an idle fleet nudges nothing.
+func (n *Node) retryReturningTargets(ctx context.Context) {
+	seen := map[string]time.Time{}
+	for {
+		st, changed := n.fsm.Watch()
+		for name, ns := range st.Nodes {
+			if name == n.cfg.Name || !ns.ReportedAt.After(seen[name]) {
+				continue
+			}
+			first := seen[name].IsZero()
+			seen[name] = ns.ReportedAt
+			if first {
+				continue // what was reported before this agent looked
+			}
+			if k := n.replicator.RetryTo(name); k > 0 {
+				n.log.Info("replication target reported again; retrying its failed replications now", "target", name, "shares", k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 // recordTrail stores a replication attempt in the share's trail, through
@@ -145,32 +176,17 @@ func (n *Node) memberAddr(name string) (string, error) {
 // mtlsTransport is reconcile.Transport over the fleet's mutual TLS.
 type mtlsTransport struct{ n *Node }
 
-// streamClient is an HTTP client for long replication streams to the
-// member name: no overall timeout (the context ends a stream), but dialling
-// and the TLS handshake are bounded.
-func (t *mtlsTransport) streamClient(name string) (*http.Client, string, error) {
-	addr, err := t.n.memberAddr(name)
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := t.n.tlsClient(name, 0)
-	if err != nil {
-		return nil, "", err
-	}
-	tr := c.Transport.(*http.Transport)
-	tr.TLSHandshakeTimeout = 10 * time.Second
-	tr.ResponseHeaderTimeout = 0
-	return c, addr, nil
-}
+// heldTimeout bounds asking a target what it holds: its answer may wait
+// up to 10 s for the target to apply the sender's spec generation.
+const heldTimeout = 15 * time.Second
 
 // Held asks the target what it holds of share.
 func (t *mtlsTransport) Held(ctx context.Context, target, share string) ([]reconcile.Subvolume, error) {
-	c, addr, err := t.streamClient(target)
+	c, addr, err := t.n.memberClient(target, peerQuick)
 	if err != nil {
 		return nil, err
 	}
-	defer c.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, heldTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/replication/held?share="+url.QueryEscape(share), nil)
 	if err != nil {
@@ -192,11 +208,12 @@ func (t *mtlsTransport) Held(ctx context.Context, target, share string) ([]recon
 // Send streams a btrfs send stream to the target's agent.
 func (t *mtlsTransport) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
 	var res reconcile.ReceiveResult
-	c, addr, err := t.streamClient(target)
+	// The receiver answers when the receive is done: the stream's length
+	// is bounded by ctx only, the connection's phases by the pool.
+	c, addr, err := t.n.memberClient(target, peerLong)
 	if err != nil {
 		return res, err
 	}
-	defer c.CloseIdleConnections()
 	hdr, err := json.Marshal(h)
 	if err != nil {
 		return res, err
@@ -459,15 +476,12 @@ func (n *Node) sourceView(ctx context.Context, appliance, share string) (*reconc
 	if appliance == n.cfg.Name {
 		return n.localProgress(share)
 	}
-	addr, err := n.memberAddr(appliance)
+	c, addr, err := n.memberClient(appliance, peerQuick)
 	if err != nil {
 		return nil, err
 	}
-	c, err := n.tlsClient(appliance, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/replication/progress?share="+url.QueryEscape(share), nil)
 	if err != nil {
 		return nil, err
@@ -514,27 +528,108 @@ func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
-// handleRun starts a replication of a share now, on its sending agent.
+// RunResponse says which replication run of a share serves a request
+// (POST /v1/replication/run).
+type RunResponse struct {
+	Share string `json:"share"`
+	// Run is the number of the run that serves the request, for
+	// /v1/replication/wait: the next run to start, or with now=0 the run
+	// going (0 when none is).
+	Run uint64 `json:"run"`
+	// Running is the run going when the request came, 0 if none. With
+	// now, Run starts once it has ended.
+	Running uint64 `json:"running"`
+}
+
+// RunWaitResponse answers a wait for a run (GET /v1/replication/wait).
+type RunWaitResponse struct {
+	// Done says the run has ended; Entry is then its trail entry on the
+	// sending side.
+	Done  bool                  `json:"done"`
+	Entry *reconcile.TrailEntry `json:"entry,omitempty"`
+	// Progress is the sending agent's view while the run is not done.
+	Progress *reconcile.ShareReplication `json:"progress,omitempty"`
+}
+
+// maxRunWait bounds one wait request; callers wait again to show progress.
+const maxRunWait = 10 * time.Second
+
+// handleRun asks for a replication of a share on its sending agent: a run
+// that starts after the request (the next one, when one is going), or,
+// with now=0, the run going. It never fails because a run is going.
 func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
-	src, err := n.sourceOf(share)
+	if _, ok := n.replicationSource(w, r, share); !ok {
+		return
+	}
+	resp := RunResponse{Share: share, Running: n.replicator.Current(share)}
+	if r.URL.Query().Get("now") == "0" {
+		resp.Run = resp.Running
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	run, err := n.replicator.Trigger(share)
 	if err != nil {
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
-		return
-	}
-	if src != n.cfg.Name {
-		n.forwardTo(w, r, src)
-		return
-	}
-	if n.replicator == nil {
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
-		return
-	}
-	if err := n.replicator.Trigger(share); err != nil {
 		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	resp.Run = run
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// handleWaitRun waits (up to wait=DURATION, at most maxRunWait) for run
+// number run of a share to end on its sending agent, and answers with its
+// trail entry, or with the progress so far when it has not ended.
+func (n *Node) handleWaitRun(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	share := q.Get("share")
+	run, err := strconv.ParseUint(q.Get("run"), 10, 64)
+	if err != nil || run == 0 {
+		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "run: want a run number from /v1/replication/run"})
+		return
+	}
+	wait, err := time.ParseDuration(q.Get("wait"))
+	if err != nil || wait <= 0 || wait > maxRunWait {
+		wait = maxRunWait
+	}
+	if _, ok := n.replicationSource(w, r, share); !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	e, done, err := n.replicator.Wait(ctx, share, run)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+	case done:
+		writeJSON(w, http.StatusOK, RunWaitResponse{Done: true, Entry: &e})
+	default:
+		resp := RunWaitResponse{}
+		if p, err := n.localProgress(share); err == nil {
+			resp.Progress = p
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+// replicationSource passes a request about a share's runs to the share's
+// sending agent and reports false, or reports true when that is this
+// agent and it replicates. It answers the request itself on failure.
+func (n *Node) replicationSource(w http.ResponseWriter, r *http.Request, share string) (string, bool) {
+	src, err := n.sourceOf(share)
+	if err != nil {
+		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		return "", false
+	}
+	if src != n.cfg.Name {
+		n.forwardTo(w, r, src)
+		return "", false
+	}
+	if n.replicator == nil {
+		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
+		return "", false
+	}
+	return src, true
 }
 
 // sourceOf names the appliance that sends a replicated share.

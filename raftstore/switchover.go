@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
@@ -219,19 +218,10 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 		return "", fmt.Errorf("stop writes to %s: %w", sh.Name, err)
 	}
 	n.log.Info("switchover: share read-only; sending a final incremental", "share", sh.Name)
-	// A scheduled run may be going: wait for it, then run the final one.
-	var e reconcile.TrailEntry
-	for deadline := time.Now().Add(5 * time.Minute); ; {
-		e = n.replicator.RunOnce(ctx, st.Spec, sh.Name, nil)
-		if e.Result == reconcile.ResultOK || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		// RunOnce reports a run already going only in its trail entry.
-		if !strings.Contains(e.Error, reconcile.ErrRunning.Error()) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	// A scheduled run may be going, snapshotted before the share turned
+	// read-only: wait for it to end (woken when it does, not polled), then
+	// make the final run, which nothing scheduled can overtake.
+	e := n.replicator.RunNext(ctx, st.Spec, sh.Name, nil)
 	if e.Result != reconcile.ResultOK {
 		n.rollbackPrepare(context.WithoutCancel(ctx), sh.Name, path, epoch)
 		return "", fmt.Errorf("final replication of %s failed: %s", sh.Name, e.Error)
@@ -242,15 +232,11 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 // callMember posts to the API of the member name (this node itself
 // included) with this node's certificate.
 func (n *Node) callMember(ctx context.Context, name, path string, body, out any) error {
-	addr, err := n.memberAddr(name)
+	// The answer comes when the work is done (a final send): ctx bounds it.
+	c, addr, err := n.memberClient(name, peerLong)
 	if err != nil {
 		return err
 	}
-	c, err := n.tlsClient(name, 0)
-	if err != nil {
-		return err
-	}
-	defer c.CloseIdleConnections()
 	return postJSON(ctx, c, "https://"+addr+path, body, out)
 }
 

@@ -44,6 +44,10 @@ var (
 	// ErrRunning means a replication of the share is already running on
 	// the source.
 	ErrRunning = errors.New("a replication of this share is already running")
+	// ErrNoRun means a run someone waits for will not happen: the share
+	// stopped being this appliance's to send (a failover, a new spec), or
+	// the replicator stopped.
+	ErrNoRun = errors.New("the replication run will not happen")
 	// ErrNotSource means this appliance does not replicate the share: the
 	// share is not in the spec, has no replication, is absent, or another
 	// appliance is active for it.
@@ -230,7 +234,63 @@ type shareState struct {
 	lastError   string
 	failures    int // consecutive
 	retryAt     time.Time
-	triggered   bool
+	// triggered asks for one more attempt: the next one started, by
+	// whoever starts it, satisfies every request made before it.
+	triggered bool
+
+	// Runs of a share are numbered from 1 in the order they start, so a
+	// caller can name the run it waits for (Trigger, Current, Wait).
+	// started is the number of the running or last started attempt,
+	// finished that of the last ended one.
+	started, finished uint64
+	// results holds the newest ended attempts by number, for Wait.
+	results []numberedEntry
+	// changed is closed (and replaced) whenever an attempt ends or the
+	// share is dropped: waiters wake on it instead of polling.
+	changed chan struct{}
+	// waiting counts RunNext callers waiting for the running attempt to
+	// end; while any wait, Run starts no scheduled attempt of the share,
+	// so a waiter cannot be overtaken again and again by the schedule.
+	waiting int
+	// gone says the share was dropped (no longer this appliance's to
+	// send, or Run stopped): runs asked for will not happen.
+	gone bool
+}
+
+// numberedEntry is an ended attempt with its run number.
+type numberedEntry struct {
+	run   uint64
+	entry TrailEntry
+}
+
+// keptResults is how many ended attempts a share keeps for Wait: a
+// waiter that looks late still finds the run it asked for.
+const keptResults = 8
+
+// begin marks the share running as attempt number started+1, which
+// satisfies every trigger made so far. Called with Replicator.mu held.
+func (st *shareState) begin() {
+	st.running, st.triggered = true, false
+	st.started++
+	st.bytes.Store(0)
+}
+
+// signal wakes everyone waiting on the share's state. Called with
+// Replicator.mu held.
+func (st *shareState) signal() {
+	if st.changed != nil {
+		close(st.changed)
+	}
+	st.changed = make(chan struct{})
+}
+
+// watch returns a channel closed at the share's next change. Called with
+// Replicator.mu held.
+func (st *shareState) watch() <-chan struct{} {
+	if st.changed == nil {
+		st.changed = make(chan struct{})
+	}
+	return st.changed
 }
 
 // ShareReplication is the state of one share's replication on its source.
@@ -259,6 +319,9 @@ type ShareReplication struct {
 	Failures int `json:"failures,omitempty"`
 	// NextRun is when the next attempt is due; zero while one runs.
 	NextRun time.Time `json:"next_run,omitzero"`
+	// Queued says an attempt was asked for (replicate --now) and starts
+	// as soon as the running one ends.
+	Queued bool `json:"queued,omitempty"`
 }
 
 const (
@@ -369,6 +432,48 @@ func (r *Replicator) RunOnce(ctx context.Context, spec *schema.Spec, share strin
 	return e
 }
 
+// RunNext makes one replication attempt of share as RunOnce does, but
+// when one is running it first waits for that one to end, however long
+// it takes, instead of failing with ErrRunning. While it waits, no
+// scheduled attempt of the share starts, so the attempt it makes is the
+// very next one. It is what a planned switchover's final send uses: the
+// share is read-only by then, so any attempt started after the wait
+// carries everything written. It fails (a failed entry, not recorded)
+// only when ctx ends first.
+func (r *Replicator) RunNext(ctx context.Context, spec *schema.Spec, share string, progress func(int64)) TrailEntry {
+	r.mu.Lock()
+	st := r.stateLocked(share)
+	st.waiting++
+	for st.running {
+		changed := st.watch()
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			r.mu.Lock()
+			st.waiting--
+			r.mu.Unlock()
+			r.wakeUp() // the schedule may have held back for this wait
+			now := r.now()
+			return TrailEntry{
+				Share: share, Side: SideSend, From: r.Appliance, Start: now, End: now, Result: ResultFailed,
+				Error: fmt.Sprintf("replicate %s: waiting for the run in progress to end: %v", share, context.Cause(ctx)),
+			}
+		}
+		r.mu.Lock()
+		// A dropped share's state is replaced in the map: follow it.
+		st.waiting--
+		st = r.stateLocked(share)
+		st.waiting++
+	}
+	st.waiting--
+	st.begin()
+	r.mu.Unlock()
+	e := r.attempt(ctx, spec, share, st, progress)
+	r.release(st, e, retryCap(spec, share, r.now()))
+	return e
+}
+
 // claim marks share running, unless it already is.
 func (r *Replicator) claim(share string) (*shareState, bool) {
 	r.mu.Lock()
@@ -377,16 +482,21 @@ func (r *Replicator) claim(share string) (*shareState, bool) {
 	if st.running {
 		return nil, false
 	}
-	st.running = true
-	st.bytes.Store(0)
+	st.begin()
 	return st, true
 }
 
-// release records the end of an attempt in its share's state and wakes
-// Run to schedule the next.
+// release records the end of an attempt in its share's state, wakes its
+// waiters and wakes Run to schedule the next.
 func (r *Replicator) release(st *shareState, e TrailEntry, limit time.Duration) {
 	r.mu.Lock()
 	st.running = false
+	st.finished = st.started
+	st.results = append(st.results, numberedEntry{run: st.started, entry: e})
+	if n := len(st.results); n > keptResults {
+		st.results = slices.Delete(st.results, 0, n-keptResults)
+	}
+	st.signal()
 	st.initialized = true
 	st.lastRun, st.lastAttempt = e.Start, e.Start
 	st.lastResult, st.lastError = e.Result, e.Error
@@ -928,6 +1038,12 @@ func (r *Replicator) Run(ctx context.Context, watch func() (*schema.Spec, uint64
 		wg.Wait()
 		r.mu.Lock()
 		r.active = false
+		// Triggered runs will not happen now: wake their waiters.
+		for name, st := range r.shares {
+			if !st.running {
+				r.dropLocked(name, st)
+			}
+		}
 		r.mu.Unlock()
 	}()
 	for {
@@ -990,9 +1106,11 @@ func (r *Replicator) schedule(ctx context.Context, spec *schema.Spec, wg *sync.W
 		}
 		next := nextRun(src.share.Replication.Schedule, st, now)
 		switch {
+		case st.waiting > 0:
+			// RunNext is about to make the next attempt; it satisfies
+			// the schedule and any trigger as well.
 		case st.triggered || (!next.IsZero() && !next.After(now)):
-			st.triggered, st.running = false, true
-			st.bytes.Store(0)
+			st.begin()
 			limit := retryCap(spec, name, now)
 			wg.Add(1)
 			go func() {
@@ -1005,11 +1123,19 @@ func (r *Replicator) schedule(ctx context.Context, spec *schema.Spec, wg *sync.W
 		}
 	}
 	for name, st := range r.shares {
-		if !ours[name] && !st.running {
-			delete(r.shares, name)
+		if !ours[name] && !st.running && st.waiting == 0 {
+			r.dropLocked(name, st)
 		}
 	}
 	return max(wait, 0)
+}
+
+// dropLocked forgets a share's state and tells its waiters that the runs
+// they wait for will not happen. Called with r.mu held.
+func (r *Replicator) dropLocked(name string, st *shareState) {
+	st.gone = true
+	st.signal()
+	delete(r.shares, name)
 }
 
 // nextRun is when a share's next attempt is due: its retry time after a
@@ -1042,29 +1168,110 @@ func (r *Replicator) sources(spec *schema.Spec) []replicaSource {
 	return out
 }
 
-// Trigger makes Run start an attempt of share now. It fails with
-// ErrNotSource when this appliance does not replicate the share, with
-// ErrRunning when an attempt of it is under way, and when Run is not
-// running.
-func (r *Replicator) Trigger(share string) error {
+// Trigger asks Run for an attempt of share that starts after this call,
+// and returns that attempt's run number, for Wait. When no attempt is
+// running one starts now. When one is running, it is not disturbed: the
+// requested attempt starts when it ends, because the running one may have
+// snapshotted the share before whatever the caller wants sent was
+// written. Triggers made while one attempt runs are served by the same
+// next attempt. It fails with ErrNotSource when this appliance does not
+// replicate the share, and when Run is not running.
+func (r *Replicator) Trigger(share string) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.active {
-		return fmt.Errorf("replicate %s now: replication is not running on %s", share, r.Appliance)
+		return 0, fmt.Errorf("replicate %s now: replication is not running on %s", share, r.Appliance)
 	}
 	if _, err := sourceOf(r.spec, r.Appliance, share, r.Active); err != nil {
-		return fmt.Errorf("replicate %s now: %w", share, err)
+		return 0, fmt.Errorf("replicate %s now: %w", share, err)
 	}
 	st := r.stateLocked(share)
-	if st.running {
-		return fmt.Errorf("replicate %s now: %w (%d bytes sent so far)", share, ErrRunning, st.bytes.Load())
-	}
 	st.triggered = true
-	select {
-	case r.wakeLocked() <- struct{}{}:
-	default:
+	if !st.running {
+		select {
+		case r.wakeLocked() <- struct{}{}:
+		default:
+		}
 	}
-	return nil
+	return st.started + 1, nil
+}
+
+// RetryTo makes the failing shares that replicate to target due now
+// instead of at the end of their backoff, and returns how many. The agent
+// calls it when target shows it is back (it reported its status again):
+// a target that was down for a while would otherwise wait out a backoff
+// grown to minutes, and with it everything that waits for the share to
+// catch up (a failback).
+func (r *Replicator) RetryTo(target string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now, n := r.now(), 0
+	for _, src := range r.sources(r.spec) {
+		st := r.shares[src.share.Name]
+		if src.target != target || st == nil || st.failures == 0 || st.running || !st.retryAt.After(now) {
+			continue
+		}
+		st.retryAt = now
+		n++
+	}
+	if n > 0 {
+		select {
+		case r.wakeLocked() <- struct{}{}:
+		default:
+		}
+	}
+	return n
+}
+
+// Current returns the run number of the attempt of share running now, or
+// 0 when none is.
+func (r *Replicator) Current(share string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.shares[share]; st != nil && st.running {
+		return st.started
+	}
+	return 0
+}
+
+// Wait waits until attempt number run of share (from Trigger or Current)
+// has ended and returns its trail entry; done is false when ctx ended
+// first (an ended wait is not an error: callers wait in slices to show
+// progress). When the attempt itself is no longer kept, it returns the
+// newest ended one, which started later. It fails with ErrNoRun when the
+// attempt will never run: the share stopped being this appliance's to
+// send, or Run stopped.
+func (r *Replicator) Wait(ctx context.Context, share string, run uint64) (e TrailEntry, done bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.stateLocked(share)
+	for {
+		if st.finished >= run && len(st.results) > 0 {
+			for _, res := range st.results {
+				if res.run == run {
+					return res.entry, true, nil
+				}
+			}
+			return st.results[len(st.results)-1].entry, true, nil
+		}
+		// Not ended yet: it runs, or someone is about to start it.
+		pending := st.running || st.waiting > 0 || (st.triggered && r.active)
+		if st.gone || !pending {
+			return TrailEntry{}, false, fmt.Errorf("replicate %s: run %d: %w", share, run, ErrNoRun)
+		}
+		changed := st.watch()
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			r.mu.Lock()
+			return TrailEntry{}, false, nil
+		}
+		r.mu.Lock()
+		if st.gone {
+			return TrailEntry{}, false, fmt.Errorf("replicate %s: run %d: %w", share, run, ErrNoRun)
+		}
+	}
 }
 
 // Status reports the replication of every share this appliance replicates,
@@ -1081,7 +1288,7 @@ func (r *Replicator) Status() []ShareReplication {
 		if st == nil {
 			st = &shareState{}
 		}
-		s.Running, s.Bytes = st.running, st.bytes.Load()
+		s.Running, s.Bytes, s.Queued = st.running, st.bytes.Load(), st.triggered
 		s.LastAttempt, s.LastResult, s.LastError, s.Failures = st.lastAttempt, st.lastResult, st.lastError, st.failures
 		if !st.running {
 			s.NextRun = nextRun(sh.Replication.Schedule, st, now)

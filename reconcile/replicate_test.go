@@ -662,8 +662,9 @@ func (l *lostAnswer) Send(ctx context.Context, target string, h SendHeader, stre
 }
 
 // TestReplicatorRun runs the scheduler on the real clock: a share on
-// "every 2s" replicates again and again; Trigger runs one now, and a second
-// Trigger while it runs starts nothing.
+// "every 2s" replicates again and again; Trigger runs one now, and RunOnce
+// while it runs starts nothing. (trigger_test.go tests the queue of
+// triggers.)
 func TestReplicatorRun(t *testing.T) {
 	fl := newReplicaFleet(t, 0, "{to: nas2/backup, schedule: every 2s, retention: 1h}")
 	fl.rp.Now, fl.rv.Now = nil, nil
@@ -717,7 +718,8 @@ func TestReplicatorRun(t *testing.T) {
 			}
 		}
 	})
-	if err := fl.rp.Trigger("projects"); err != nil {
+	run, err := fl.rp.Trigger("projects")
+	if err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -728,15 +730,14 @@ func TestReplicatorRun(t *testing.T) {
 	if st := fl.rp.Status(); len(st) != 1 || !st[0].Running || !st[0].NextRun.IsZero() {
 		t.Errorf("status while running: %+v", st)
 	}
-	if err := fl.rp.Trigger("projects"); !errors.Is(err, ErrRunning) {
-		t.Errorf("second Trigger while running: %v, want ErrRunning", err)
-	}
 	if e := fl.rp.RunOnce(ctx, hourly, "projects", nil); !strings.Contains(e.Error, ErrRunning.Error()) {
 		t.Errorf("RunOnce while running: %+v", e)
 	}
 	close(release)
 	waitFor(t, 10*time.Second, "the triggered attempt", func() bool { return fl.trail.count(SideSend, ResultOK) == before+1 })
-	time.Sleep(200 * time.Millisecond)
+	if _, done, err := fl.rp.Wait(ctx, "projects", run); !done || err != nil {
+		t.Errorf("Wait for the triggered run: done %v, %v", done, err)
+	}
 	if n := fl.trail.count(SideSend, ResultOK); n != before+1 {
 		t.Errorf("%d attempts after one trigger, want 1", n-before)
 	}
@@ -750,7 +751,7 @@ func TestReplicatorRun(t *testing.T) {
 		t.Errorf("status after the trigger: %+v", st)
 	}
 
-	if err := fl.rp.Trigger("nope"); !errors.Is(err, ErrNotSource) {
+	if _, err := fl.rp.Trigger("nope"); !errors.Is(err, ErrNotSource) {
 		t.Errorf("Trigger of a share not in the spec: %v, want ErrNotSource", err)
 	}
 	cancel()
@@ -759,7 +760,7 @@ func TestReplicatorRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	if err := fl.rp.Trigger("projects"); err == nil {
+	if _, err := fl.rp.Trigger("projects"); err == nil {
 		t.Error("Trigger after Run ended succeeded")
 	}
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -213,38 +216,133 @@ func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
 // cmdNetns makes a network namespace joined to this one by a veth pair, for
 // cutting an agent off the others, and removes it when the script ends:
 //
-//	netns NS HOSTVAR NSVAR
+//	netns LABEL HOSTVAR NSVAR
 //
-// sets HOSTVAR to this side's address and NSVAR to the namespace side's
-// (10.201.N.1 and 10.201.N.2, on interfaces only this script uses). Cut
-// and heal with: exec ip link set fc-NS-h down|up
+// sets HOSTVAR to this side's address and NSVAR to the namespace side's,
+// NSVAR_NETNS to the namespace's name and NSVAR_LINK to this side's
+// interface. Every name and the subnet are new for each run, so runs of the
+// same script at once (other checkouts, -count) do not meet. Run an agent
+// in it with: exec ip netns exec $NS1_NETNS fleetctl agent ...; cut and heal
+// with: exec ip link set $NS1_LINK down|up
 func cmdNetns(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
-		ts.Fatalf("usage: netns NS HOSTVAR NSVAR")
+		ts.Fatalf("usage: netns LABEL HOSTVAR NSVAR")
 	}
-	ns, host := "fc-"+args[0], "fc-"+args[0]+"-h"
-	peer := "fc-" + args[0] + "-n"
-	n := 1 + os.Getpid()%250
-	run := func(cmd ...string) {
-		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			ts.Fatalf("%s: %v: %s", strings.Join(cmd, " "), err, out)
+	var err error
+	for range 20 {
+		var n *netnsPair
+		if n, err = makeNetns(args[0]); err == nil {
+			ts.Defer(n.remove)
+			ts.Setenv(args[1], n.hostIP)
+			ts.Setenv(args[2], n.nsIP)
+			ts.Setenv(args[2]+"_NETNS", n.ns)
+			ts.Setenv(args[2]+"_LINK", n.host)
+			return
+		}
+		if !errors.Is(err, errNetnsTaken) {
+			break
 		}
 	}
-	_ = exec.Command("ip", "netns", "del", ns).Run() // a crashed run's leftover
-	_ = exec.Command("ip", "link", "del", host).Run()
-	hostIP, nsIP := fmt.Sprintf("10.201.%d.1", n), fmt.Sprintf("10.201.%d.2", n)
-	run("ip", "netns", "add", ns)
-	ts.Defer(func() {
-		_ = exec.Command("ip", "link", "del", host).Run()
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-	})
-	run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
-	run("ip", "link", "set", peer, "netns", ns)
-	run("ip", "addr", "add", hostIP+"/30", "dev", host)
-	run("ip", "link", "set", host, "up")
-	run("ip", "netns", "exec", ns, "ip", "addr", "add", nsIP+"/30", "dev", peer)
-	run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
-	run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-	ts.Setenv(args[1], hostIP)
-	ts.Setenv(args[2], nsIP)
+	ts.Fatalf("netns: %v", err)
+}
+
+// netnsPair is a network namespace and the veth pair joining it to this
+// one, with a /30 of 10.201.0.0/16 on it.
+type netnsPair struct {
+	ns, host, peer string
+	hostIP, nsIP   string
+}
+
+// errNetnsTaken says a random name or subnet was in use: try others.
+var errNetnsTaken = errors.New("name or subnet in use")
+
+// makeNetns makes a namespace with random names (interface names are at
+// most 15 bytes: fc<6 hex>h) and a random /30 no interface here has an
+// address in. Two runs picking the same /30 at the same moment is caught
+// by looking again after the address is set.
+func makeNetns(label string) (*netnsPair, error) {
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	id := hex.EncodeToString(b[:3])
+	third, block := int(b[3]), int(b[4])%64*4
+	n := &netnsPair{
+		ns:     "fc-" + label + "-" + id,
+		host:   "fc" + id + "h",
+		peer:   "fc" + id + "n",
+		hostIP: fmt.Sprintf("10.201.%d.%d", third, block+1),
+		nsIP:   fmt.Sprintf("10.201.%d.%d", third, block+2),
+	}
+	subnet := &net.IPNet{IP: net.IPv4(10, 201, byte(third), byte(block)).To4(), Mask: net.CIDRMask(30, 32)}
+	if users, err := subnetUsers(subnet); err != nil {
+		return nil, err
+	} else if len(users) > 0 {
+		return nil, fmt.Errorf("%s: %w", subnet, errNetnsTaken)
+	}
+	if _, err := ipCmd("netns", "add", n.ns); err != nil {
+		return nil, fmt.Errorf("%w: %w", errNetnsTaken, err)
+	}
+	steps := [][]string{
+		{"link", "add", n.host, "type", "veth", "peer", "name", n.peer},
+		{"link", "set", n.peer, "netns", n.ns},
+		{"addr", "add", n.hostIP + "/30", "dev", n.host},
+		{"link", "set", n.host, "up"},
+		{"netns", "exec", n.ns, "ip", "addr", "add", n.nsIP + "/30", "dev", n.peer},
+		{"netns", "exec", n.ns, "ip", "link", "set", n.peer, "up"},
+		{"netns", "exec", n.ns, "ip", "link", "set", "lo", "up"},
+	}
+	for _, step := range steps {
+		if _, err := ipCmd(step...); err != nil {
+			n.remove()
+			return nil, err
+		}
+	}
+	users, err := subnetUsers(subnet)
+	if err != nil {
+		n.remove()
+		return nil, err
+	}
+	if len(users) != 1 || users[0] != n.host {
+		n.remove()
+		return nil, fmt.Errorf("%s, also on %v: %w", subnet, users, errNetnsTaken)
+	}
+	return n, nil
+}
+
+// remove deletes the pair and the namespace.
+func (n *netnsPair) remove() {
+	_, _ = ipCmd("link", "del", n.host)
+	_, _ = ipCmd("netns", "del", n.ns)
+}
+
+// subnetUsers lists the interfaces of this namespace with an IPv4 address
+// in subnet.
+func subnetUsers(subnet *net.IPNet) ([]string, error) {
+	out, err := ipCmd("-o", "-4", "addr", "show")
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, line := range strings.Split(out, "\n") {
+		// 5: fc1a2b3ch    inet 10.201.7.1/30 scope global fc1a2b3ch ...
+		f := strings.Fields(line)
+		if len(f) < 4 || f[2] != "inet" {
+			continue
+		}
+		ip, _, err := net.ParseCIDR(f[3])
+		if err == nil && subnet.Contains(ip) {
+			users = append(users, strings.TrimSuffix(f[1], ":"))
+		}
+	}
+	return users, nil
+}
+
+// ipCmd runs ip(8) with args.
+func ipCmd(args ...string) (string, error) {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -141,73 +142,132 @@ func printTrail(w io.Writer, trail []reconcile.TrailEntry) error {
 type replicateCmd struct {
 	clientFlags
 	Share  string `arg:"" help:"The replicated share."`
-	Now    bool   `required:"" help:"Run a replication now, whatever the schedule (the only mode; required so that the command says what it does)."`
-	Follow bool   `help:"Show progress until the run ends, then its result; exit 1 if it failed."`
+	Now    bool   `help:"Ask for a run that starts after this command: at once, or, when a run is going, as soon as that one ends."`
+	Follow bool   `help:"Show progress until the run ends, then its trail entries; exit 1 if it failed. Without --now, follow the run going now."`
 }
 
 func (replicateCmd) Help() string {
-	return `Starts a replication of SHARE now on its sending appliance: a read-only
-snapshot, sent full the first time and incrementally after, received on the
-target. A run already going is not started twice.
+	return `With --now, asks SHARE's sending appliance for a replication run: a
+read-only snapshot, sent full the first time and incrementally after,
+received on the target. When no run is going, it starts at once. When
+one is going (the schedule's, or another --now), that one is left to
+finish and the requested run starts right after it: the run going may
+have taken its snapshot before what you want sent was written. Requests
+made while one run goes share the next run. It is never an error that a
+run is going.
 
-With --follow it shows bytes sent and the rate (and an ETA for a first, full
-send, from the share's size) until the run ends, then the trail entries of
-both sides.`
+With --follow it shows bytes sent and the rate (and an ETA for a first,
+full send, from the share's size) until the run ends, then the trail
+entries of both sides, and exits 1 if the run failed. With --now
+--follow it follows the run it asked for (after the one going, if any);
+with --follow alone, the run going now, and says so when none is.`
 }
 
+// followSlice is how long one wait for the run's end lasts before the
+// progress line is redrawn; the end itself is reported as it happens.
+const followSlice = 500 * time.Millisecond
+
 func (c *replicateCmd) Run(e env) error {
+	if !c.Now && !c.Follow {
+		return errors.New("say what to do: --now asks for a run, --follow watches the run going (both: ask, then watch)")
+	}
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	before, err := cl.Trail(ctx, c.Share)
-	if err != nil {
-		return err
+	var run *raftstore.RunResponse
+	switch {
+	case c.Now:
+		if run, err = cl.Replicate(ctx, c.Share); err != nil {
+			return err
+		}
+		if run.Running != 0 {
+			fmt.Fprintf(e.stderr, "A replication of %s is going (run %d); run %d starts when it ends.\n", c.Share, run.Running, run.Run)
+		} else {
+			fmt.Fprintf(e.stderr, "Replication of %s started (run %d).\n", c.Share, run.Run)
+		}
+	default:
+		if run, err = cl.CurrentRun(ctx, c.Share); err != nil {
+			return err
+		}
+		if run.Run == 0 {
+			fmt.Fprintf(e.stderr, "No replication of %s is going.\n", c.Share)
+			return nil
+		}
+		fmt.Fprintf(e.stderr, "Following run %d of %s.\n", run.Run, c.Share)
 	}
-	if err := cl.Replicate(ctx, c.Share); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stderr, "Replication of %s started.\n", c.Share)
 	if !c.Follow {
 		return nil
 	}
-	total := c.fullSize(ctx, cl, before)
+	return c.follow(ctx, e, cl, run.Run)
+}
+
+// follow shows the progress of run number run until it ends, then prints
+// its trail entries (both sides) and fails when it failed.
+func (c *replicateCmd) follow(ctx context.Context, e env, cl *raftstore.Client, run uint64) error {
+	total := c.fullSize(ctx, cl)
 	var last int64
 	lastAt := time.Now()
 	for {
-		time.Sleep(500 * time.Millisecond)
-		trail, err := cl.Trail(ctx, c.Share)
+		w, err := cl.WaitRun(ctx, c.Share, run, followSlice)
 		if err != nil {
 			return err
 		}
-		if sent := newSend(before, trail); sent != nil {
+		if w.Done && w.Entry != nil {
 			fmt.Fprintln(e.stderr)
-			if err := printTrail(e.stdout, trail[len(before):]); err != nil {
+			if err := printTrail(e.stdout, c.entriesOf(ctx, cl, *w.Entry)); err != nil {
 				return err
 			}
-			if sent.Result != "ok" {
+			if w.Entry.Result != reconcile.ResultOK {
 				return exitError(exitFailed)
 			}
 			return nil
 		}
-		p, err := cl.Progress(ctx, c.Share)
-		if err != nil {
-			return err
+		if p := w.Progress; p != nil {
+			now := time.Now()
+			rate := float64(p.Bytes-last) / max(now.Sub(lastAt).Seconds(), 0.001)
+			if p.Bytes < last {
+				rate = 0 // a new run started from zero
+			}
+			last, lastAt = p.Bytes, now
+			fmt.Fprintf(e.stderr, "\r%s", progressLine(p.Bytes, rate, total))
 		}
-		now := time.Now()
-		rate := float64(p.Bytes-last) / now.Sub(lastAt).Seconds()
-		last, lastAt = p.Bytes, now
-		fmt.Fprintf(e.stderr, "\r%s", progressLine(p.Bytes, rate, total))
 	}
+}
+
+// entriesOf returns the trail entries of the attempt sent, both sides, in
+// trail order; the sending side's own entry when the trail does not have
+// it (recording it failed).
+func (c *replicateCmd) entriesOf(ctx context.Context, cl *raftstore.Client, sent reconcile.TrailEntry) []reconcile.TrailEntry {
+	trail, err := cl.Trail(ctx, c.Share)
+	if err != nil {
+		return []reconcile.TrailEntry{sent}
+	}
+	var out []reconcile.TrailEntry
+	hasSend := false
+	for _, t := range trail {
+		if t.ID == sent.ID && sent.ID != "" {
+			out = append(out, t)
+			hasSend = hasSend || t.Side == reconcile.SideSend
+		}
+	}
+	if !hasSend {
+		out = append(out, sent)
+	}
+	return out
 }
 
 // fullSize is the share's size when the run will be a full send (no
 // successful send in the trail yet), for an ETA; 0 when unknown.
-func (c *replicateCmd) fullSize(ctx context.Context, cl *raftstore.Client, trail []reconcile.TrailEntry) int64 {
+func (c *replicateCmd) fullSize(ctx context.Context, cl *raftstore.Client) int64 {
+	trail, err := cl.Trail(ctx, c.Share)
+	if err != nil {
+		return 0
+	}
 	for _, t := range trail {
-		if t.Side == "send" && t.Result == "ok" {
+		if t.Side == reconcile.SideSend && t.Result == reconcile.ResultOK {
 			return 0
 		}
 	}
@@ -223,19 +283,6 @@ func (c *replicateCmd) fullSize(ctx context.Context, cl *raftstore.Client, trail
 		}
 	}
 	return 0
-}
-
-// newSend returns the first send entry of trail that before did not have.
-func newSend(before, trail []reconcile.TrailEntry) *reconcile.TrailEntry {
-	if len(trail) < len(before) {
-		return nil // the trail was trimmed; wait for the next read
-	}
-	for i := len(before); i < len(trail); i++ {
-		if trail[i].Side == "send" {
-			return &trail[i]
-		}
-	}
-	return nil
 }
 
 // progressLine is a progress bar when the total is known, else bytes and rate.
