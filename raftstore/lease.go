@@ -151,7 +151,9 @@ func (n *Node) renewLoop(ctx context.Context) {
 			}
 		}
 		start := time.Now()
-		if !isStorage(n.fsm.State().Spec, n.cfg.Name) && (n.cfg.Driver == nil || n.isSynced()) {
+		// Every agent that manages btrfs renews, storage appliance or not
+		// yet: the day the spec names it one, its lease is already fresh.
+		if !isStorage(n.fsm.State().Spec, n.cfg.Name) && n.cfg.Driver == nil {
 			continue
 		}
 		if c == nil {

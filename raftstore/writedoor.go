@@ -27,9 +27,9 @@ const announceTimeout = time.Second
 // replicated share writable, and holds the door (lease.writeMu) until the
 // caller calls done, so that fencing on stop cannot slip in between. It
 // refuses unless the agent is not stopping; the state says this appliance
-// is active for the share; the share is not fenced; the lease is younger
-// than fence_after, with a renewal answered and the log applied as far as
-// the leader's index in that answer (so a failover already committed is
+// is active for the share; the share is not fenced; a renewal sent within
+// fence_after was answered, and the log is applied as far as the leader's
+// index in that answer (so a failover already committed is
 // seen); and the guard has been told, in its pipe, that the share is
 // writable (so it fences it if the agent dies a moment later).
 func (n *Node) openForWrite(share string) (done func(), err error) {
@@ -55,16 +55,15 @@ func (n *Node) openForWrite(share string) (done func(), err error) {
 	}
 	l.mu.Lock()
 	_, fenced := l.fenced[share]
-	answered, started, index := l.answered, l.started, l.index
+	answered, index := l.answered, l.index
 	l.mu.Unlock()
 	if fenced {
 		return nil, fmt.Errorf("share %s: %w: it is fenced", share, errDoorClosed)
 	}
-	last := maxTime(answered, started)
 	switch {
 	case answered.IsZero():
 		return nil, fmt.Errorf("share %s: %w: no lease renewal has been answered yet", share, errDoorClosed)
-	case time.Since(last) > time.Duration(st.Spec.Witness.FenceAfter):
+	case time.Since(answered) > time.Duration(st.Spec.Witness.FenceAfter):
 		return nil, fmt.Errorf("share %s: %w: its lease is older than fence_after %s", share, errDoorClosed, st.Spec.Witness.FenceAfter)
 	case n.raft.AppliedIndex() < index:
 		return nil, fmt.Errorf("share %s: %w: the log is not applied as far as the leader's yet", share, errDoorClosed)
