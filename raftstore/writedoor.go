@@ -19,10 +19,6 @@ import (
 // errDoorClosed is wrapped by every refusal of openForWrite.
 var errDoorClosed = errors.New("this agent may not make the share writable now")
 
-// announceTimeout bounds telling the guard before a share becomes
-// writable.
-const announceTimeout = time.Second
-
 // openForWrite lets the caller make this appliance's copy of the
 // replicated share writable, and holds the door (lease.writeMu) until the
 // caller calls done, so that fencing on stop cannot slip in between. It
