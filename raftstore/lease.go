@@ -18,19 +18,27 @@ import (
 )
 
 // This file is the appliance's side of the lease (the leader's side is
-// witness.go). A storage appliance's agent renews its lease with the leader
-// every LeaseInterval, through its own API, which forwards to the leader.
+// witness.go). Every agent that manages btrfs renews its lease with the
+// leader every LeaseInterval, through its own API, which forwards to the
+// leader; renewals overlap, so a slow answer does not hold back the next.
 // It counts its lease from when it sent the newest renewal the leader
-// answered (before the first answer, from its first attempt), so it always
-// starts counting before the leader does. When the lease is older than the policy's
-// fence_after, the agent fences itself: every replicated share it is active
-// for is made read-only, before the leader's failover_after can pass. It
-// lifts the fence once a renewal sent after fencing is answered, it has
+// answered (before the first answer, from its first attempt; never from
+// before its state named it a storage appliance), so it always starts
+// counting before the leader does. When the lease is older than the
+// policy's fence_after, the agent fences itself: every replicated share it
+// is active for is made read-only, before the leader's failover_after can
+// pass. It lifts the fence, through the one door to writable
+// (writedoor.go), once a renewal sent after fencing is answered, it has
 // applied the log as far as the leader had, and the share's epoch has not
 // moved; if it moved, the share failed over and its copy stays read-only.
-// The fences are also kept in the data dir (fileFenced), so an agent
-// restarted while fenced lifts them under the same rules. Apart from the
-// lease, the agent keeps its copy of a share that failed over to another
+//
+// The agent also starts fenced (startFencesFromFiles, then
+// startFencesFromState until it has caught up), fences on stop
+// (FenceActive), keeps what it is active for and what it fenced in the
+// data dir (package fence: active.json, fenced.json), and tells its guard
+// process every fence.BeatInterval what it holds writable (beatLoop), so
+// that the guard fences if the agent dies or hangs. Apart from the lease,
+// the agent keeps its copy of a share that failed over to another
 // appliance read-only, so an appliance that crashed before it could fence
 // does not come back with a second writable copy.
 
@@ -105,6 +113,7 @@ func (n *Node) startLease(ctx context.Context, early map[string]heldFence) {
 	l.changed = make(chan struct{}, 1)
 	l.mu.Unlock()
 	n.startFencesFromState(ctx)
+	n.saveFences() // what the agent starts fenced with, from files or state
 	loops := []func(context.Context){n.renewLoop, n.fenceLoop, n.reportLoop}
 	if n.cfg.Guard != nil {
 		loops = append(loops, n.beatLoop)
@@ -503,32 +512,36 @@ func (n *Node) startFencesFromFiles(ctx context.Context) map[string]heldFence {
 		}
 		maps.Copy(recs, r)
 	}
-	if n.cfg.Driver == nil || len(recs) == 0 {
-		return out
-	}
 	now := time.Now()
 	for _, share := range slices.Sorted(maps.Keys(recs)) {
-		r := recs[share]
-		if gone, err := fence.MakeReadOnly(ctx, n.cfg.Driver, r.Path); gone {
-			continue
-		} else if err != nil {
-			n.log.Error("starting fenced: could not make the share read-only; retrying when the lease lapses", "share", share, "path", r.Path, "err", err)
-			continue
+		if f, ok := n.startFence(ctx, share, recs[share], now); ok {
+			out[share] = f
 		}
-		out[share] = heldFence{path: r.Path, epoch: r.Epoch, at: now}
-		n.log.Warn("starting fenced: the share stays read-only until this agent has caught up with the fleet and its lease is renewed",
-			"share", share, "path", r.Path, "epoch", r.Epoch)
 	}
 	return out
+}
+
+// startFence makes one share read-only as the agent starts; ok says it is
+// a fence to record (the subvolume exists and is read-only now).
+func (n *Node) startFence(ctx context.Context, share string, r fence.Record, now time.Time) (heldFence, bool) {
+	if n.cfg.Driver == nil {
+		return heldFence{}, false
+	}
+	if gone, err := fence.MakeReadOnly(ctx, n.cfg.Driver, r.Path); gone {
+		return heldFence{}, false
+	} else if err != nil {
+		n.log.Error("starting fenced: could not make the share read-only; retrying", "share", share, "path", r.Path, "err", err)
+		return heldFence{}, false
+	}
+	n.log.Warn("starting fenced: the share stays read-only until this agent has caught up with the fleet and its lease is renewed",
+		"share", share, "path", r.Path, "epoch", r.Epoch)
+	return heldFence{path: r.Path, epoch: r.Epoch, at: now}, true
 }
 
 // startFencesFromState fences, as startFencesFromFiles does, the shares
 // this agent's copy of the state (its last Raft snapshot) says it is
 // active for and the files did not name.
 func (n *Node) startFencesFromState(ctx context.Context) {
-	if n.cfg.Driver == nil {
-		return
-	}
 	st := n.fsm.State()
 	l := &n.lease
 	now := time.Now()
@@ -540,20 +553,14 @@ func (n *Node) startFencesFromState(ctx context.Context) {
 		if done {
 			continue
 		}
-		if gone, err := fence.MakeReadOnly(ctx, n.cfg.Driver, r.Path); gone {
-			continue
-		} else if err != nil {
-			n.log.Error("starting fenced: could not make the share read-only; retrying when the lease lapses", "share", share, "path", r.Path, "err", err)
-			continue
+		if f, ok := n.startFence(ctx, share, r, now); ok {
+			l.mu.Lock()
+			l.fenced[share] = f
+			l.mu.Unlock()
+			changed = true
 		}
-		l.mu.Lock()
-		l.fenced[share] = heldFence{path: r.Path, epoch: r.Epoch, at: now}
-		l.mu.Unlock()
-		changed = true
-		n.log.Warn("starting fenced: the share stays read-only until this agent has caught up with the fleet and its lease is renewed",
-			"share", share, "path", r.Path, "epoch", r.Epoch)
 	}
-	if changed || len(l.fenced) > 0 {
+	if changed {
 		n.saveFences()
 	}
 }
