@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetctl/fleetctl/reconcile/looppool"
+	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -458,7 +458,7 @@ func TestCommandLineQuoting(t *testing.T) {
 
 func realPool(t testing.TB) (*Btrfs, string, *recorder) {
 	t.Helper()
-	p := looppool.ForTest(t, 0)
+	p := looppooltest.ForTest(t, 0)
 	rec := &recorder{}
 	b := NewBtrfs("")
 	b.Observer = rec.observe
@@ -644,7 +644,7 @@ func TestBtrfsReceivedUUID(t *testing.T) {
 }
 
 func TestBtrfsSubvolumesOfSubvolMountAndDirectory(t *testing.T) {
-	p := looppool.ForTest(t, 0)
+	p := looppooltest.ForTest(t, 0)
 	b := NewBtrfs("")
 	ctx := context.Background()
 	pool := p.Path()

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetctl/fleetctl/reconcile/looppool"
+	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -255,7 +255,7 @@ func TestExecuteRefusesBadActions(t *testing.T) {
 // loop-mounted btrfs filesystem with the real driver: what the planner and
 // the fake agree on, btrfs must agree on too.
 func TestReconcileOnRealBtrfs(t *testing.T) {
-	pool := looppool.ForTest(t, 0)
+	pool := looppooltest.ForTest(t, 0)
 	ctx := context.Background()
 	spec, err := schema.Parse("fleet.yaml", []byte(fmt.Sprintf(`version: 1
 appliances:
@@ -330,7 +330,7 @@ shares:
 // TestSecondRunMakesNoBtrfsMutations runs a reconcile of a converged pool
 // on real btrfs and counts every mutating btrfs call: there must be none.
 func TestSecondRunMakesNoBtrfsMutations(t *testing.T) {
-	pool := looppool.ForTest(t, 0)
+	pool := looppooltest.ForTest(t, 0)
 	ctx := context.Background()
 	spec, err := schema.Parse("fleet.yaml", []byte(fmt.Sprintf(`version: 1
 appliances:

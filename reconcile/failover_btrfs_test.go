@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetctl/fleetctl/reconcile/looppool"
+	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -38,8 +38,8 @@ type failoverFleet struct {
 }
 
 func newFailoverFleet(t *testing.T) *failoverFleet {
-	n1 := looppool.ForTest(t, 0).Path()
-	n2 := looppool.ForTest(t, 0).Path()
+	n1 := looppooltest.ForTest(t, 0).Path()
+	n2 := looppooltest.ForTest(t, 0).Path()
 	spec, err := schema.Parse("fleet.yaml", []byte(fmt.Sprintf(`version: 1
 appliances:
   - name: nas1

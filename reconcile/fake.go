@@ -79,7 +79,7 @@ var (
 	errNoQuota      = errors.New("quotas not enabled")
 	errNotOnPool    = errors.New("not on a mounted btrfs filesystem")
 	errCrossDevice  = errors.New("source and destination are on different filesystems")
-	errNotModelled  = errors.New("send/receive not modelled by FakeDriver; use a loop pool (looppool.ForTest)")
+	errNotModelled  = errors.New("send/receive not modelled by FakeDriver; use a loop pool (looppooltest.ForTest)")
 )
 
 // NewFakeDriver returns a FakeDriver with no filesystems mounted.

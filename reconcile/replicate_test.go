@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetctl/fleetctl/reconcile/looppool"
+	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -51,8 +51,8 @@ var replicaStart = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 // engine on both sides, on a fake clock.
 func newReplicaFleet(t testing.TB, size int64, replication string) *replicaFleet {
 	t.Helper()
-	src := looppool.ForTest(t, size).Path()
-	dst := looppool.ForTest(t, size).Path()
+	src := looppooltest.ForTest(t, size).Path()
+	dst := looppooltest.ForTest(t, size).Path()
 	spec := replicaSpec(t, src, dst, replication)
 	fl := &replicaFleet{
 		t: t, btrfs: NewBtrfs(""), src: src, dst: dst, spec: spec,

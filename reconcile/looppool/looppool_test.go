@@ -148,20 +148,6 @@ func TestCreateRefuses(t *testing.T) {
 	}
 }
 
-func TestForTestCleansUp(t *testing.T) {
-	var p *Pool
-	t.Run("user", func(t *testing.T) {
-		p = ForTest(t, 0)
-		if !mounted(t, p.Path()) {
-			t.Fatalf("%s is not mounted", p.Path())
-		}
-	})
-	if p == nil {
-		t.Skip("the subtest made no pool")
-	}
-	assertGone(t, p)
-}
-
 func TestCloseBusyUnmountsLazily(t *testing.T) {
 	requireAvailable(t)
 	p, err := Create(context.Background(), t.TempDir(), "busy", 0)
