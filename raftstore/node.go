@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -429,20 +432,48 @@ func (n *Node) Shutdown() error {
 }
 
 // hclogger adapts slog to the hclog.Logger Raft wants. Raft's own info
-// chatter goes to debug; its warnings and errors stay visible.
+// chatter is dropped (hclog level Warn); its warnings and errors reach
+// slog at their own level, with their fields as attributes and no second
+// timestamp: hclog writes JSON lines, which slogWriter decodes.
 func hclogger(l *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
-		Name:   "raft",
-		Level:  hclog.Warn,
-		Output: slogWriter{l},
+		Name:       "raft",
+		Level:      hclog.Warn,
+		Output:     slogWriter{l},
+		JSONFormat: true,
 	})
 }
 
-// slogWriter passes hclog's formatted lines to slog.
+// slogWriter passes hclog's JSON lines to slog.
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn(string(trimNewline(p)))
+	var line map[string]any
+	if err := json.Unmarshal(p, &line); err != nil {
+		w.l.Warn(string(trimNewline(p))) // not JSON: pass it on as it is
+		return len(p), nil
+	}
+	level := slog.LevelWarn
+	switch line["@level"] {
+	case "trace", "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "error":
+		level = slog.LevelError
+	}
+	msg, _ := line["@message"].(string)
+	if mod, ok := line["@module"].(string); ok && mod != "" {
+		msg = mod + ": " + msg
+	}
+	attrs := make([]any, 0, 2*len(line))
+	for _, k := range slices.Sorted(maps.Keys(line)) {
+		if strings.HasPrefix(k, "@") {
+			continue
+		}
+		attrs = append(attrs, k, line[k])
+	}
+	w.l.Log(context.Background(), level, msg, attrs...)
 	return len(p), nil
 }
 

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -688,4 +689,27 @@ func TestAdminCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRaftRefused(t, n1, "Raft with an admin certificate", conf)
+}
+
+// TestHclogLevels: Raft's errors reach slog as errors, its warnings as
+// warnings, with their fields as attributes and no timestamp in the
+// message; its info chatter is dropped.
+func TestHclogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	l := hclogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Error("failed to appendEntries to", "peer", "n2", "error", "dial tcp: refused")
+	l.Warn("heartbeat timeout reached, starting election")
+	l.Info("entering follower state")
+	got := buf.String()
+	for _, want := range []string{
+		`level=ERROR msg="raft: failed to appendEntries to" error="dial tcp: refused" peer=n2`,
+		`level=WARN msg="raft: heartbeat timeout reached, starting election"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("want a line with %s, got:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "follower") || strings.Count(got, "time=") != 2 {
+		t.Errorf("want two lines, each with one timestamp, and no info chatter; got:\n%s", got)
+	}
 }
