@@ -54,14 +54,14 @@ func (n *Node) startReconciler(ctx context.Context) {
 		Interval: n.cfg.ReconcileInterval,
 		Log:      n.log.With("part", "reconcile"),
 	}
-	go func() {
+	n.goLoop(func() {
 		// Until it has caught up, this agent's state may be older than the
 		// fleet's: acting on it could recreate or promote a share that
 		// failed over while the agent was away.
 		if n.waitSynced(ctx, "reconcile") {
 			l.Run(ctx)
 		}
-	}()
+	})
 }
 
 // activation is where a share is active, as this agent's copy of the

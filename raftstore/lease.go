@@ -119,11 +119,7 @@ func (n *Node) startLease(ctx context.Context, early map[string]heldFence) {
 		loops = append(loops, n.beatLoop)
 	}
 	for _, loop := range loops {
-		n.loops.Add(1)
-		go func() {
-			defer n.loops.Done()
-			loop(ctx)
-		}()
+		n.goLoop(func() { loop(ctx) })
 	}
 }
 

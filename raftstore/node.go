@@ -127,7 +127,9 @@ type Node struct {
 	// every renewal without sending it, as if the leader were unreachable.
 	// Only tests set it.
 	leaseBlocked atomic.Bool
-	// loops are the witness and lease goroutines, which Shutdown waits for.
+	// loops are the node's long-running goroutines (witness, lease,
+	// reconciler, replication, failback), which Shutdown waits for, so
+	// that no btrfs command of this node runs after it returns.
 	loops sync.WaitGroup
 
 	// statusMu serializes publishing this appliance's status; lastReport
@@ -181,11 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 	go n.watchLeadership(runCtx)
-	n.loops.Add(1)
-	go func() {
-		defer n.loops.Done()
-		n.runWitness(runCtx)
-	}()
+	n.goLoop(func() { n.runWitness(runCtx) })
 	n.startLease(runCtx, early)
 
 	if fresh && cfg.Bootstrap {
@@ -204,7 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.startReconciler(runCtx)
 	n.startReplication(runCtx)
-	go n.failbackLoop(runCtx)
+	n.goLoop(func() { n.failbackLoop(runCtx) })
 	return n, nil
 }
 
@@ -377,6 +375,15 @@ func (n *Node) watchLeadership(ctx context.Context) {
 			n.log.Info("leader ready")
 		}
 	}
+}
+
+// goLoop runs f in a goroutine that Shutdown waits for.
+func (n *Node) goLoop(f func()) {
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		f()
+	}()
 }
 
 // Name returns the node's appliance name.

@@ -67,7 +67,7 @@ func (n *Node) startReplication(ctx context.Context) {
 		st, changed := n.fsm.Watch()
 		return st.Spec, st.Generation, changed
 	}
-	go func() {
+	n.goLoop(func() {
 		// A receive cut off when this agent last stopped left a partial
 		// subvolume: remove it before anything counts on the received dir.
 		for {
@@ -89,8 +89,8 @@ func (n *Node) startReplication(ctx context.Context) {
 		// fenced (read-only) copy, which a receiver at a newer epoch
 		// refuses, or receive into .fleetctl/received, never into a share.
 		n.replicator.Run(ctx, watch)
-	}()
-	go n.retryReturningTargets(ctx)
+	})
+	n.goLoop(func() { n.retryReturningTargets(ctx) })
 }
 
 // retryReturningTargets retries at once the failing replications to an
