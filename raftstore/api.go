@@ -339,17 +339,12 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	if _, ok := parseForAPI(w, req.YAML); !ok {
 		return
 	}
-	cmd, err := EncodeCommand(CmdApplySpec, ApplySpec{
+	resp, err := n.apply(CmdApplySpec, ApplySpec{
 		YAML:               []byte(req.YAML),
 		AppliedBy:          userOf(r),
 		AppliedAt:          time.Now().UTC(),
 		ExpectedGeneration: req.ExpectedGeneration,
 	})
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
-		return
-	}
-	resp, err := applyResponse(n.raft.Apply(cmd, 10*time.Second))
 	if err != nil {
 		writeApplyError(w, err)
 		return

@@ -134,12 +134,7 @@ func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &st) {
 		return
 	}
-	cmd, err := EncodeCommand(CmdSetNodeStatus, SetNodeStatus{Node: name, Status: st})
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
-		return
-	}
-	if _, err := applyResponse(n.raft.Apply(cmd, 10*time.Second)); err != nil {
+	if _, err := n.apply(CmdSetNodeStatus, SetNodeStatus{Node: name, Status: st}); err != nil {
 		writeApplyError(w, err)
 		return
 	}

@@ -311,6 +311,20 @@ func setNodeStatusV1(cur *State, body []byte) (*State, any) {
 // returns its result. It is the one place that unwraps the two ways an apply
 // fails: Raft did not commit it (future.Error, wrapped in "raft apply: "), or
 // the FSM committed it and refused it (an error as the response).
+// applyTimeout bounds committing one command: a leader that cannot
+// reach a quorum steps down well within it, failing the command.
+const applyTimeout = 10 * time.Second
+
+// apply commits one command through Raft on this node (the leader) and
+// returns what the FSM answered: the one place commands are applied.
+func (n *Node) apply(t CommandType, body any) (any, error) {
+	data, err := EncodeCommand(t, body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %v command: %w", t, err)
+	}
+	return applyResponse(n.raft.Apply(data, applyTimeout))
+}
+
 func applyResponse(f raft.ApplyFuture) (any, error) {
 	if err := f.Error(); err != nil {
 		return nil, fmt.Errorf("raft apply: %w", err)

@@ -147,12 +147,7 @@ func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &e) {
 		return
 	}
-	cmd, err := EncodeCommand(CmdAppendTrail, AppendTrail{Entry: e})
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
-		return
-	}
-	if _, err := applyResponse(n.raft.Apply(cmd, 10*time.Second)); err != nil {
+	if _, err := n.apply(CmdAppendTrail, AppendTrail{Entry: e}); err != nil {
 		writeApplyError(w, err)
 		return
 	}

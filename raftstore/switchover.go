@@ -104,11 +104,7 @@ func (n *Node) switchover(ctx context.Context, share, to, why string) (*Failover
 		Reason:        fmt.Sprintf("%s; final snapshot %s", why, prep.Snapshot),
 		At:            time.Now().UTC(),
 	}
-	data, err := EncodeCommand(CmdFailover, cmd)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := applyResponse(n.raft.Apply(data, 10*time.Second))
+	resp, err := n.apply(CmdFailover, cmd)
 	if err != nil {
 		// The share stays read-only on the old active (safe); the
 		// operator retries or investigates.

@@ -171,12 +171,7 @@ func (n *Node) failover(ctx context.Context, term uint64, f witnessFailover) {
 		n.log.Warn("not failing over: lost leadership", "share", f.Share, "err", err)
 		return
 	}
-	data, err := EncodeCommand(CmdFailover, cmd)
-	if err != nil {
-		n.log.Error("cannot encode a failover", "share", f.Share, "err", err)
-		return
-	}
-	resp, err := applyResponse(n.raft.Apply(data, 5*time.Second))
+	resp, err := n.apply(CmdFailover, cmd)
 	switch {
 	case errors.Is(err, ErrEpochMismatch):
 		n.log.Info("failover not needed: the share's epoch moved", "share", f.Share, "err", err)
@@ -192,11 +187,7 @@ func (n *Node) failover(ctx context.Context, term uint64, f witnessFailover) {
 // writeWitnessEvent commits one witness event through Raft (this node
 // leads). The Ignorable bit lets an older agent skip it.
 func (n *Node) writeWitnessEvent(e WitnessEvent) error {
-	data, err := EncodeCommand(CmdWitnessEvent|Ignorable, e)
-	if err != nil {
-		return err
-	}
-	_, err = applyResponse(n.raft.Apply(data, 5*time.Second))
+	_, err := n.apply(CmdWitnessEvent|Ignorable, e)
 	return err
 }
 
