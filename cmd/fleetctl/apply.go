@@ -13,9 +13,9 @@ import (
 
 type applyCmd struct {
 	clientFlags
-	File             string        `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to store; - reads standard input."`
-	ExpectGeneration uint64        `placeholder:"N" help:"Store only if the stored spec is still generation N (compare-and-set; 'fleetctl diff' shows it)."`
-	Output           string        `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	File             string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to store; - reads standard input."`
+	ExpectGeneration uint64 `placeholder:"N" help:"Store only if the stored spec is still generation N (compare-and-set; 'fleetctl diff' shows it)."`
+	outputFlag       `embed:""`
 	NoColor          bool          `help:"No colours, even on a terminal."`
 	Wait             bool          `help:"After storing, wait until every storage appliance has reconciled the new generation, showing progress."`
 	Timeout          time.Duration `default:"2m" help:"How long --wait waits before saying who is behind and why."`

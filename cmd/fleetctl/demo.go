@@ -143,7 +143,7 @@ func (c *demoCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
-	if err := (&statusCmd{Output: "text"}).print(e, st); err != nil {
+	if err := (&statusCmd{outputFlag: outputFlag{Output: "text"}}).print(e, st); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\n$ fleetctl diff -f %s\n", specPath)

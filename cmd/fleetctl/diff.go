@@ -12,9 +12,9 @@ import (
 
 type diffCmd struct {
 	clientFlags
-	File    string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to compare with the stored one; - reads standard input."`
-	Output  string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
-	NoColor bool   `help:"No colours, even on a terminal."`
+	File       string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to compare with the stored one; - reads standard input."`
+	outputFlag `embed:""`
+	NoColor    bool `help:"No colours, even on a terminal."`
 }
 
 func (diffCmd) Help() string {

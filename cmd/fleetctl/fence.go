@@ -14,9 +14,9 @@ import (
 )
 
 type fenceCmd struct {
-	DataDir string `name:"data-dir" required:"" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"The agent's data dir."`
-	Btrfs   string `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
-	Output  string `short:"o" default:"text" enum:"text,json" help:"Output format: text or json."`
+	DataDir    string `name:"data-dir" required:"" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"The agent's data dir."`
+	Btrfs      string `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
+	outputFlag `embed:""`
 }
 
 func (fenceCmd) Help() string {

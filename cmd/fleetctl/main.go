@@ -144,3 +144,9 @@ func versionString() string {
 	}
 	return "devel"
 }
+
+// outputFlag is the --output flag of every command that prints a result
+// a script may read.
+type outputFlag struct {
+	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+}

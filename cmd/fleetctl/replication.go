@@ -20,7 +20,7 @@ type replicationCmd struct {
 
 type replicationStatusCmd struct {
 	clientFlags
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	outputFlag `embed:""`
 }
 
 func (replicationStatusCmd) Help() string {
@@ -84,8 +84,8 @@ func sourceNow(s raftstore.ReplicationShare) string {
 
 type replicationTrailCmd struct {
 	clientFlags
-	Share  string `arg:"" help:"The replicated share."`
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	Share      string `arg:"" help:"The replicated share."`
+	outputFlag `embed:""`
 }
 
 func (replicationTrailCmd) Help() string {

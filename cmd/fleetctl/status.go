@@ -13,8 +13,8 @@ import (
 
 type statusCmd struct {
 	clientFlags
-	Output string        `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
-	Wait   time.Duration `placeholder:"DURATION" help:"Wait up to DURATION until every member is healthy and at the leader's generation; exit 1 if they are not by then."`
+	outputFlag `embed:""`
+	Wait       time.Duration `placeholder:"DURATION" help:"Wait up to DURATION until every member is healthy and at the leader's generation; exit 1 if they are not by then."`
 }
 
 func (statusCmd) Help() string {

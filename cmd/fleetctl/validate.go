@@ -15,7 +15,7 @@ import (
 type validateCmd struct {
 	File         string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to check; - reads standard input."`
 	ShowDefaults bool   `help:"Print the spec with every default filled in (YAML, or the spec field with --output json)."`
-	Output       string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	outputFlag   `embed:""`
 }
 
 func (validateCmd) Help() string {

@@ -16,7 +16,7 @@ type witnessCmd struct {
 
 type witnessStatusCmd struct {
 	clientFlags
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	outputFlag `embed:""`
 }
 
 func (witnessStatusCmd) Help() string {
@@ -90,7 +90,7 @@ func printShareFailover(e env, shares []raftstore.ShareFailover) error {
 
 type witnessLogCmd struct {
 	clientFlags
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	outputFlag `embed:""`
 }
 
 func (witnessLogCmd) Help() string {
