@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -34,8 +33,6 @@ const (
 
 // maxRequestBody bounds request bodies: a spec plus room for the envelope.
 const maxRequestBody = schema.MaxFileSize + 64<<10
-
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 type ctxKey struct{}
 
@@ -379,7 +376,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "the join token does not match this fleet's (see join-token in the bootstrap agent's data dir)"})
 		return
 	}
-	if !nameRE.MatchString(req.Name) {
+	if !schema.ValidName(req.Name) {
 		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: fmt.Sprintf("%q is not a valid appliance name: lowercase letters, digits and '-', at most 63", req.Name)})
 		return
 	}

@@ -509,24 +509,10 @@ func (pp *poolPlanner) snapshots(sh *schema.Share, path, snapDir string, snaps [
 // the stamp in StampFormat exactly (20261125T084600Z).
 func parseSnapshotName(share, name string) (time.Time, bool) {
 	stamp, ok := strings.CutPrefix(name, share+".")
-	if !ok || len(stamp) != len(StampFormat) || stamp[8] != 'T' || stamp[15] != 'Z' {
+	if !ok {
 		return time.Time{}, false
 	}
-	var f [6]int // year, month, day, hour, minute, second
-	for i, span := range [6][2]int{{0, 4}, {4, 6}, {6, 8}, {9, 11}, {11, 13}, {13, 15}} {
-		for _, c := range []byte(stamp[span[0]:span[1]]) {
-			if c < '0' || c > '9' {
-				return time.Time{}, false
-			}
-			f[i] = f[i]*10 + int(c-'0')
-		}
-	}
-	t := time.Date(f[0], time.Month(f[1]), f[2], f[3], f[4], f[5], 0, time.UTC)
-	// time.Date normalizes: month 13 or 30 February would come back changed.
-	if t.Year() != f[0] || int(t.Month()) != f[1] || t.Day() != f[2] || t.Hour() != f[3] || t.Minute() != f[4] || t.Second() != f[5] {
-		return time.Time{}, false
-	}
-	return t, true
+	return parseStamp(stamp)
 }
 
 // SnapshotPath is the absolute path of the share's snapshot taken at t.

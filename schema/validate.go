@@ -122,6 +122,12 @@ func (v *validator) spec() {
 	v.shares()
 }
 
+// ValidName says whether s may name a fleet or an appliance: a DNS label
+// (lowercase letters, digits and '-', at most 63), because names go into
+// TLS certificates. The one copy of the rule: the agent's join and the
+// certificate authority use it too.
+func ValidName(s string) bool { return applianceNameRE.MatchString(s) }
+
 func (v *validator) witness() {
 	w := v.s.Witness
 	if margin := FenceMargin(w.FailoverAfter); w.FailoverAfter <= margin {

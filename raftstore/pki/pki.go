@@ -20,8 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 // Sentinel errors, for callers to compare with errors.Is.
@@ -59,13 +60,11 @@ func (r Role) Valid() bool { return r == RoleNode || r == RoleAdmin }
 // uriScheme is the scheme of the URI SAN that carries an identity.
 const uriScheme = "fleetctl"
 
-// nameRE is the syntax of fleet, appliance and admin names. They end up in
-// URIs, certificate subjects and host-like places, so they follow DNS label
-// rules (the same rule schema applies to appliance and fleet names).
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
+// checkName checks a fleet, appliance or admin name. They end up in URIs,
+// certificate subjects and host-like places, so they follow the DNS label
+// rule schema applies to appliance and fleet names (schema.ValidName).
 func checkName(kind, s string) error {
-	if !nameRE.MatchString(s) {
+	if !schema.ValidName(s) {
 		return fmt.Errorf("%s name %q: want lowercase letters, digits and '-', at most 63, not starting or ending with '-'", kind, s)
 	}
 	return nil
