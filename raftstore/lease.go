@@ -169,10 +169,10 @@ func (n *Node) renewLoop(ctx context.Context) {
 			}
 		}
 		inflight.Add(1)
-		go func() {
+		go func(c *Client) {
 			defer inflight.Done()
 			n.renew(ctx, c, start)
-		}()
+		}(c)
 	}
 }
 
@@ -200,6 +200,11 @@ func (n *Node) renew(ctx context.Context, c *Client, start time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !start.After(l.answered) {
+		// Overlapping renewals may end out of order: one sent before the
+		// newest answered one changes nothing, not even the log.
+		return
+	}
 	if err != nil {
 		if !l.failing {
 			n.log.Warn("lease renewal failed; retrying every second", "err", err)
@@ -211,11 +216,8 @@ func (n *Node) renew(ctx context.Context, c *Client, start time.Time) {
 		n.log.Info("lease renewed again", "leader", resp.Leader)
 	}
 	l.failing = false
-	if start.After(l.answered) {
-		// Overlapping renewals may be answered out of order: the lease
-		// counts from the newest one sent that was answered.
-		l.answered, l.rtt, l.index = start, time.Since(start), resp.AppliedIndex
-	}
+	// The lease counts from the newest renewal sent that was answered.
+	l.answered, l.rtt, l.index = start, time.Since(start), resp.AppliedIndex
 }
 
 // fenceLoop fences and unfences every fenceTick.

@@ -59,6 +59,8 @@ func (c *guardCmd) Run(e env) error {
 		},
 		Log: log,
 	}
+	// Fencing must end: the guard holds the data dir's lock, which a
+	// restarted agent waits for.
 	fenced, err := g.Run(context.Background())
 	if err != nil {
 		return fmt.Errorf("guard: fenced %s, but: %w", strings.Join(fenced, ", "), err)

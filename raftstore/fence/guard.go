@@ -57,6 +57,10 @@ func Due(last Heartbeat, recvAt, now time.Time, exited bool) (bool, string) {
 	return true, fmt.Sprintf("no heartbeat from the agent for %s, past its lease", now.Sub(recvAt).Round(time.Millisecond))
 }
 
+// fenceTimeout bounds the guard's fencing: it holds the data dir's lock,
+// which a restarted agent waits for.
+const fenceTimeout = 30 * time.Second
+
 // Guard watches one agent through its heartbeats and fences the agent's
 // active shares when Due says so. It runs in its own process, so a
 // crashed, killed or stopped agent cannot take it down.
@@ -151,6 +155,8 @@ func (g *Guard) Run(ctx context.Context) ([]string, error) {
 // could otherwise make a share writable again between the guard's fence
 // and its kill.
 func (g *Guard) fence(ctx context.Context, active Records, why string, exited <-chan error) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+	defer cancel()
 	shares := slices.Sorted(maps.Keys(active))
 	g.Log.Warn("guard: fencing the agent's active shares", "why", why, "shares", shares)
 	var errs []error
