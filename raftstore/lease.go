@@ -248,9 +248,9 @@ func (n *Node) fenceCheck(ctx context.Context) bool {
 	n.demotedCheck(ctx, st)
 	n.checkSynced()
 	n.saveActive(st)
-	if !n.isSynced() {
-		// Until caught up, the log's tail may name more shares active
-		// here: they start fenced too.
+	if !n.fresh && !n.isSynced() {
+		// Until a restarted agent has caught up, the log's tail may name
+		// more shares active here: they start fenced too.
 		n.startFencesFromState(ctx)
 	}
 	l := &n.lease

@@ -120,6 +120,10 @@ type Node struct {
 	// lease is this appliance's side of its lease (lease.go).
 	wit   witness
 	lease leaseState
+	// fresh says the data dir held no Raft state when the node started:
+	// there is nothing stale to act on, so nothing to fence while the log
+	// is replayed.
+	fresh bool
 	// stopping is set when Shutdown has fenced this agent's shares: the
 	// door (openForWrite) stays shut after it.
 	stopping atomic.Bool
@@ -160,6 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	fresh, err := n.loadOrCreateIdentity(ctx)
+	n.fresh = fresh
 	if err != nil {
 		return nil, err
 	}

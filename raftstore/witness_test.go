@@ -507,7 +507,17 @@ func TestWitnessFencedShareStaysReadOnlyAfterFailover(t *testing.T) {
 	if ro, ok := readOnly(drivers[x.Name()], path); ok && !ro {
 		t.Fatalf("after the failover and the renewed lease: %s's %s is writable", x.Name(), path)
 	}
-	e := waitEvent(t, leader, EventUnfenced, "projects")
+	// The newest unfenced event (a loaded machine may have fenced and
+	// unfenced before the test blocked the lease) says so.
+	var e WitnessEvent
+	waitUntil(t, "an unfenced event after the failover", func() (bool, string) {
+		found := findEvents(leader.FSM().State(), EventUnfenced, "projects")
+		if len(found) == 0 {
+			return false, "none"
+		}
+		e = found[len(found)-1]
+		return e.At.After(blocked), fmt.Sprintf("%+v", found)
+	})
 	if !strings.Contains(e.Detail, "stays read-only") {
 		t.Fatalf("unfenced event after a failover: want it to say the copy stays read-only, got %+v", e)
 	}
