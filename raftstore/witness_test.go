@@ -441,10 +441,14 @@ func TestWitnessSelfFencing(t *testing.T) {
 	}
 	// The appliance reports it (it still reaches the leader for that), and
 	// the leader logs it.
-	waitEvent(t, leader, EventFenced, "projects")
-	if got := leader.FSM().State().Nodes[x.Name()].Fenced; !slices.Equal(got, []string{"projects"}) {
-		t.Fatalf("%s's reported status: want fenced [projects], got %v", x.Name(), got)
-	}
+	waitUntil(t, x.Name()+"'s reported status to say projects is fenced", func() (bool, string) {
+		got := leader.FSM().State().Nodes[x.Name()].Fenced
+		return slices.Equal(got, []string{"projects"}), fmt.Sprint(got)
+	})
+	waitUntil(t, "a fenced witness event after the lease was blocked", func() (bool, string) {
+		found := findEvents(leader.FSM().State(), EventFenced, "projects")
+		return len(found) > 0 && found[len(found)-1].At.After(blocked), fmt.Sprintf("%+v", found)
+	})
 	ws, err := clientFor(t, y).WitnessStatus(t.Context())
 	if err != nil {
 		t.Fatalf("witness status: %v", err)
