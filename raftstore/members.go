@@ -22,14 +22,29 @@ import (
 // and all nine became voters.
 //
 // The rule the plans follow:
-//   - a joining node becomes a voter while the fleet has fewer than
-//     MaxVoters voters, a non-voter beyond;
+//   - a fleet of m members keeps voterTarget(m) voters: all of them up to
+//     MaxVoters, but an odd number (1, 3, 5), because a fourth voter
+//     raises the quorum without surviving one more failure, and a second
+//     one makes either loss fatal where one voter makes only its own loss
+//     fatal;
+//   - a joining node becomes a voter while the fleet has fewer than its
+//     target, a non-voter otherwise, and non-voters are promoted to reach
+//     the target (the fifth member's join promotes the fourth);
 //   - a member with the joining node's name or address is stale (the same
 //     appliance with a new data dir or address) and is removed first;
-//   - after any change, free voter slots are filled by promoting
-//     non-voters, so a fleet keeps MaxVoters voters while it has enough
-//     members: removing a voter promotes a non-voter, preferring one that
-//     is in contact with a leader, then by name.
+//   - removing a member promotes non-voters (those in contact with the
+//     leader first, then by name) or demotes voters other than the leader
+//     (those out of contact first, then the last by name) to the target.
+
+// voterTarget is how many voters a fleet of members members keeps: as many
+// as there are members, at most maxVoters, and odd.
+func voterTarget(members, maxVoters int) int {
+	t := min(members, maxVoters)
+	if t%2 == 0 {
+		t--
+	}
+	return max(t, 1)
+}
 
 // memberOp is one kind of Raft configuration change.
 type memberOp int
@@ -44,6 +59,8 @@ const (
 	// opPromote makes an existing non-voter a voter (Raft's AddVoter on a
 	// member that is already there).
 	opPromote
+	// opDemote makes an existing voter a non-voter.
+	opDemote
 )
 
 // memberStep is one configuration change of a membership plan.
@@ -64,6 +81,8 @@ func (s memberStep) String() string {
 		return fmt.Sprintf("add %s at %s as a non-voter", s.ID, s.Address)
 	case opPromote:
 		return fmt.Sprintf("promote %s to voter", s.ID)
+	case opDemote:
+		return fmt.Sprintf("demote %s to non-voter", s.ID)
 	}
 	return fmt.Sprintf("unknown step %d for %s", s.Op, s.ID)
 }
@@ -99,16 +118,17 @@ func planJoin(config raft.Configuration, name raft.ServerID, addr raft.ServerAdd
 	if !already {
 		joiner := raft.Server{ID: name, Address: addr, Suffrage: raft.Nonvoter}
 		step := memberStep{Op: opAddNonvoter, ID: name, Address: addr}
-		// The joiner takes a free voter slot before any existing non-voter:
-		// a slot is free here only when the joiner's own stale entry held it
-		// (the fleet otherwise keeps its voter slots filled).
-		if countVoters(kept) < maxVoters {
+		// The joiner takes a free voter slot before any existing non-voter.
+		if countVoters(kept) < voterTarget(len(kept)+1, maxVoters) {
 			joiner.Suffrage, step.Op = raft.Voter, opAddVoter
 		}
 		kept = append(kept, joiner)
 		plan.Steps = append(plan.Steps, step)
 	}
-	promotions := fillVoterSlots(kept, maxVoters, nil)
+	// A join only ever adds voters: a fleet above its target (made by an
+	// older rule) is brought down by removals, never by a join.
+	promotions := balanceVoters(kept, voterTarget(len(kept), maxVoters), "", nil)
+	promotions = slices.DeleteFunc(promotions, func(s memberStep) bool { return s.Op == opDemote })
 	plan.Steps = append(plan.Steps, promotions...)
 	plan.Voter = slices.ContainsFunc(kept, func(s raft.Server) bool { return s.ID == name && s.Suffrage == raft.Voter }) ||
 		slices.ContainsFunc(promotions, func(p memberStep) bool { return p.ID == name })
@@ -132,7 +152,7 @@ func planRemove(config raft.Configuration, name, leader raft.ServerID, maxVoters
 		return nil, false
 	}
 	remove := memberStep{Op: opRemove, ID: name}
-	promotions := fillVoterSlots(kept, maxVoters, preferred)
+	promotions := balanceVoters(kept, voterTarget(len(kept), maxVoters), leader, preferred)
 	if name == leader {
 		// A leader that removes itself steps down once the change commits
 		// and can promote no one after it: it promotes first, so the
@@ -144,34 +164,52 @@ func planRemove(config raft.Configuration, name, leader raft.ServerID, maxVoters
 	return append([]memberStep{remove}, promotions...), true
 }
 
-// fillVoterSlots returns the promotions that bring servers up to maxVoters
-// voters from its non-voters: preferred ones first, then by name.
-func fillVoterSlots(servers []raft.Server, maxVoters int, preferred func(raft.ServerID) bool) []memberStep {
-	free := maxVoters - countVoters(servers)
-	if free <= 0 {
-		return nil
-	}
-	var candidates []raft.Server
-	for _, s := range servers {
-		if s.Suffrage != raft.Voter {
-			candidates = append(candidates, s)
-		}
-	}
-	rank := func(s raft.Server) int {
-		if preferred != nil && preferred(s.ID) {
-			return 0
-		}
-		return 1
-	}
-	slices.SortFunc(candidates, func(a, b raft.Server) int {
-		if d := rank(a) - rank(b); d != 0 {
-			return d
-		}
-		return strings.Compare(string(a.ID), string(b.ID))
-	})
+// balanceVoters returns the promotions or demotions that bring servers to
+// target voters. Non-voters in contact (preferred) are promoted first, then
+// by name; voters out of contact are demoted first, then the last by name,
+// never leader.
+func balanceVoters(servers []raft.Server, target int, leader raft.ServerID, preferred func(raft.ServerID) bool) []memberStep {
+	inContact := func(id raft.ServerID) bool { return preferred != nil && preferred(id) }
 	var steps []memberStep
-	for _, s := range candidates[:min(free, len(candidates))] {
-		steps = append(steps, memberStep{Op: opPromote, ID: s.ID, Address: s.Address})
+	switch voters := countVoters(servers); {
+	case voters < target:
+		var candidates []raft.Server
+		for _, s := range servers {
+			if s.Suffrage != raft.Voter {
+				candidates = append(candidates, s)
+			}
+		}
+		slices.SortFunc(candidates, func(a, b raft.Server) int {
+			if ia, ib := inContact(a.ID), inContact(b.ID); ia != ib {
+				if ia {
+					return -1
+				}
+				return 1
+			}
+			return strings.Compare(string(a.ID), string(b.ID))
+		})
+		for _, s := range candidates[:min(target-voters, len(candidates))] {
+			steps = append(steps, memberStep{Op: opPromote, ID: s.ID, Address: s.Address})
+		}
+	case voters > target:
+		var candidates []raft.Server
+		for _, s := range servers {
+			if s.Suffrage == raft.Voter && s.ID != leader {
+				candidates = append(candidates, s)
+			}
+		}
+		slices.SortFunc(candidates, func(a, b raft.Server) int {
+			if ia, ib := inContact(a.ID), inContact(b.ID); ia != ib {
+				if ib {
+					return -1
+				}
+				return 1
+			}
+			return strings.Compare(string(b.ID), string(a.ID))
+		})
+		for _, s := range candidates[:min(voters-target, len(candidates))] {
+			steps = append(steps, memberStep{Op: opDemote, ID: s.ID, Address: s.Address})
+		}
 	}
 	return steps
 }
@@ -254,6 +292,8 @@ func (n *Node) makeSteps(steps []memberStep) error {
 			f = n.raft.AddVoter(s.ID, s.Address, prev, 10*time.Second)
 		case opAddNonvoter:
 			f = n.raft.AddNonvoter(s.ID, s.Address, prev, 10*time.Second)
+		case opDemote:
+			f = n.raft.DemoteVoter(s.ID, prev, 10*time.Second)
 		default:
 			return fmt.Errorf("%s: no such step", s)
 		}
@@ -311,9 +351,10 @@ var errNoMember = errors.New("no such member")
 
 func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	// Which non-voters answer is asked before the lock is taken: it only
-	// orders the candidates for promotion, and pings may take a second.
-	inContact := n.nonVotersInContact(r.Context())
+	// Which members answer is asked before the lock is taken: it only
+	// orders the candidates for promotion and demotion, and pings may
+	// take a second.
+	inContact := n.membersInContact(r.Context())
 	err := n.changeMembers(r.Context(), func(config raft.Configuration) ([]memberStep, error) {
 		steps, found := planRemove(config, raft.ServerID(name), raft.ServerID(n.cfg.Name), n.cfg.MaxVoters, func(id raft.ServerID) bool { return inContact[id] })
 		if !found {
@@ -333,25 +374,25 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, MemberResponse{Name: name})
 }
 
-// nonVotersInContact pings the current non-voters and returns those that
-// answer and heard from a leader within the last 5 s (as status calls a
-// member healthy): the ones to promote first.
-func (n *Node) nonVotersInContact(ctx context.Context) map[raft.ServerID]bool {
+// membersInContact pings the other members and returns those that answer
+// and heard from a leader within the last 5 s (as status calls a member
+// healthy): the non-voters to promote first and the voters to demote last.
+func (n *Node) membersInContact(ctx context.Context) map[raft.ServerID]bool {
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
 		return nil
 	}
-	var nonVoters []raft.Server
+	var others []raft.Server
 	for _, s := range f.Configuration().Servers {
-		if s.Suffrage != raft.Voter {
-			nonVoters = append(nonVoters, s)
+		if string(s.ID) != n.cfg.Name {
+			others = append(others, s)
 		}
 	}
-	if len(nonVoters) == 0 {
+	if len(others) == 0 {
 		return nil
 	}
 	out := map[raft.ServerID]bool{}
-	for id, p := range n.pingAll(ctx, nonVoters) {
+	for id, p := range n.pingAll(ctx, others) {
 		out[id] = p.err == nil && p.resp.LastContactMS >= 0 && p.resp.LastContactMS <= 5000
 	}
 	return out

@@ -41,6 +41,8 @@ func describeSteps(steps []memberStep) string {
 			out = append(out, fmt.Sprintf("add %s@%s nonvoter", s.ID, s.Address))
 		case opPromote:
 			out = append(out, "promote "+string(s.ID))
+		case opDemote:
+			out = append(out, "demote "+string(s.ID))
 		default:
 			out = append(out, s.String())
 		}
@@ -57,8 +59,14 @@ func TestPlanJoin(t *testing.T) {
 		steps     string
 		voter     bool
 	}{
-		{name: "second appliance is a voter", config: fleetConfig("n1"), join: "n2@n2:1", maxVoters: 5,
-			steps: "add n2@n2:1 voter", voter: true},
+		{name: "second appliance is a non-voter: one voter survives more than two", config: fleetConfig("n1"), join: "n2@n2:1", maxVoters: 5,
+			steps: "add n2@n2:1 nonvoter"},
+		{name: "the third appliance makes the second a voter", config: fleetConfig("n1", "n2~"), join: "n3@n3:1", maxVoters: 5,
+			steps: "add n3@n3:1 voter, promote n2", voter: true},
+		{name: "the fourth is a non-voter", config: fleetConfig("n1", "n2", "n3"), join: "n4@n4:1", maxVoters: 5,
+			steps: "add n4@n4:1 nonvoter"},
+		{name: "the fifth makes the fourth a voter", config: fleetConfig("n1", "n2", "n3", "n4~"), join: "n5@n5:1", maxVoters: 5,
+			steps: "add n5@n5:1 voter, promote n4", voter: true},
 		{name: "fifth voter", config: fleetConfig("n1", "n2", "n3", "n4"), join: "n5@n5:1", maxVoters: 5,
 			steps: "add n5@n5:1 voter", voter: true},
 		{name: "beyond the cap a non-voter", config: fleetConfig("n1", "n2", "n3", "n4", "n5"), join: "n6@n6:1", maxVoters: 5,
@@ -69,19 +77,21 @@ func TestPlanJoin(t *testing.T) {
 			steps: "", voter: true},
 		{name: "already a non-voter at its address", config: fleetConfig("n1", "n2", "n3~"), join: "n3@n3:1", maxVoters: 2,
 			steps: ""},
-		{name: "stale voter at another address takes its slot back", config: fleetConfig("n1", "n2", "n3~"), join: "n2@new:1", maxVoters: 2,
+		{name: "stale voter at another address takes its slot back", config: fleetConfig("n1", "n2", "n3", "n4~"), join: "n2@new:1", maxVoters: 3,
 			steps: "remove n2, add n2@new:1 voter", voter: true},
 		{name: "stale non-voter at another address stays a non-voter", config: fleetConfig("n1", "n2", "n3~"), join: "n3@new:1", maxVoters: 2,
 			steps: "remove n3, add n3@new:1 nonvoter"},
-		{name: "another appliance at the address is stale", config: fleetConfig("n1", "old"), join: "n2@old:1", maxVoters: 5,
+		{name: "another appliance at the address is stale", config: fleetConfig("n1", "n3", "old"), join: "n2@old:1", maxVoters: 5,
 			steps: "remove old, add n2@old:1 voter", voter: true},
 		{name: "two stale voters free two slots: the joiner takes one, a non-voter the other",
 			config: fleetConfig("n1", "n2", "n3", "n4~", "n5~"), join: "n2@n3:1", maxVoters: 3,
 			steps: "remove n2, remove n3, add n2@n3:1 voter, promote n4", voter: true},
 		{name: "a free slot left by an earlier change is filled", config: fleetConfig("n1", "n3~", "n2~"), join: "n4@n4:1", maxVoters: 3,
 			steps: "add n4@n4:1 voter, promote n2", voter: true},
-		{name: "a member whose slot is free is promoted when it asks again", config: fleetConfig("n1", "n2~"), join: "n2@n2:1", maxVoters: 3,
-			steps: "promote n2", voter: true},
+		{name: "members whose slots are free are promoted when one asks again", config: fleetConfig("n1", "n2~", "n3~"), join: "n3@n3:1", maxVoters: 3,
+			steps: "promote n2, promote n3", voter: true},
+		{name: "a join never demotes: a fleet above its target stays", config: fleetConfig("n1", "n2", "n3", "n4"), join: "n4@n4:1", maxVoters: 5,
+			steps: "", voter: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name, addr, _ := strings.Cut(tc.join, "@")
@@ -109,12 +119,14 @@ func TestPlanRemove(t *testing.T) {
 			steps: "remove n2, promote n4", found: true},
 		{name: "a voter: a non-voter in contact is promoted first", config: fleetConfig("n1", "n2", "n3", "n4~", "n5~"), remove: "n2", leader: "n1", maxVoters: 3,
 			inContact: []string{"n5"}, steps: "remove n2, promote n5", found: true},
-		{name: "a voter without non-voters", config: fleetConfig("n1", "n2", "n3"), remove: "n3", leader: "n1", maxVoters: 5,
-			steps: "remove n3", found: true},
-		{name: "a non-voter", config: fleetConfig("n1", "n2", "n3~"), remove: "n3", leader: "n1", maxVoters: 2,
-			steps: "remove n3", found: true},
-		{name: "the leader promotes before it removes itself", config: fleetConfig("n1", "n2", "n3~"), remove: "n1", leader: "n1", maxVoters: 2,
-			steps: "promote n3, remove n1", found: true},
+		{name: "a voter without non-voters: two voters become one, never the leader demoted", config: fleetConfig("n1", "n2", "n3"), remove: "n3", leader: "n1", maxVoters: 5,
+			steps: "remove n3, demote n2", found: true},
+		{name: "five voters lose one: a voter out of contact is demoted first", config: fleetConfig("n1", "n2", "n3", "n4", "n5"), remove: "n5", leader: "n1", maxVoters: 5,
+			inContact: []string{"n2", "n4"}, steps: "remove n5, demote n3", found: true},
+		{name: "a non-voter", config: fleetConfig("n1", "n2", "n3", "n4~"), remove: "n4", leader: "n1", maxVoters: 3,
+			steps: "remove n4", found: true},
+		{name: "the leader promotes before it removes itself", config: fleetConfig("n1", "n2", "n3", "n4~"), remove: "n1", leader: "n1", maxVoters: 3,
+			steps: "promote n4, remove n1", found: true},
 		{name: "not a member", config: fleetConfig("n1", "n2"), remove: "n9", leader: "n1", maxVoters: 5,
 			steps: "", found: false},
 	} {
@@ -281,7 +293,7 @@ func TestNodeJoinStormKeepsVoterCap(t *testing.T) {
 // down and can promote no one.
 func TestNodeRemoveLeaderPromotes(t *testing.T) {
 	t.Parallel()
-	nodes := newFleet(t, 3, 2)
+	nodes := newFleet(t, 4, 3)
 	leader := readyLeader(t, nodes)
 	var nonVoter *Node
 	for _, n := range nodes {
@@ -290,7 +302,7 @@ func TestNodeRemoveLeaderPromotes(t *testing.T) {
 		}
 	}
 	if nonVoter == nil {
-		t.Fatalf("with MaxVoters 2: want one non-voter, got %s", describeConfig(configOf(leader)))
+		t.Fatalf("four members with MaxVoters 3: want one non-voter, got %s", describeConfig(configOf(leader)))
 	}
 
 	if err := clientFor(t, leader).RemoveMember(t.Context(), leader.Name()); err != nil {

@@ -619,21 +619,26 @@ func TestNodeRemoveAndRejoinAfterDataLoss(t *testing.T) {
 
 func TestNodeNonVotersBeyondMaxVoters(t *testing.T) {
 	t.Parallel()
-	nodes := newFleet(t, 3, 2)
-	want := map[string]bool{"n1": true, "n2": true, "n3": false}
+	nodes := newFleet(t, 4, 3)
+	want := map[string]bool{"n1": true, "n2": true, "n3": true, "n4": false}
 	for _, n := range nodes {
-		for _, s := range configOf(n) {
-			if got := s.Suffrage == raft.Voter; got != want[string(s.ID)] {
-				t.Fatalf("%s's configuration with MaxVoters 2: want voter=%v for %s, got %s", n.Name(), want[string(s.ID)], s.ID, describeConfig(configOf(n)))
+		// The third member's join promotes the second: a step after the
+		// adds, which followers may apply a moment later.
+		waitUntil(t, n.Name()+"'s configuration: n1-n3 voters, n4 not", func() (bool, string) {
+			for _, s := range configOf(n) {
+				if got := s.Suffrage == raft.Voter; got != want[string(s.ID)] {
+					return false, describeConfig(configOf(n))
+				}
 			}
-		}
+			return true, ""
+		})
 	}
 	st, err := clientFor(t, nodes[2]).Status(t.Context()) // not the first member: its own entry is written beside the pings
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
-	if len(st.Members) != 3 {
-		t.Fatalf("status: want 3 members, got %+v", st.Members)
+	if len(st.Members) != 4 {
+		t.Fatalf("status: want 4 members, got %+v", st.Members)
 	}
 	for _, m := range st.Members {
 		if m.Voter != want[m.Name] {

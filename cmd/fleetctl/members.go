@@ -17,8 +17,9 @@ type membersRemoveCmd struct {
 func (membersRemoveCmd) Help() string {
 	return `Removes a member from the fleet's Raft group, for an appliance that is gone
 for good or whose data dir was lost (it can then join again with the join
-token). The member's shares and data are not touched. Removing a voter
-promotes a non-voter, if there is one, so the fleet keeps its voters.`
+token). The member's shares and data are not touched. The fleet keeps an
+odd number of voters (1 of 2 members, 3 of 3 or 4, 5 of 5 or more): the
+removal promotes a non-voter or demotes a voter to keep it so.`
 }
 
 func (c *membersRemoveCmd) Run(e env) error {
