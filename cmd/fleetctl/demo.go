@@ -273,6 +273,11 @@ func (f *demoFleet) startAgents(ctx context.Context, e env) error {
 			if token, err = waitFile(ctx, filepath.Join(a.dataDir, "join-token"), 30*time.Second); err != nil {
 				return fmt.Errorf("agent %s did not make its join token (see %s.log): %w", a.name, a.name, err)
 			}
+			// The agent writes its identity just after its credentials;
+			// the demo's client reads both.
+			if _, err = waitFile(ctx, filepath.Join(a.dataDir, "identity.json"), 30*time.Second); err != nil {
+				return fmt.Errorf("agent %s did not record its identity (see %s.log): %w", a.name, a.name, err)
+			}
 		}
 	}
 	return nil
