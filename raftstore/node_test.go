@@ -64,16 +64,33 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
 }
 
-// freeAddr returns a 127.0.0.1 address with a port nothing listens on.
+// handedOut are the addresses freeAddr has returned in this test
+// process: never returned twice, so parallel tests never share one.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[string]bool{}
+)
+
+// freeAddr returns a 127.0.0.1 address with a port nothing listens on and
+// that no other test of this run was given.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Fatal("no free port not handed out already in 100 tries")
+	return ""
 }
 
 // tryStart starts a node and shuts it down when the test ends.
