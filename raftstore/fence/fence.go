@@ -117,18 +117,29 @@ func FenceAll(ctx context.Context, d ReadOnlySetter, dir string, recs Records) (
 		fenced[share] = r
 		done = append(done, share)
 	}
-	if len(fenced) > 0 {
-		old, err := ReadRecords(dir, FileFenced)
-		if err != nil {
-			old = Records{} // unreadable: the new fences still count
-			errs = append(errs, err)
-		}
-		maps.Copy(old, fenced)
-		if err := WriteRecords(dir, FileFenced, old); err != nil {
-			errs = append(errs, err)
-		}
+	if err := AddFenced(dir, fenced); err != nil {
+		errs = append(errs, err)
 	}
 	return done, errors.Join(errs...)
+}
+
+// AddFenced adds recs to the data dir's FileFenced, keeping what it holds.
+// An unreadable file is replaced: the new fences still count.
+func AddFenced(dir string, recs Records) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var errs []error
+	old, err := ReadRecords(dir, FileFenced)
+	if err != nil {
+		old = Records{}
+		errs = append(errs, err)
+	}
+	maps.Copy(old, recs)
+	if err := WriteRecords(dir, FileFenced, old); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // writeFileAtomic writes data beside path and renames it into place, so a

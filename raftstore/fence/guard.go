@@ -194,16 +194,8 @@ func (g *Guard) fence(ctx context.Context, active Records, why string, exited <-
 		done = append(done, share)
 		fenced[share] = active[share]
 	}
-	if len(fenced) > 0 {
-		old, err := ReadRecords(g.DataDir, FileFenced)
-		if err != nil {
-			old = Records{}
-			errs = append(errs, err)
-		}
-		maps.Copy(old, fenced)
-		if err := WriteRecords(g.DataDir, FileFenced, old); err != nil {
-			errs = append(errs, err)
-		}
+	if err := AddFenced(g.DataDir, fenced); err != nil {
+		errs = append(errs, err)
 	}
 	if len(done) > 0 {
 		g.Log.Warn("guard: fenced", "shares", done)
