@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 	"github.com/hashicorp/raft"
 )
 
@@ -336,7 +337,7 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	if _, ok := parseForAPI(w, req.YAML); !ok {
 		return
 	}
-	resp, err := n.apply(CmdApplySpec, ApplySpec{
+	resp, err := n.apply(store.CmdApplySpec, store.ApplySpec{
 		YAML:               []byte(req.YAML),
 		AppliedBy:          userOf(r),
 		AppliedAt:          time.Now().UTC(),
@@ -346,17 +347,17 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, err)
 		return
 	}
-	res := resp.(ApplyResult)
+	res := resp.(store.ApplyResult)
 	writeJSON(w, http.StatusOK, ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)})
 }
 
 func writeApplyError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, ErrGenerationMismatch):
+	case errors.Is(err, store.ErrGenerationMismatch):
 		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: err.Error() + "; retry"})
-	case errors.Is(err, ErrInvalidSpec):
+	case errors.Is(err, store.ErrInvalidSpec):
 		var problems schema.Errors
 		errors.As(err, &problems)
 		writeError(w, http.StatusUnprocessableEntity, &APIError{Code: CodeInvalidSpec, Message: "the spec is invalid", Problems: problems})
@@ -494,7 +495,7 @@ func writeError(w http.ResponseWriter, status int, e *APIError) {
 
 // applianceStatuses lists the storage appliances of the stored spec with
 // what each last reported.
-func applianceStatuses(st *State) []ApplianceStatus {
+func applianceStatuses(st *store.State) []ApplianceStatus {
 	if st.Spec == nil {
 		return nil
 	}

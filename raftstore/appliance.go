@@ -10,6 +10,7 @@ import (
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 	"github.com/hashicorp/raft"
 )
 
@@ -109,12 +110,12 @@ func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
 	}
 	defer client.Close()
 	fenced := n.fencedList()
-	err = client.SetNodeStatus(ctx, n.cfg.Name, NodeStatus{
+	err = client.SetNodeStatus(ctx, n.cfg.Name, store.NodeStatus{
 		ObservedGeneration: rep.Generation,
 		ReportedAt:         time.Now().UTC(),
 		Errors:             rep.Errors,
 		Converged:          rep.Converged,
-		Shares:             rep.Shares,
+		Shares:             storeShareFacts(rep.Shares),
 		Orphans:            rep.Orphans,
 		Fenced:             fenced,
 	})
@@ -130,11 +131,11 @@ func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the agent %q reports its own status (asked by %s)", name, u)})
 		return
 	}
-	var st NodeStatus
+	var st store.NodeStatus
 	if !readJSON(w, r, &st) {
 		return
 	}
-	if _, err := n.apply(CmdSetNodeStatus, SetNodeStatus{Node: name, Status: st}); err != nil {
+	if _, err := n.apply(store.CmdSetNodeStatus, store.SetNodeStatus{Node: name, Status: st}); err != nil {
 		writeApplyError(w, err)
 		return
 	}
@@ -234,8 +235,21 @@ func (n *Node) localPlan(ctx context.Context, spec *schema.Spec) AppliancePlan {
 func parseForAPI(w http.ResponseWriter, yaml string) (*schema.Spec, bool) {
 	spec, err := schema.Parse("fleet.yaml", []byte(yaml))
 	if err != nil {
-		writeApplyError(w, fmt.Errorf("%w: %w", ErrInvalidSpec, err))
+		writeApplyError(w, fmt.Errorf("%w: %w", store.ErrInvalidSpec, err))
 		return nil, false
 	}
 	return spec, true
+}
+
+// storeShareFacts converts the reconciler's share facts to the store's
+// type, which is what the log persists.
+func storeShareFacts(in []reconcile.ShareFacts) []store.ShareFacts {
+	if in == nil {
+		return nil
+	}
+	out := make([]store.ShareFacts, len(in))
+	for i, f := range in {
+		out[i] = store.ShareFacts(f)
+	}
+	return out
 }

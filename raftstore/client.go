@@ -16,6 +16,7 @@ import (
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // Error codes of APIError.
@@ -218,7 +219,7 @@ type ApplianceStatus struct {
 	Name string `json:"name"`
 	// Reported is false until the appliance's agent has reported once.
 	Reported bool `json:"reported"`
-	NodeStatus
+	store.NodeStatus
 }
 
 // Member is one member of the Raft group.
@@ -286,7 +287,7 @@ func (c *Client) Apply(ctx context.Context, req ApplyRequest) (*ApplyResponse, e
 
 // SetNodeStatus stores what the agent name reports about itself; only
 // that agent may call it.
-func (c *Client) SetNodeStatus(ctx context.Context, name string, st NodeStatus) error {
+func (c *Client) SetNodeStatus(ctx context.Context, name string, st store.NodeStatus) error {
 	return c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/status", st, &struct{}{})
 }
 
@@ -304,8 +305,8 @@ func (c *Client) ReplicationStatus(ctx context.Context) ([]ReplicationShare, err
 }
 
 // Trail returns a share's replication trail, oldest first.
-func (c *Client) Trail(ctx context.Context, share string) ([]reconcile.TrailEntry, error) {
-	var out []reconcile.TrailEntry
+func (c *Client) Trail(ctx context.Context, share string) ([]store.TrailEntry, error) {
+	var out []store.TrailEntry
 	return out, c.do(ctx, http.MethodGet, "/v1/replication/trail?share="+url.QueryEscape(share), nil, &out)
 }
 
@@ -346,8 +347,8 @@ func (c *Client) WitnessStatus(ctx context.Context) (*WitnessStatus, error) {
 }
 
 // WitnessLog returns the witness log, oldest first.
-func (c *Client) WitnessLog(ctx context.Context) ([]WitnessEvent, error) {
-	var out []WitnessEvent
+func (c *Client) WitnessLog(ctx context.Context) ([]store.WitnessEvent, error) {
+	var out []store.WitnessEvent
 	return out, c.do(ctx, http.MethodGet, "/v1/witness/log", nil, &out)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // This file is the appliance's side of the lease (the leader's side is
@@ -72,7 +73,7 @@ type leaseState struct {
 	changed chan struct{}
 	// demotedChecked is the failover state keepDemotedReadOnly last went
 	// through without error; checked says it did once.
-	demotedChecked map[string]FailoverState
+	demotedChecked map[string]store.FailoverState
 	checked        bool
 	// synced is closed once this agent has caught up with the fleet since
 	// it started: a renewal it sent was answered and it has applied the
@@ -274,7 +275,7 @@ func (n *Node) fenceCheck(ctx context.Context) bool {
 // leaseAgeLocked is how old this appliance's lease is at now, by st: from
 // the newest answered renewal it sent, its first attempt, or when st
 // first named it a storage appliance, whichever is latest. l.mu is held.
-func (n *Node) leaseAgeLocked(st *State, now time.Time) time.Duration {
+func (n *Node) leaseAgeLocked(st *store.State, now time.Time) time.Duration {
 	l := &n.lease
 	switch storage := isStorage(st.Spec, n.cfg.Name); {
 	case storage && l.storageSince.IsZero():
@@ -287,7 +288,7 @@ func (n *Node) leaseAgeLocked(st *State, now time.Time) time.Duration {
 
 // fence makes every replicated share this appliance is active for (in its
 // own copy of the state) read-only, except those already fenced.
-func (n *Node) fence(ctx context.Context, st *State, age time.Duration) bool {
+func (n *Node) fence(ctx context.Context, st *store.State, age time.Duration) bool {
 	l := &n.lease
 	changed := false
 	for _, sh := range replicatedShares(st.Spec) {
@@ -380,7 +381,7 @@ func (n *Node) unfence(ctx context.Context, answered time.Time, index uint64) bo
 
 // demotedCheck runs keepDemotedReadOnly once a spec is known and again
 // whenever the failover state changes, until it succeeds.
-func (n *Node) demotedCheck(ctx context.Context, st *State) {
+func (n *Node) demotedCheck(ctx context.Context, st *store.State) {
 	l := &n.lease
 	if st.Spec == nil || n.cfg.Driver == nil || (l.checked && maps.Equal(st.Failover, l.demotedChecked)) {
 		return // only the fence loop reads and writes these two fields
@@ -398,7 +399,7 @@ func (n *Node) demotedCheck(ctx context.Context, st *State) {
 // stopped (a crash, a power cut) before it could comes back with its copy
 // writable; so does a copy left writable by hand. The reconciler keeps a
 // demoted copy as it is and counts on it being read-only.
-func (n *Node) keepDemotedReadOnly(ctx context.Context, st *State) error {
+func (n *Node) keepDemotedReadOnly(ctx context.Context, st *store.State) error {
 	me := n.cfg.Name
 	listed := map[string][]reconcile.Subvolume{}
 	var errs []error
@@ -453,7 +454,7 @@ func (n *Node) saveFences() {
 
 // activeShares are the replicated shares st says this appliance is active
 // for, with their subvolumes and epochs.
-func (n *Node) activeShares(st *State) fence.Records {
+func (n *Node) activeShares(st *store.State) fence.Records {
 	out := fence.Records{}
 	if !isStorage(st.Spec, n.cfg.Name) {
 		return out
@@ -474,7 +475,7 @@ func (n *Node) activeShares(st *State) fence.Records {
 // is active for, so that whoever starts or fences this agent without the
 // Raft state knows them: the fence loop calls it on every tick, and the
 // door (openForWrite) before a share becomes writable.
-func (n *Node) saveActive(st *State) {
+func (n *Node) saveActive(st *store.State) {
 	if st.Spec == nil {
 		return // nothing known yet: keep what an earlier run recorded
 	}

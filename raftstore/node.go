@@ -23,6 +23,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // Config says how to start an agent's node.
@@ -88,7 +90,7 @@ type Node struct {
 	ca    *pki.CA
 	token pki.Token
 
-	fsm   *FSM
+	fsm   *store.FSM
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
@@ -304,7 +306,7 @@ func (n *Node) startRaft(ln net.Listener) error {
 		return err
 	}
 	n.mux = newMux(ln, serverConf, n.log)
-	n.fsm = NewFSM(n.log)
+	n.fsm = store.NewFSM(n.log)
 	stream := &streamLayer{
 		chanListener: chanListener{m: n.mux, ch: n.mux.raft, addr: advertiseAddr(n.cfg.Advertise)},
 		creds:        n.creds,
@@ -395,7 +397,7 @@ func (n *Node) goLoop(f func()) {
 func (n *Node) Name() string { return n.cfg.Name }
 
 // FSM returns the node's copy of the replicated state.
-func (n *Node) FSM() *FSM { return n.fsm }
+func (n *Node) FSM() *store.FSM { return n.fsm }
 
 // Shutdown stops serving, leaves Raft state on disk, and returns once
 // everything is closed. A restarted agent comes back from its data dir.
@@ -659,4 +661,14 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// applyTimeout bounds committing one command: a leader that cannot reach a
+// quorum steps down well within it, failing the command.
+const applyTimeout = 10 * time.Second
+
+// apply commits one command through this node (the leader) with
+// store.Propose and returns what the FSM answered.
+func (n *Node) apply(t store.CommandType, body any) (any, error) {
+	return store.Propose(n.raft, t, body, applyTimeout)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -36,7 +37,7 @@ const (
 
 // waitGeneration waits up to 10s for this agent's state to reach the
 // generation a peer named in a request, and returns the state it has then.
-func (n *Node) waitGeneration(r *http.Request) *State {
+func (n *Node) waitGeneration(r *http.Request) *store.State {
 	want, _ := strconv.ParseUint(r.Header.Get(headerGeneration), 10, 64)
 	deadline := time.After(10 * time.Second)
 	for {
@@ -143,11 +144,11 @@ func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "only agents record replication attempts"})
 		return
 	}
-	var e reconcile.TrailEntry
+	var e store.TrailEntry
 	if !readJSON(w, r, &e) {
 		return
 	}
-	if _, err := n.apply(CmdAppendTrail, AppendTrail{Entry: e}); err != nil {
+	if _, err := n.apply(store.CmdAppendTrail, store.AppendTrail{Entry: e}); err != nil {
 		writeApplyError(w, err)
 		return
 	}
@@ -398,7 +399,7 @@ type ReplicationShare struct {
 	// LastSnapshot is the snapshot that send delivered.
 	LastSnapshot string `json:"last_snapshot,omitempty"`
 	// LastAttempt is the newest send attempt, whatever its result.
-	LastAttempt *reconcile.TrailEntry `json:"last_attempt,omitempty"`
+	LastAttempt *store.TrailEntry `json:"last_attempt,omitempty"`
 	// NextRun is when the schedule runs next after the last attempt.
 	NextRun time.Time `json:"next_run"`
 	// Source is the sending agent's own view: running, bytes so far. Nil
@@ -540,8 +541,8 @@ type RunResponse struct {
 type RunWaitResponse struct {
 	// Done says the run has ended; Entry is then its trail entry on the
 	// sending side.
-	Done  bool                  `json:"done"`
-	Entry *reconcile.TrailEntry `json:"entry,omitempty"`
+	Done  bool              `json:"done"`
+	Entry *store.TrailEntry `json:"entry,omitempty"`
 	// Progress is the sending agent's view while the run is not done.
 	Progress *reconcile.ShareReplication `json:"progress,omitempty"`
 }
@@ -597,7 +598,8 @@ func (n *Node) handleWaitRun(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
 	case done:
-		writeJSON(w, http.StatusOK, RunWaitResponse{Done: true, Entry: &e})
+		entry := store.TrailEntry(e)
+		writeJSON(w, http.StatusOK, RunWaitResponse{Done: true, Entry: &entry})
 	default:
 		resp := RunWaitResponse{}
 		if p, err := n.localProgress(share); err == nil {
@@ -664,7 +666,7 @@ func (n *Node) handleTrail(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
 	trail := n.fsm.State().Trails[share]
 	if trail == nil {
-		trail = []reconcile.TrailEntry{}
+		trail = []store.TrailEntry{}
 	}
 	writeJSON(w, http.StatusOK, trail)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 	"github.com/hashicorp/raft"
 )
 
@@ -96,7 +97,7 @@ func (n *Node) switchover(ctx context.Context, share, to, why string) (*Failover
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return nil, err
 	}
-	cmd := FailoverShare{
+	cmd := store.FailoverShare{
 		Share:         sh.Name,
 		From:          active,
 		To:            replica,
@@ -104,13 +105,13 @@ func (n *Node) switchover(ctx context.Context, share, to, why string) (*Failover
 		Reason:        fmt.Sprintf("%s; final snapshot %s", why, prep.Snapshot),
 		At:            time.Now().UTC(),
 	}
-	resp, err := n.apply(CmdFailover, cmd)
+	resp, err := n.apply(store.CmdFailover, cmd)
 	if err != nil {
 		// The share stays read-only on the old active (safe); the
 		// operator retries or investigates.
 		return nil, fmt.Errorf("commit the switchover: %w", err)
 	}
-	return &FailoverResponse{Share: sh.Name, From: active, To: replica, Epoch: resp.(FailoverResult).Epoch, Snapshot: prep.Snapshot}, nil
+	return &FailoverResponse{Share: sh.Name, From: active, To: replica, Epoch: resp.(store.FailoverResult).Epoch, Snapshot: prep.Snapshot}, nil
 }
 
 // failbackInterval is how often the leader looks for shares to return home
@@ -163,7 +164,7 @@ func (n *Node) failbackLoop(ctx context.Context) {
 
 // caughtUp reports whether the trail shows a successful replication from
 // active to home that started after the failover at since.
-func caughtUp(trail []reconcile.TrailEntry, active, home string, since time.Time) bool {
+func caughtUp(trail []store.TrailEntry, active, home string, since time.Time) bool {
 	for i := len(trail) - 1; i >= 0; i-- {
 		e := trail[i]
 		if e.Side == reconcile.SideSend && e.From == active && e.To == home && e.Result == reconcile.ResultOK && e.Start.After(since) {

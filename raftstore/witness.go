@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // This file is the witness, the leader's side of the lease (the appliance's
@@ -65,7 +66,7 @@ type witness struct {
 
 // startTerm starts the bookkeeping when this node has taken office (after
 // its Barrier) at now, from the state st (see newWitnessBook).
-func (w *witness) startTerm(now time.Time, st *State) {
+func (w *witness) startTerm(now time.Time, st *store.State) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.leading = true
@@ -134,7 +135,7 @@ func (n *Node) witnessCheck(ctx context.Context) {
 	w.mu.Unlock()
 
 	for _, e := range d.Events {
-		if e.Event == EventFailoverBlocked {
+		if e.Event == store.EventFailoverBlocked {
 			n.log.Warn("a share is due to fail over but its replica is unreachable too; waiting", "share", e.Share, "active", e.Member, "detail", e.Detail)
 		}
 		if err := n.writeWitnessEvent(e); err != nil {
@@ -171,23 +172,23 @@ func (n *Node) failover(ctx context.Context, term uint64, f witnessFailover) {
 		n.log.Warn("not failing over: lost leadership", "share", f.Share, "err", err)
 		return
 	}
-	resp, err := n.apply(CmdFailover, cmd)
+	resp, err := n.apply(store.CmdFailover, cmd)
 	switch {
-	case errors.Is(err, ErrEpochMismatch):
+	case errors.Is(err, store.ErrEpochMismatch):
 		n.log.Info("failover not needed: the share's epoch moved", "share", f.Share, "err", err)
 	case err != nil:
 		n.log.Warn("could not commit a failover; will retry", "share", f.Share, "err", err)
 	default:
 		// The FSM wrote the failover event with the failover itself.
-		w.book.record(WitnessEvent{Member: cmd.From, Share: cmd.Share, Event: EventFailover})
-		n.log.Warn("failed over", "share", f.Share, "from", cmd.From, "to", cmd.To, "epoch", resp.(FailoverResult).Epoch, "reason", cmd.Reason)
+		w.book.record(store.WitnessEvent{Member: cmd.From, Share: cmd.Share, Event: store.EventFailover})
+		n.log.Warn("failed over", "share", f.Share, "from", cmd.From, "to", cmd.To, "epoch", resp.(store.FailoverResult).Epoch, "reason", cmd.Reason)
 	}
 }
 
 // writeWitnessEvent commits one witness event through Raft (this node
 // leads). The Ignorable bit lets an older agent skip it.
-func (n *Node) writeWitnessEvent(e WitnessEvent) error {
-	_, err := n.apply(CmdWitnessEvent|Ignorable, e)
+func (n *Node) writeWitnessEvent(e store.WitnessEvent) error {
+	_, err := n.apply(store.CmdWitnessEvent|store.Ignorable, e)
 	return err
 }
 
@@ -279,7 +280,7 @@ func (n *Node) handleWitnessStatus(w http.ResponseWriter, r *http.Request) {
 func (n *Node) handleWitnessLog(w http.ResponseWriter, r *http.Request) {
 	l := n.fsm.State().WitnessLog
 	if l == nil {
-		l = []WitnessEvent{}
+		l = []store.WitnessEvent{}
 	}
 	writeJSON(w, http.StatusOK, l)
 }
@@ -300,7 +301,7 @@ func replicatedShares(spec *schema.Spec) []*schema.Share {
 // activeReplica returns the appliance active for a replicated share (the
 // failover entry's, else the spec's), the other one, and the share's epoch
 // (the entry's, 0 without one).
-func activeReplica(st *State, sh *schema.Share) (active, replica string, epoch uint64) {
+func activeReplica(st *store.State, sh *schema.Share) (active, replica string, epoch uint64) {
 	active = sh.Appliance
 	if fo, ok := st.Failover[sh.Name]; ok {
 		epoch = fo.Epoch
@@ -317,7 +318,7 @@ func activeReplica(st *State, sh *schema.Share) (active, replica string, epoch u
 
 // shareFailovers lists every replicated share of the stored spec (whatever
 // its failover mode) with its failover state and who reports it fenced.
-func shareFailovers(st *State) []ShareFailover {
+func shareFailovers(st *store.State) []ShareFailover {
 	if st.Spec == nil {
 		return nil
 	}
@@ -348,7 +349,7 @@ func (n *Node) shareEpoch(share string) uint64 {
 	return n.fsm.State().Failover[share].Epoch
 }
 
-func specShare(st *State, name string) *schema.Share {
+func specShare(st *store.State, name string) *schema.Share {
 	if st.Spec == nil {
 		return nil
 	}
@@ -359,7 +360,7 @@ func specShare(st *State, name string) *schema.Share {
 	return sh
 }
 
-func specFenceAfter(st *State) schema.Duration {
+func specFenceAfter(st *store.State) schema.Duration {
 	if st.Spec == nil {
 		return 0
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // The witness tests run real in-process fleets whose storage appliances
@@ -197,9 +198,9 @@ func except(nodes []*Node, drop ...*Node) []*Node {
 
 // waitFailover waits until every one of nodes has share active on active
 // at epoch, and returns the entry.
-func waitFailover(t *testing.T, nodes []*Node, share, active string, epoch uint64) FailoverState {
+func waitFailover(t *testing.T, nodes []*Node, share, active string, epoch uint64) store.FailoverState {
 	t.Helper()
-	var fo FailoverState
+	var fo store.FailoverState
 	for _, n := range nodes {
 		waitUntil(t, fmt.Sprintf("%s to have %s active on %s at epoch %d", n.Name(), share, active, epoch), func() (bool, string) {
 			var ok bool
@@ -212,8 +213,8 @@ func waitFailover(t *testing.T, nodes []*Node, share, active string, epoch uint6
 
 // findEvents returns the witness log entries with the event (and share,
 // when not empty).
-func findEvents(st *State, event, share string) []WitnessEvent {
-	var out []WitnessEvent
+func findEvents(st *store.State, event, share string) []store.WitnessEvent {
+	var out []store.WitnessEvent
 	for _, e := range st.WitnessLog {
 		if e.Event == event && (share == "" || e.Share == share) {
 			out = append(out, e)
@@ -222,9 +223,9 @@ func findEvents(st *State, event, share string) []WitnessEvent {
 	return out
 }
 
-func waitEvent(t *testing.T, n *Node, event, share string) WitnessEvent {
+func waitEvent(t *testing.T, n *Node, event, share string) store.WitnessEvent {
 	t.Helper()
-	var found []WitnessEvent
+	var found []store.WitnessEvent
 	waitUntil(t, fmt.Sprintf("a %q witness event for %q on %s", event, share, n.Name()), func() (bool, string) {
 		st := n.FSM().State()
 		found = findEvents(st, event, share)
@@ -336,7 +337,7 @@ func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 
 	for _, n := range up {
 		st := n.FSM().State()
-		evs := findEvents(st, EventFailover, "projects")
+		evs := findEvents(st, store.EventFailover, "projects")
 		if len(evs) != 1 {
 			t.Fatalf("%s's witness log: want one failover event, got %+v", n.Name(), st.WitnessLog)
 		}
@@ -347,7 +348,7 @@ func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 			t.Fatalf("%s's failover event: want %s unreachable ... > failover_after 8s; %s, got %+v", n.Name(), active.Name(), wantDetail, e)
 		}
 		t.Logf("%s: witness log: %s", n.Name(), e.Detail)
-		if len(findEvents(st, EventUnreachable, "")) == 0 {
+		if len(findEvents(st, store.EventUnreachable, "")) == 0 {
 			t.Fatalf("%s's witness log: want an unreachable event before the failover, got %+v", n.Name(), st.WitnessLog)
 		}
 	}
@@ -356,13 +357,13 @@ func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 	// and changes nothing.
 	leader = readyLeader(t, up)
 	before := leader.FSM().State()
-	data, err := EncodeCommand(CmdFailover, FailoverShare{Share: "projects", From: active.Name(), To: replica.Name(), ExpectedEpoch: 0, Reason: "stale", At: time.Now().UTC()})
+	data, err := store.EncodeCommand(store.CmdFailover, store.FailoverShare{Share: "projects", From: active.Name(), To: replica.Name(), ExpectedEpoch: 0, Reason: "stale", At: time.Now().UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = applyResponse(leader.raft.Apply(data, 5*time.Second))
-	if !errors.Is(err, ErrEpochMismatch) {
-		t.Fatalf("failover with the old epoch: want ErrEpochMismatch, got %v", err)
+	_, err = store.Response(leader.raft.Apply(data, 5*time.Second))
+	if !errors.Is(err, store.ErrEpochMismatch) {
+		t.Fatalf("failover with the old epoch: want store.ErrEpochMismatch, got %v", err)
 	}
 	after := leader.FSM().State()
 	if after.Failover["projects"] != before.Failover["projects"] || len(after.WitnessLog) != len(before.WitnessLog) {
@@ -446,7 +447,7 @@ func TestWitnessSelfFencing(t *testing.T) {
 		return slices.Equal(got, []string{"projects"}), fmt.Sprint(got)
 	})
 	waitUntil(t, "a fenced witness event after the lease was blocked", func() (bool, string) {
-		found := findEvents(leader.FSM().State(), EventFenced, "projects")
+		found := findEvents(leader.FSM().State(), store.EventFenced, "projects")
 		return len(found) > 0 && found[len(found)-1].At.After(blocked), fmt.Sprintf("%+v", found)
 	})
 	ws, err := clientFor(t, y).WitnessStatus(t.Context())
@@ -464,7 +465,7 @@ func TestWitnessSelfFencing(t *testing.T) {
 		return !ro && len(x.Fenced()) == 0, fmt.Sprintf("read-only=%v fenced=%v", ro, x.Fenced())
 	})
 	t.Logf("%s unfenced %v after renewals flowed again", x.Name(), time.Since(unblocked).Round(time.Millisecond))
-	e := waitEvent(t, leader, EventUnfenced, "projects")
+	e := waitEvent(t, leader, store.EventUnfenced, "projects")
 	if !strings.Contains(e.Detail, "writable again") {
 		t.Fatalf("unfenced event: want it to say writable again, got %+v", e)
 	}
@@ -513,9 +514,9 @@ func TestWitnessFencedShareStaysReadOnlyAfterFailover(t *testing.T) {
 	}
 	// The newest unfenced event (a loaded machine may have fenced and
 	// unfenced before the test blocked the lease) says so.
-	var e WitnessEvent
+	var e store.WitnessEvent
 	waitUntil(t, "an unfenced event after the failover", func() (bool, string) {
-		found := findEvents(leader.FSM().State(), EventUnfenced, "projects")
+		found := findEvents(leader.FSM().State(), store.EventUnfenced, "projects")
 		if len(found) == 0 {
 			return false, "none"
 		}
@@ -577,7 +578,7 @@ func TestWitnessDegradedAndRecovered(t *testing.T) {
 	for _, name := range []string{"n1", "n2"} {
 		waitUntil(t, name+" degraded", func() (bool, string) {
 			st := leader.FSM().State()
-			return slices.ContainsFunc(findEvents(st, EventDegraded, ""), func(e WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
+			return slices.ContainsFunc(findEvents(st, store.EventDegraded, ""), func(e store.WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
 		})
 	}
 	ws, err := clientFor(t, leader).WitnessStatus(t.Context())
@@ -589,7 +590,7 @@ func TestWitnessDegradedAndRecovered(t *testing.T) {
 			t.Fatalf("witness status: want %s degraded, got %+v", m.Name, m)
 		}
 	}
-	if evs := findEvents(leader.FSM().State(), EventDegraded, ""); len(evs) != 2 {
+	if evs := findEvents(leader.FSM().State(), store.EventDegraded, ""); len(evs) != 2 {
 		t.Fatalf("want one degraded event per member, got %+v", evs)
 	}
 
@@ -600,63 +601,7 @@ func TestWitnessDegradedAndRecovered(t *testing.T) {
 	for _, name := range []string{"n1", "n2"} {
 		waitUntil(t, name+" recovered", func() (bool, string) {
 			st := leader.FSM().State()
-			return slices.ContainsFunc(findEvents(st, EventRecovered, ""), func(e WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
+			return slices.ContainsFunc(findEvents(st, store.EventRecovered, ""), func(e store.WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
 		})
-	}
-}
-
-func TestFSMFailoverCompareAndSet(t *testing.T) {
-	f := newTestFSM()
-	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	res := apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, Reason: "nas1 unreachable for 31s > failover_after 30s", At: at})
-	if res != (FailoverResult{Epoch: 1}) {
-		t.Fatalf("first failover: want epoch 1, got %v", res)
-	}
-	st := f.State()
-	if want := (FailoverState{Active: "nas2", Epoch: 1, ChangedAt: at, Reason: "nas1 unreachable for 31s > failover_after 30s"}); st.Failover["projects"] != want {
-		t.Fatalf("failover entry: want %+v, got %+v", want, st.Failover["projects"])
-	}
-	if len(st.WitnessLog) != 1 || st.WitnessLog[0].Detail != "nas1 unreachable for 31s > failover_after 30s; projects now active on nas2, epoch 1" || st.WitnessLog[0].Member != "nas1" {
-		t.Fatalf("witness log: want the failover explained, got %+v", st.WitnessLog)
-	}
-	res = apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, At: at})
-	if err, ok := res.(error); !ok || !errors.Is(err, ErrEpochMismatch) {
-		t.Fatalf("failover with a stale epoch: want ErrEpochMismatch, got %v", res)
-	}
-	if f.State() != st {
-		t.Fatalf("a refused failover changed the state")
-	}
-	if res := apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas2", To: "nas1", ExpectedEpoch: 1, At: at}); res != (FailoverResult{Epoch: 2}) {
-		t.Fatalf("failback: want epoch 2, got %v", res)
-	}
-}
-
-func TestFSMWitnessLogIsBoundedAndSnapshotted(t *testing.T) {
-	f := newTestFSM()
-	for i := range MaxWitnessLog + 5 {
-		if res := apply(t, f, CmdWitnessEvent|Ignorable, WitnessEvent{At: appliedAt, Member: "nas1", Event: EventUnreachable, Detail: fmt.Sprint(i)}); res != nil {
-			t.Fatalf("witness event: %v", res)
-		}
-	}
-	l := f.State().WitnessLog
-	if len(l) != MaxWitnessLog || l[0].Detail != "5" || l[len(l)-1].Detail != fmt.Sprint(MaxWitnessLog+4) {
-		t.Fatalf("witness log: want the newest %d, got %d from %q", MaxWitnessLog, len(l), l[0].Detail)
-	}
-	apply(t, f, CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", At: appliedAt})
-
-	g := newTestFSM()
-	restore(t, g, persist(t, f))
-	if got, want := g.State(), f.State(); !slices.Equal(got.WitnessLog, want.WitnessLog) || got.Failover["projects"] != want.Failover["projects"] {
-		t.Fatalf("restored witness state differs: %+v / %+v", got.Failover, want.Failover)
-	}
-
-	// A version 1 snapshot from before the witness restores an empty log.
-	h := newTestFSM()
-	restore(t, h, []byte(`{"version":1,"generation":0,"applied_at":"0001-01-01T00:00:00Z"}`))
-	if st := h.State(); st.WitnessLog != nil || st.Failover != nil {
-		t.Fatalf("old snapshot: want no witness log or failovers, got %+v", st)
-	}
-	if got := (CmdWitnessEvent | Ignorable).String(); got != "witness-event (ignorable)" {
-		t.Fatalf("command name: %q", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // This file is the witness's decider: what the leader should write and
@@ -47,7 +48,7 @@ type renewal struct {
 // now, and what the log last said about each member and share is where
 // transitions start from, so an outage an earlier leader reported is not
 // reported again.
-func newWitnessBook(now time.Time, st *State) witnessBook {
+func newWitnessBook(now time.Time, st *store.State) witnessBook {
 	b := witnessBook{
 		since:         now,
 		renewals:      map[string]renewal{},
@@ -60,7 +61,7 @@ func newWitnessBook(now time.Time, st *State) witnessBook {
 	}
 	for _, e := range st.WitnessLog {
 		switch e.Event {
-		case EventUnreachable, EventReachable, EventDegraded, EventRecovered:
+		case store.EventUnreachable, store.EventReachable, store.EventDegraded, store.EventRecovered:
 			b.record(e)
 		}
 	}
@@ -91,9 +92,9 @@ func newWitnessBook(now time.Time, st *State) witnessBook {
 		for i := len(st.WitnessLog) - 1; i >= 0; i-- {
 			e := st.WitnessLog[i]
 			switch {
-			case e.Member == active && e.Event == EventReachable:
+			case e.Member == active && e.Event == store.EventReachable:
 				break scan
-			case e.Share == sh.Name && (e.Event == EventFailoverManual || e.Event == EventFailoverBlocked):
+			case e.Share == sh.Name && (e.Event == store.EventFailoverManual || e.Event == store.EventFailoverBlocked):
 				b.record(e)
 				break scan
 			case e.Share == sh.Name:
@@ -150,25 +151,25 @@ func (b *witnessBook) setFenced(appliance, share string, fenced bool) {
 // record is the bookkeeping change a witness event implies once it is in
 // the log: the book says what the log last said. A failover (which the
 // FSM writes with the failover itself) ends the share's outage.
-func (b *witnessBook) record(e WitnessEvent) {
+func (b *witnessBook) record(e store.WitnessEvent) {
 	switch e.Event {
-	case EventUnreachable:
+	case store.EventUnreachable:
 		b.unreachable[e.Member] = true
-	case EventReachable:
+	case store.EventReachable:
 		b.unreachable[e.Member] = false
-	case EventDegraded:
+	case store.EventDegraded:
 		b.degraded[e.Member] = true
-	case EventRecovered:
+	case store.EventRecovered:
 		b.degraded[e.Member] = false
-	case EventFenced:
+	case store.EventFenced:
 		b.setFenced(e.Member, e.Share, true)
-	case EventUnfenced:
+	case store.EventUnfenced:
 		b.setFenced(e.Member, e.Share, false)
-	case EventFailoverManual:
+	case store.EventFailoverManual:
 		b.manualLogged[e.Share] = true
-	case EventFailoverBlocked:
+	case store.EventFailoverBlocked:
 		b.blockedLogged[e.Share] = true
-	case EventFailover:
+	case store.EventFailover:
 		delete(b.blockedLogged, e.Share)
 	}
 }
@@ -191,7 +192,7 @@ func (b *witnessBook) note(d witnessDecision, now time.Time) {
 type witnessInput struct {
 	// State is the replicated state: the spec with the witness policy, the
 	// failover entries, the appliances' fenced shares.
-	State *State
+	*store.State
 	// Book is the leader's bookkeeping; decideWitness does not change it.
 	Book witnessBook
 	// Now is the leader's time of the decision.
@@ -210,7 +211,7 @@ type witnessDecision struct {
 	// Events are the witness events to write, in order. Once one is in the
 	// log the book records it (witnessBook.record); one that could not be
 	// written is decided again at the next look.
-	Events []WitnessEvent
+	Events []store.WitnessEvent
 	// Failovers are the shares due to fail over.
 	Failovers []witnessFailover
 }
@@ -274,9 +275,9 @@ func decideWitness(in witnessInput) witnessDecision {
 		reachable := age <= ReachableWindow
 		switch {
 		case !reachable && !b.unreachable[name]:
-			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventUnreachable, Detail: fmt.Sprintf("%s has not renewed its lease for %s (> %s)", name, roundAge(age), ReachableWindow)})
+			d.Events = append(d.Events, store.WitnessEvent{At: at, Member: name, Event: store.EventUnreachable, Detail: fmt.Sprintf("%s has not renewed its lease for %s (> %s)", name, roundAge(age), ReachableWindow)})
 		case reachable && renewed && b.unreachable[name]:
-			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventReachable, Detail: name + " renews its lease again"})
+			d.Events = append(d.Events, store.WitnessEvent{At: at, Member: name, Event: store.EventReachable, Detail: name + " renews its lease again"})
 		}
 		rtt := b.renewals[name].rtt
 		if !reachable || !renewed || rtt <= 0 {
@@ -285,9 +286,9 @@ func decideWitness(in witnessInput) witnessDecision {
 		limit := time.Duration(pol.DegradedLatency)
 		switch {
 		case rtt > limit && !b.degraded[name]:
-			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventDegraded, Detail: fmt.Sprintf("%s's lease round trip took %s > degraded_latency %s", name, roundRTT(rtt), pol.DegradedLatency)})
+			d.Events = append(d.Events, store.WitnessEvent{At: at, Member: name, Event: store.EventDegraded, Detail: fmt.Sprintf("%s's lease round trip took %s > degraded_latency %s", name, roundRTT(rtt), pol.DegradedLatency)})
 		case float64(rtt) <= recoverFraction*float64(limit) && b.degraded[name]:
-			d.Events = append(d.Events, WitnessEvent{At: at, Member: name, Event: EventRecovered, Detail: fmt.Sprintf("%s's lease round trip is %s again (degraded_latency %s)", name, roundRTT(rtt), pol.DegradedLatency)})
+			d.Events = append(d.Events, store.WitnessEvent{At: at, Member: name, Event: store.EventRecovered, Detail: fmt.Sprintf("%s's lease round trip is %s again (degraded_latency %s)", name, roundRTT(rtt), pol.DegradedLatency)})
 		}
 	}
 	d.Events = append(d.Events, fenceEvents(st, &b, at)...)
@@ -308,11 +309,11 @@ func decideWitness(in witnessInput) witnessDecision {
 		switch {
 		case sh.Failover == schema.FailoverManual:
 			if !b.manualLogged[share] {
-				d.Events = append(d.Events, WitnessEvent{At: at, Member: active, Share: share, Event: EventFailoverManual, Detail: fmt.Sprintf("%s; %s has failover: manual: run fleetctl failover %s --to %s", why, share, share, replica)})
+				d.Events = append(d.Events, store.WitnessEvent{At: at, Member: active, Share: share, Event: store.EventFailoverManual, Detail: fmt.Sprintf("%s; %s has failover: manual: run fleetctl failover %s --to %s", why, share, share, replica)})
 			}
 		case !b.reachable(replica, now, true):
 			if !b.blockedLogged[share] {
-				d.Events = append(d.Events, WitnessEvent{At: at, Member: active, Share: share, Event: EventFailoverBlocked, Detail: fmt.Sprintf("%s, but the replica %s is unreachable too; waiting for either", why, replica)})
+				d.Events = append(d.Events, store.WitnessEvent{At: at, Member: active, Share: share, Event: store.EventFailoverBlocked, Detail: fmt.Sprintf("%s, but the replica %s is unreachable too; waiting for either", why, replica)})
 			}
 		default:
 			d.Failovers = append(d.Failovers, witnessFailover{Share: share, From: active, To: replica, ExpectedEpoch: epoch, After: pol.FailoverAfter, Reason: why})
@@ -323,8 +324,8 @@ func decideWitness(in witnessInput) witnessDecision {
 
 // fenceEvents compares what the appliances report fenced with what the
 // witness log last said.
-func fenceEvents(st *State, b *witnessBook, at time.Time) []WitnessEvent {
-	var events []WitnessEvent
+func fenceEvents(st *store.State, b *witnessBook, at time.Time) []store.WitnessEvent {
+	var events []store.WitnessEvent
 	names := make([]string, 0, len(st.Nodes)+len(b.fenced))
 	for name := range st.Nodes {
 		names = append(names, name)
@@ -339,7 +340,7 @@ func fenceEvents(st *State, b *witnessBook, at time.Time) []WitnessEvent {
 		reported := st.Nodes[name].Fenced
 		for _, share := range reported {
 			if !b.fenced[name][share] {
-				events = append(events, WitnessEvent{At: at, Member: name, Share: share, Event: EventFenced, Detail: fmt.Sprintf("%s made %s read-only: its lease lapsed (fence_after %s)", name, share, specFenceAfter(st))})
+				events = append(events, store.WitnessEvent{At: at, Member: name, Share: share, Event: store.EventFenced, Detail: fmt.Sprintf("%s made %s read-only: its lease lapsed (fence_after %s)", name, share, specFenceAfter(st))})
 			}
 		}
 		for _, share := range slices.Sorted(maps.Keys(b.fenced[name])) {
@@ -352,7 +353,7 @@ func fenceEvents(st *State, b *witnessBook, at time.Time) []WitnessEvent {
 					detail = fmt.Sprintf("%s moved to %s (epoch %d) while %s was fenced; %s's copy stays read-only", share, active, epoch, name, name)
 				}
 			}
-			events = append(events, WitnessEvent{At: at, Member: name, Share: share, Event: EventUnfenced, Detail: detail})
+			events = append(events, store.WitnessEvent{At: at, Member: name, Share: share, Event: store.EventUnfenced, Detail: detail})
 		}
 	}
 	return events
@@ -367,12 +368,12 @@ func (b *witnessBook) outage(appliance string, now time.Time) time.Duration {
 // confirm decides f again at now, just before it is committed, with the
 // book as it is then (witness.mu held): a renewal counted since the
 // decision cancels the failover. It returns the command to commit.
-func (f witnessFailover) confirm(b *witnessBook, now time.Time) (FailoverShare, bool) {
+func (f witnessFailover) confirm(b *witnessBook, now time.Time) (store.FailoverShare, bool) {
 	age := b.outage(f.From, now)
 	if age <= time.Duration(f.After) {
-		return FailoverShare{}, false
+		return store.FailoverShare{}, false
 	}
-	return FailoverShare{
+	return store.FailoverShare{
 		Share:         f.Share,
 		From:          f.From,
 		To:            f.To,

