@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
 	"github.com/hashicorp/raft"
@@ -31,9 +32,6 @@ const (
 	headerForwardedBy = "X-Fleetctl-Forwarded-By"
 	headerUser        = "X-Fleetctl-User"
 )
-
-// maxRequestBody bounds request bodies: a spec plus room for the envelope.
-const maxRequestBody = schema.MaxFileSize + 64<<10
 
 type ctxKey struct{}
 
@@ -75,12 +73,12 @@ func (n *Node) routes() http.Handler {
 func (n *Node) authed(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
-			writeError(w, http.StatusUnauthorized, &APIError{Code: CodeUnauthorized, Message: "TLS is required"})
+			writeError(w, http.StatusUnauthorized, &client.APIError{Code: client.CodeUnauthorized, Message: "TLS is required"})
 			return
 		}
 		id, err := pki.PeerIdentity(*r.TLS)
 		if err != nil {
-			writeError(w, http.StatusUnauthorized, &APIError{Code: CodeUnauthorized, Message: "a client certificate of this fleet is required (use --data-dir on an appliance or --credential with an exported admin credential)"})
+			writeError(w, http.StatusUnauthorized, &client.APIError{Code: client.CodeUnauthorized, Message: "a client certificate of this fleet is required (use --data-dir on an appliance or --credential with an exported admin credential)"})
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
@@ -93,14 +91,14 @@ func (n *Node) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if n.raft.State() == raft.Leader {
 			if !n.leaderReady.Load() {
-				writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: "the new leader is still applying earlier entries; retry in a moment"})
+				writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: "the new leader is still applying earlier entries; retry in a moment"})
 				return
 			}
 			h(w, r)
 			return
 		}
 		if r.Header.Get(headerForwardedBy) != "" {
-			writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("forwarded to %s, which is no longer the leader; retry", n.cfg.Name)})
+			writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("forwarded to %s, which is no longer the leader; retry", n.cfg.Name)})
 			return
 		}
 		addr, id := n.raft.LeaderWithID()
@@ -124,9 +122,9 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, addr, leader stri
 	key := leader + "@" + addr
 	p, ok := n.forwarders.Load(key)
 	if !ok {
-		client, err := n.peerClient(leader, addr, peerLong)
+		hc, err := n.peerClient(leader, addr, peerLong)
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+			writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 			return
 		}
 		p, _ = n.forwarders.LoadOrStore(key, &forwarder{proxy: &httputil.ReverseProxy{
@@ -135,9 +133,9 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, addr, leader stri
 				pr.Out.URL.Host = addr
 				pr.Out.Host = addr
 			},
-			Transport: client.Transport,
+			Transport: hc.Transport,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				writeError(w, http.StatusBadGateway, &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("forwarding to %s at %s: %v", leader, addr, err)})
+				writeError(w, http.StatusBadGateway, &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("forwarding to %s at %s: %v", leader, addr, err)})
 			},
 		}})
 	}
@@ -157,10 +155,10 @@ func userOf(r *http.Request) string {
 }
 
 // noLeaderError explains why there is no leader: how many voters answer.
-func (n *Node) noLeaderError(ctx context.Context) *APIError {
+func (n *Node) noLeaderError(ctx context.Context) *client.APIError {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return &APIError{Code: CodeNoLeader, Message: "no leader: " + err.Error()}
+		return &client.APIError{Code: client.CodeNoLeader, Message: "no leader: " + err.Error()}
 	}
 	var voters []raft.Server
 	for _, s := range f.Configuration().Servers {
@@ -169,7 +167,7 @@ func (n *Node) noLeaderError(ctx context.Context) *APIError {
 		}
 	}
 	if len(voters) == 0 {
-		return &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("no leader: %s is not a member of any fleet yet (bootstrap one or join it)", n.cfg.Name)}
+		return &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("no leader: %s is not a member of any fleet yet (bootstrap one or join it)", n.cfg.Name)}
 	}
 	pings := n.pingAll(ctx, voters)
 	var up []string
@@ -178,12 +176,12 @@ func (n *Node) noLeaderError(ctx context.Context) *APIError {
 			up = append(up, string(s.ID))
 		}
 	}
-	return &APIError{Code: CodeNoLeader, Message: fmt.Sprintf("no leader: %d of %d voters reachable (%s); a quorum needs %d",
+	return &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("no leader: %d of %d voters reachable (%s); a quorum needs %d",
 		len(up), len(voters), strings.Join(up, ", "), len(voters)/2+1)}
 }
 
 type pingResult struct {
-	resp PingResponse
+	resp client.PingResponse
 	rtt  time.Duration
 	err  error
 }
@@ -216,7 +214,7 @@ func (n *Node) pingAll(ctx context.Context, servers []raft.Server) map[raft.Serv
 }
 
 func (n *Node) pingMember(ctx context.Context, s raft.Server) pingResult {
-	client, err := n.peerClient(string(s.ID), string(s.Address), peerQuick)
+	hc, err := n.peerClient(string(s.ID), string(s.Address), peerQuick)
 	if err != nil {
 		return pingResult{err: err}
 	}
@@ -227,23 +225,23 @@ func (n *Node) pingMember(ctx context.Context, s raft.Server) pingResult {
 		return pingResult{err: err}
 	}
 	start := time.Now()
-	resp, err := client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return pingResult{err: err}
 	}
 	defer resp.Body.Close()
-	var pr PingResponse
-	if err := decodeResponse(resp, &pr); err != nil {
+	var pr client.PingResponse
+	if err := client.DecodeResponse(resp, &pr); err != nil {
 		return pingResult{err: err}
 	}
 	return pingResult{resp: pr, rtt: time.Since(start)}
 }
 
-func (n *Node) ping() PingResponse {
+func (n *Node) ping() client.PingResponse {
 	st := n.fsm.State()
 	leaderAddr, leaderID := n.raft.LeaderWithID()
 	_ = leaderAddr
-	pr := PingResponse{
+	pr := client.PingResponse{
 		Name:       n.cfg.Name,
 		RaftState:  strings.ToLower(n.raft.State().String()),
 		Leader:     string(leaderID),
@@ -267,7 +265,7 @@ func (n *Node) handlePing(w http.ResponseWriter, r *http.Request) {
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 		return
 	}
 	servers := f.Configuration().Servers
@@ -275,31 +273,31 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	_, leader := n.raft.LeaderWithID()
 	// Members are compared with the leader's generation when it answers,
 	// else with this node's.
-	st := Status{Node: n.cfg.Name, Leader: string(leader), Generation: n.fsm.State().Generation}
+	st := client.Status{Node: n.cfg.Name, Leader: string(leader), Generation: n.fsm.State().Generation}
 	if p, ok := pings[leader]; ok && p.err == nil {
 		st.Generation = p.resp.Generation
 	}
 	for _, s := range servers {
 		p := pings[s.ID]
-		m := Member{
+		m := client.Member{
 			Name:    string(s.ID),
 			Address: string(s.Address),
 			Voter:   s.Suffrage == raft.Voter,
 			Leader:  s.ID == leader,
 		}
 		if p.err != nil {
-			m.Health, m.Error = HealthUnreachable, p.err.Error()
+			m.Health, m.Error = client.HealthUnreachable, p.err.Error()
 		} else {
 			m.Reachable = true
 			m.RTTMillis = float64(p.rtt.Microseconds()) / 1000
 			m.Generation = p.resp.Generation
 			m.LastContactMS = p.resp.LastContactMS
-			m.Health = HealthHealthy
+			m.Health = client.HealthHealthy
 			switch {
 			case !m.Leader && (p.resp.LastContactMS < 0 || p.resp.LastContactMS > 5000):
-				m.Health = HealthNoLeader
+				m.Health = client.HealthNoLeader
 			case p.resp.Generation < st.Generation:
-				m.Health = HealthBehind
+				m.Health = client.HealthBehind
 			}
 		}
 		st.Members = append(st.Members, m)
@@ -315,12 +313,12 @@ func (n *Node) handleGetSpec(w http.ResponseWriter, r *http.Request) {
 	serve := func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("consistent") != "" {
 			if err := n.raft.VerifyLeader().Error(); err != nil {
-				writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: "lost leadership while reading: " + err.Error()})
+				writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: "lost leadership while reading: " + err.Error()})
 				return
 			}
 		}
 		st := n.fsm.State()
-		writeJSON(w, http.StatusOK, SpecResponse{YAML: string(st.YAML), Generation: st.Generation, AppliedAt: st.AppliedAt, AppliedBy: st.AppliedBy})
+		writeJSON(w, http.StatusOK, client.SpecResponse{YAML: string(st.YAML), Generation: st.Generation, AppliedAt: st.AppliedAt, AppliedBy: st.AppliedBy})
 	}
 	if r.URL.Query().Get("consistent") != "" {
 		n.leaderOnly(serve)(w, r)
@@ -330,7 +328,7 @@ func (n *Node) handleGetSpec(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
-	var req ApplyRequest
+	var req client.ApplyRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -348,51 +346,51 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := resp.(store.ApplyResult)
-	writeJSON(w, http.StatusOK, ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)})
+	writeJSON(w, http.StatusOK, client.ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)})
 }
 
 func writeApplyError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, store.ErrGenerationMismatch):
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: err.Error() + "; retry"})
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: err.Error() + "; retry"})
 	case errors.Is(err, store.ErrInvalidSpec):
 		var problems schema.Errors
 		errors.As(err, &problems)
-		writeError(w, http.StatusUnprocessableEntity, &APIError{Code: CodeInvalidSpec, Message: "the spec is invalid", Problems: problems})
+		writeError(w, http.StatusUnprocessableEntity, &client.APIError{Code: client.CodeInvalidSpec, Message: "the spec is invalid", Problems: problems})
 	default:
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 	}
 }
 
 func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
-	var req JoinRequest
+	var req client.JoinRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
 	tok, err := pki.ParseToken(req.Token)
 	if err != nil || !n.token.SecretMatches(tok) {
 		n.log.Warn("join refused: wrong token", "name", req.Name, "remote", r.RemoteAddr)
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "the join token does not match this fleet's (see join-token in the bootstrap agent's data dir)"})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "the join token does not match this fleet's (see join-token in the bootstrap agent's data dir)"})
 		return
 	}
 	if !schema.ValidName(req.Name) {
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: fmt.Sprintf("%q is not a valid appliance name: lowercase letters, digits and '-', at most 63", req.Name)})
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: fmt.Sprintf("%q is not a valid appliance name: lowercase letters, digits and '-', at most 63", req.Name)})
 		return
 	}
 	cert, err := n.ca.SignCSR([]byte(req.CSR), req.Name, pki.RoleNode, []string{hostOf(req.Address)})
 	if err != nil {
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "certificate request: " + err.Error()})
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate request: " + err.Error()})
 		return
 	}
 	caKey, err := n.ca.KeyPEM()
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 		return
 	}
 	n.log.Info("issued a node certificate", "name", req.Name, "address", req.Address)
-	writeJSON(w, http.StatusOK, JoinResponse{CACert: string(n.creds.CACertPEM), CAKey: string(caKey), Cert: string(cert), Token: n.token.String()})
+	writeJSON(w, http.StatusOK, client.JoinResponse{CACert: string(n.creds.CACertPEM), CAKey: string(caKey), Cert: string(cert), Token: n.token.String()})
 }
 
 // fetchCredentials asks a member for a certificate with the join token,
@@ -410,11 +408,11 @@ func (n *Node) fetchCredentials(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.JoinConfig(tok, []string{protoAPI})}}
-	defer client.CloseIdleConnections()
-	var resp JoinResponse
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.JoinConfig(tok, []string{client.ProtoAPI})}}
+	defer hc.CloseIdleConnections()
+	var resp client.JoinResponse
 	err = retry(ctx, 30*time.Second, func() error {
-		return postJSON(ctx, client, "https://"+n.cfg.Join+"/v1/join", JoinRequest{Name: n.cfg.Name, Address: n.cfg.Advertise, CSR: string(csr), Token: n.cfg.Token}, &resp)
+		return client.PostJSON(ctx, hc, "https://"+n.cfg.Join+"/v1/join", client.JoinRequest{Name: n.cfg.Name, Address: n.cfg.Advertise, CSR: string(csr), Token: n.cfg.Token}, &resp)
 	})
 	if err != nil {
 		return fmt.Errorf("join via %s: %w", n.cfg.Join, err)
@@ -433,15 +431,15 @@ func (n *Node) fetchCredentials(ctx context.Context) error {
 // addSelf asks the leader (through the member it joined by) to add this
 // node to the Raft configuration.
 func (n *Node) addSelf(ctx context.Context) error {
-	conf, err := pki.ClientConfig(n.creds, "", []string{protoAPI})
+	conf, err := pki.ClientConfig(n.creds, "", []string{client.ProtoAPI})
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
-	defer client.CloseIdleConnections()
-	var resp MemberResponse
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
+	defer hc.CloseIdleConnections()
+	var resp client.MemberResponse
 	err = retry(ctx, 60*time.Second, func() error {
-		return postJSON(ctx, client, "https://"+n.cfg.Join+"/v1/members", MemberRequest{Name: n.cfg.Name, Address: n.cfg.Advertise}, &resp)
+		return client.PostJSON(ctx, hc, "https://"+n.cfg.Join+"/v1/members", client.MemberRequest{Name: n.cfg.Name, Address: n.cfg.Advertise}, &resp)
 	})
 	if err != nil {
 		return fmt.Errorf("join via %s: %w", n.cfg.Join, err)
@@ -457,7 +455,7 @@ func retry(ctx context.Context, limit time.Duration, f func() error) error {
 	wait := 100 * time.Millisecond
 	for {
 		err := f()
-		var ae *APIError
+		var ae *client.APIError
 		refused := errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500
 		// A member whose CA is not the one the token pins will not change
 		// its mind: say so at once.
@@ -474,10 +472,10 @@ func retry(ctx context.Context, limit time.Duration, f func() error) error {
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec := json.NewDecoder(io.LimitReader(r.Body, client.MaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "request body: " + err.Error()})
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "request body: " + err.Error()})
 		return false
 	}
 	return true
@@ -489,22 +487,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, status int, e *APIError) {
+func writeError(w http.ResponseWriter, status int, e *client.APIError) {
 	writeJSON(w, status, e)
 }
 
 // applianceStatuses lists the storage appliances of the stored spec with
 // what each last reported.
-func applianceStatuses(st *store.State) []ApplianceStatus {
+func applianceStatuses(st *store.State) []client.ApplianceStatus {
 	if st.Spec == nil {
 		return nil
 	}
-	var out []ApplianceStatus
+	var out []client.ApplianceStatus
 	for _, a := range st.Spec.Appliances {
 		if a.Role == schema.RoleWitness {
 			continue
 		}
-		as := ApplianceStatus{Name: a.Name}
+		as := client.ApplianceStatus{Name: a.Name}
 		if ns, ok := st.Nodes[a.Name]; ok {
 			as.Reported = true
 			as.NodeStatus = ns

@@ -7,7 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -17,26 +18,6 @@ import (
 // This file connects the store to each appliance's reconciler: the loop
 // that keeps the appliance's btrfs at the stored spec and publishes its
 // status, and the plan endpoints behind `fleetctl diff`.
-
-// PlanRequest asks what the agents would do for a spec.
-type PlanRequest struct {
-	YAML string `json:"yaml"`
-}
-
-// AppliancePlan is the plan one appliance's agent would run for a spec,
-// against its btrfs state at the time of asking.
-type AppliancePlan struct {
-	Appliance string             `json:"appliance"`
-	Actions   []reconcile.Action `json:"actions"`
-	// Error says why there is no plan: the agent is unreachable, has not
-	// joined, or cannot observe its pools.
-	Error string `json:"error,omitempty"`
-}
-
-// PlanResponse is every storage appliance's plan, in spec order.
-type PlanResponse struct {
-	Appliances []AppliancePlan `json:"appliances"`
-}
 
 // startReconciler runs this appliance's reconcile loop until ctx ends.
 func (n *Node) startReconciler(ctx context.Context) {
@@ -104,13 +85,13 @@ func (n *Node) publishStatus(ctx context.Context, rep reconcile.Report) error {
 // sendStatus publishes rep with the shares fenced now. n.statusMu is held,
 // so that the last status published is the last one built.
 func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
-	client, err := NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+	cl, err := client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer cl.Close()
 	fenced := n.fencedList()
-	err = client.SetNodeStatus(ctx, n.cfg.Name, store.NodeStatus{
+	err = cl.SetNodeStatus(ctx, n.cfg.Name, store.NodeStatus{
 		ObservedGeneration: rep.Generation,
 		ReportedAt:         time.Now().UTC(),
 		Errors:             rep.Errors,
@@ -128,7 +109,7 @@ func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
 func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if u := userOf(r); u != string(pki.RoleNode)+":"+name {
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the agent %q reports its own status (asked by %s)", name, u)})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("only the agent %q reports its own status (asked by %s)", name, u)})
 		return
 	}
 	var st store.NodeStatus
@@ -144,7 +125,7 @@ func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
 
 // handlePlan asks every storage appliance of a spec for its plan.
 func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
-	var req PlanRequest
+	var req client.PlanRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -165,7 +146,7 @@ func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Sized once: the goroutines below write into its elements.
-	resp := PlanResponse{Appliances: make([]AppliancePlan, len(storage))}
+	resp := client.PlanResponse{Appliances: make([]client.AppliancePlan, len(storage))}
 	var wg sync.WaitGroup
 	for i, a := range storage {
 		p := &resp.Appliances[i]
@@ -188,23 +169,23 @@ func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (n *Node) remotePlan(ctx context.Context, name, addr, yaml string) AppliancePlan {
-	client, err := n.peerClient(name, addr, peerQuick)
+func (n *Node) remotePlan(ctx context.Context, name, addr, yaml string) client.AppliancePlan {
+	hc, err := n.peerClient(name, addr, peerQuick)
 	if err != nil {
-		return AppliancePlan{Appliance: name, Error: err.Error()}
+		return client.AppliancePlan{Appliance: name, Error: err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var p AppliancePlan
-	if err := postJSON(ctx, client, "https://"+addr+"/v1/plan/local", PlanRequest{YAML: yaml}, &p); err != nil {
-		return AppliancePlan{Appliance: name, Error: fmt.Sprintf("agent unreachable: %v", err)}
+	var p client.AppliancePlan
+	if err := client.PostJSON(ctx, hc, "https://"+addr+"/v1/plan/local", client.PlanRequest{YAML: yaml}, &p); err != nil {
+		return client.AppliancePlan{Appliance: name, Error: fmt.Sprintf("agent unreachable: %v", err)}
 	}
 	return p
 }
 
 // handlePlanLocal answers with this appliance's own plan.
 func (n *Node) handlePlanLocal(w http.ResponseWriter, r *http.Request) {
-	var req PlanRequest
+	var req client.PlanRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -216,8 +197,8 @@ func (n *Node) handlePlanLocal(w http.ResponseWriter, r *http.Request) {
 }
 
 // localPlan is the plan this appliance's reconciler would run for spec now.
-func (n *Node) localPlan(ctx context.Context, spec *schema.Spec) AppliancePlan {
-	p := AppliancePlan{Appliance: n.cfg.Name}
+func (n *Node) localPlan(ctx context.Context, spec *schema.Spec) client.AppliancePlan {
+	p := client.AppliancePlan{Appliance: n.cfg.Name}
 	if n.cfg.Driver == nil {
 		p.Error = "this agent does not manage btrfs"
 		return p

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"github.com/fleetctl/fleetctl/client"
 	"strings"
 	"testing"
 )
@@ -44,13 +45,13 @@ shares:
 func benchmarkApply(b *testing.B, shares int) {
 	nodes := newFleet(b, 3, 0)
 	leader := readyLeader(b, nodes)
-	client := clientFor(b, notLeader(nodes, leader))
+	cl := clientFor(b, notLeader(nodes, leader))
 	specs := [2]string{fleetSpec(shares, "100GiB"), fleetSpec(shares, "200GiB")}
 	b.SetBytes(int64(len(specs[0])))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := client.Apply(b.Context(), ApplyRequest{YAML: specs[i%2]}); err != nil {
+		if _, err := cl.Apply(b.Context(), client.ApplyRequest{YAML: specs[i%2]}); err != nil {
 			b.Fatalf("apply: %v", err)
 		}
 	}

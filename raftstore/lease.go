@@ -2,16 +2,15 @@ package raftstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
@@ -138,7 +137,7 @@ func isStorage(spec *schema.Spec, appliance string) bool {
 // single slow answer on a healthy fleet cannot age the lease by more than
 // an interval.
 func (n *Node) renewLoop(ctx context.Context) {
-	var c *Client
+	var c *client.Client
 	var inflight sync.WaitGroup
 	defer func() {
 		inflight.Wait()
@@ -164,13 +163,13 @@ func (n *Node) renewLoop(ctx context.Context) {
 		}
 		if c == nil {
 			var err error
-			if c, err = NewClient(n.cfg.Advertise, n.creds, n.cfg.Name); err != nil {
+			if c, err = client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name); err != nil {
 				n.log.Error("cannot make the lease client", "err", err)
 				continue
 			}
 		}
 		inflight.Add(1)
-		go func(c *Client) {
+		go func(c *client.Client) {
 			defer inflight.Done()
 			n.renew(ctx, c, start)
 		}(c)
@@ -178,7 +177,7 @@ func (n *Node) renewLoop(ctx context.Context) {
 }
 
 // renew sends one renewal, sent at start, and counts it if it is answered.
-func (n *Node) renew(ctx context.Context, c *Client, start time.Time) {
+func (n *Node) renew(ctx context.Context, c *client.Client, start time.Time) {
 	l := &n.lease
 	l.mu.Lock()
 	if l.started.IsZero() {
@@ -186,14 +185,13 @@ func (n *Node) renew(ctx context.Context, c *Client, start time.Time) {
 	}
 	prev := l.rtt
 	l.mu.Unlock()
-	var resp LeaseResponse
+	resp := &client.LeaseResponse{}
 	var err error
 	if n.leaseBlocked.Load() {
 		err = errors.New("renewal blocked (test seam)")
 	} else {
-		body, _ := json.Marshal(LeaseRequest{Appliance: n.cfg.Name, PreviousRTTMillis: float64(prev.Microseconds()) / 1000})
 		rctx, cancel := context.WithTimeout(ctx, leaseTimeout)
-		err = c.once(rctx, http.MethodPost, "/v1/lease", body, &resp)
+		resp, err = c.RenewLease(rctx, client.LeaseRequest{Appliance: n.cfg.Name, PreviousRTTMillis: float64(prev.Microseconds()) / 1000})
 		cancel()
 	}
 	if ctx.Err() != nil {

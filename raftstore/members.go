@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/hashicorp/raft"
 )
 
@@ -312,14 +313,14 @@ func (n *Node) makeSteps(steps []memberStep) error {
 func writeMemberError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), errConfigChanged):
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: err.Error() + "; retry"})
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: err.Error() + "; retry"})
 	default:
 		writeApplyError(w, err)
 	}
 }
 
 func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
-	var req MemberRequest
+	var req client.MemberRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -328,7 +329,7 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 		// A forwarded request carries the forwarding node's identity; the
 		// original requester is in the user header.
 		if u := userOf(r); u != string(pki.RoleNode)+":"+req.Name {
-			writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the node %q itself may add itself (asked by %s)", req.Name, u)})
+			writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("only the node %q itself may add itself (asked by %s)", req.Name, u)})
 			return
 		}
 	}
@@ -343,7 +344,7 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("member joined", "name", req.Name, "address", req.Address, "voter", voter)
-	writeJSON(w, http.StatusOK, MemberResponse{Name: req.Name, Voter: voter})
+	writeJSON(w, http.StatusOK, client.MemberResponse{Name: req.Name, Voter: voter})
 }
 
 // errNoMember says that a member to remove is not in the configuration.
@@ -364,14 +365,14 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case errors.Is(err, errNoMember):
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: fmt.Sprintf("no member named %q", name)})
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no member named %q", name)})
 		return
 	case err != nil:
 		writeMemberError(w, fmt.Errorf("remove member %s: %w", name, err))
 		return
 	}
 	n.log.Info("removed member", "name", name, "by", userOf(r))
-	writeJSON(w, http.StatusOK, MemberResponse{Name: name})
+	writeJSON(w, http.StatusOK, client.MemberResponse{Name: name})
 }
 
 // membersInContact pings the other members and returns those that answer

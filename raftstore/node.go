@@ -17,13 +17,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/raftstore/fence"
-	"github.com/fleetctl/fleetctl/raftstore/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/store"
 )
 
@@ -301,7 +302,7 @@ func (n *Node) loadCredentials() error {
 }
 
 func (n *Node) startRaft(ln net.Listener) error {
-	serverConf, err := pki.ServerConfig(n.creds, []string{protoRaft, protoAPI})
+	serverConf, err := pki.ServerConfig(n.creds, []string{protoRaft, client.ProtoAPI})
 	if err != nil {
 		return err
 	}

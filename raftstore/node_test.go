@@ -25,7 +25,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 )
 
 // The tests in this file start real agents in-process: each node listens on
@@ -268,7 +269,7 @@ func waitSpec(t testing.TB, nodes []*Node, gen uint64, yaml string) {
 
 // clientFor returns a client with n's own credentials, as the CLI on n's
 // appliance would make it.
-func clientFor(t testing.TB, n *Node) *Client {
+func clientFor(t testing.TB, n *Node) *client.Client {
 	t.Helper()
 	creds, name, addr, err := LoadClientCredentials(n.cfg.DataDir)
 	if err != nil {
@@ -277,20 +278,20 @@ func clientFor(t testing.TB, n *Node) *Client {
 	if name != n.Name() || addr != n.cfg.Advertise {
 		t.Fatalf("client credentials of %s: want name %q and address %s, got %q and %s", n.Name(), n.Name(), n.cfg.Advertise, name, addr)
 	}
-	c, err := NewClient(addr, creds, name)
+	c, err := client.NewClient(addr, creds, name)
 	if err != nil {
 		t.Fatalf("client for %s: %v", n.Name(), err)
 	}
-	t.Cleanup(c.http.CloseIdleConnections)
+	t.Cleanup(c.Close)
 	return c
 }
 
 // wantAPIError fails the test unless err is an *APIError with code.
-func wantAPIError(t testing.TB, what string, err error, code string) *APIError {
+func wantAPIError(t testing.TB, what string, err error, code string) *client.APIError {
 	t.Helper()
-	var ae *APIError
+	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Code != code {
-		t.Fatalf("%s: want an APIError with code %q, got %T: %v", what, code, err, err)
+		t.Fatalf("%s: want an client.APIError with code %q, got %T: %v", what, code, err, err)
 	}
 	return ae
 }
@@ -384,7 +385,7 @@ func TestNodeThreeMembersApplyThroughFollower(t *testing.T) {
 	c := clientFor(t, follower)
 	ctx := t.Context()
 
-	res, err := c.Apply(ctx, ApplyRequest{YAML: specOne})
+	res, err := c.Apply(ctx, client.ApplyRequest{YAML: specOne})
 	if err != nil {
 		t.Fatalf("apply through follower %s: %v", follower.Name(), err)
 	}
@@ -396,8 +397,8 @@ func TestNodeThreeMembersApplyThroughFollower(t *testing.T) {
 		t.Fatalf("applied by: want %q (the forwarding follower vouches for its caller), got %q", want, got)
 	}
 
-	_, err = c.Apply(ctx, ApplyRequest{YAML: specOne + "colour: blue\n"})
-	ae := wantAPIError(t, "apply an invalid spec", err, CodeInvalidSpec)
+	_, err = c.Apply(ctx, client.ApplyRequest{YAML: specOne + "colour: blue\n"})
+	ae := wantAPIError(t, "apply an invalid spec", err, client.CodeInvalidSpec)
 	if len(ae.Problems) == 0 {
 		t.Fatalf("apply an invalid spec: want the problems listed, got none in %+v", ae)
 	}
@@ -409,8 +410,8 @@ func TestNodeThreeMembersApplyThroughFollower(t *testing.T) {
 		t.Fatalf("after the refused apply: want generation 1 with the first spec, got %d with %q", spec.Generation, spec.YAML)
 	}
 
-	_, err = c.Apply(ctx, ApplyRequest{YAML: specTwo, ExpectedGeneration: 5})
-	wantAPIError(t, "apply expecting generation 5", err, CodeConflict)
+	_, err = c.Apply(ctx, client.ApplyRequest{YAML: specTwo, ExpectedGeneration: 5})
+	wantAPIError(t, "apply expecting generation 5", err, client.CodeConflict)
 	for _, n := range nodes {
 		if s := n.FSM().State(); s.Generation != 1 {
 			t.Fatalf("%s after refused applies: want generation 1, got %d", n.Name(), s.Generation)
@@ -438,11 +439,11 @@ func TestNodeRefusesWithoutClientCert(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s without a client certificate: %v", r.method, r.path, err)
 		}
-		var ae APIError
+		var ae client.APIError
 		err = json.NewDecoder(resp.Body).Decode(&ae)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized || err != nil || ae.Code != CodeUnauthorized {
-			t.Fatalf("%s %s without a client certificate: want 401 with code %q, got %d with %+v (%v)", r.method, r.path, CodeUnauthorized, resp.StatusCode, ae, err)
+		if resp.StatusCode != http.StatusUnauthorized || err != nil || ae.Code != client.CodeUnauthorized {
+			t.Fatalf("%s %s without a client certificate: want 401 with code %q, got %d with %+v (%v)", r.method, r.path, client.CodeUnauthorized, resp.StatusCode, ae, err)
 		}
 	}
 
@@ -470,7 +471,7 @@ func TestNodeRefusesWithoutClientCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, proto := range []string{protoAPI, protoRaft} {
+	for _, proto := range []string{client.ProtoAPI, protoRaft} {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
 			InsecureSkipVerify: true,
 			Certificates:       []tls.Certificate{cert},
@@ -563,7 +564,7 @@ func TestNodeRestartKeepsIdentityAndState(t *testing.T) {
 	nodes := newFleet(t, 3, 0)
 	ctx := t.Context()
 	leader := readyLeader(t, nodes)
-	if _, err := clientFor(t, leader).Apply(ctx, ApplyRequest{YAML: specOne}); err != nil {
+	if _, err := clientFor(t, leader).Apply(ctx, client.ApplyRequest{YAML: specOne}); err != nil {
 		t.Fatalf("first apply: %v", err)
 	}
 	waitSpec(t, nodes, 1, specOne)
@@ -576,7 +577,7 @@ func TestNodeRestartKeepsIdentityAndState(t *testing.T) {
 			up = append(up, n)
 		}
 	}
-	if _, err := clientFor(t, notLeader(up, leader)).Apply(ctx, ApplyRequest{YAML: specTwo}); err != nil {
+	if _, err := clientFor(t, notLeader(up, leader)).Apply(ctx, client.ApplyRequest{YAML: specTwo}); err != nil {
 		t.Fatalf("second apply while %s is down: %v", down.Name(), err)
 	}
 	waitSpec(t, up, 2, specTwo)
@@ -595,7 +596,7 @@ func TestNodeRemoveAndRejoinAfterDataLoss(t *testing.T) {
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	c := clientFor(t, n1)
 	ctx := t.Context()
-	if _, err := c.Apply(ctx, ApplyRequest{YAML: specOne}); err != nil {
+	if _, err := c.Apply(ctx, client.ApplyRequest{YAML: specOne}); err != nil {
 		t.Fatalf("first apply: %v", err)
 	}
 	waitSpec(t, nodes, 1, specOne)
@@ -609,7 +610,7 @@ func TestNodeRemoveAndRejoinAfterDataLoss(t *testing.T) {
 		t.Fatalf("remove n3: %v", err)
 	}
 	waitMembers(t, []*Node{n1, n2}, "n1", "n2")
-	if _, err := c.Apply(ctx, ApplyRequest{YAML: specTwo}); err != nil {
+	if _, err := c.Apply(ctx, client.ApplyRequest{YAML: specTwo}); err != nil {
 		t.Fatalf("apply while n3 is out: %v", err)
 	}
 	cfg := joinConfig(t, "n3", n1)
@@ -671,9 +672,9 @@ func TestNodeNoLeaderError(t *testing.T) {
 	stop(t, nodes[2])
 
 	start := time.Now()
-	_, err := clientFor(t, nodes[0]).Apply(t.Context(), ApplyRequest{YAML: specOne})
+	_, err := clientFor(t, nodes[0]).Apply(t.Context(), client.ApplyRequest{YAML: specOne})
 	took := time.Since(start)
-	ae := wantAPIError(t, "apply with 2 of 3 voters down", err, CodeNoLeader)
+	ae := wantAPIError(t, "apply with 2 of 3 voters down", err, client.CodeNoLeader)
 	if !strings.Contains(ae.Message, "1 of 3 voters reachable") {
 		t.Fatalf("apply with 2 of 3 voters down: want a message saying 1 of 3 voters reachable, got %q", ae.Message)
 	}
@@ -693,11 +694,11 @@ func TestAdminCredential(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse the admin credential: %v", err)
 	}
-	c, err := NewClient(n1.cfg.Advertise, creds, "")
+	c, err := client.NewClient(n1.cfg.Advertise, creds, "")
 	if err != nil {
 		t.Fatalf("admin client: %v", err)
 	}
-	t.Cleanup(c.http.CloseIdleConnections)
+	t.Cleanup(c.Close)
 	st, err := c.Status(t.Context())
 	if err != nil {
 		t.Fatalf("status with the admin credential: %v", err)

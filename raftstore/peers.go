@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 )
 
 // Connections from this agent to other members' APIs go through one pooled
@@ -83,7 +84,7 @@ func (n *Node) peerClient(name, addr string, kind peerKind) (*http.Client, error
 	if c := p.clients[key]; c != nil {
 		return c, nil
 	}
-	conf, err := pki.ClientConfig(n.creds, name, []string{protoAPI})
+	conf, err := pki.ClientConfig(n.creds, name, []string{client.ProtoAPI})
 	if err != nil {
 		return nil, fmt.Errorf("TLS client for %s: %w", name, err)
 	}

@@ -14,7 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -127,12 +128,12 @@ func (n *Node) retryReturningTargets(ctx context.Context) {
 // recordTrail stores a replication attempt in the share's trail, through
 // the leader. A failure is logged: the attempt itself is not undone.
 func (n *Node) recordTrail(ctx context.Context, e reconcile.TrailEntry) {
-	client, err := NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+	cl, err := client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
 	if err == nil {
-		defer client.Close()
+		defer cl.Close()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err = client.do(ctx, http.MethodPost, "/v1/trails", e, &struct{}{})
+		err = cl.AppendTrail(ctx, store.TrailEntry(e))
 	}
 	if err != nil {
 		n.log.Warn("could not record a replication attempt in the trail", "share", e.Share, "side", e.Side, "err", err)
@@ -141,7 +142,7 @@ func (n *Node) recordTrail(ctx context.Context, e reconcile.TrailEntry) {
 
 func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 	if identityOf(r).Role != pki.RoleNode {
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "only agents record replication attempts"})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "only agents record replication attempts"})
 		return
 	}
 	var e store.TrailEntry
@@ -191,11 +192,11 @@ func (t *mtlsTransport) Held(ctx context.Context, target, share string) ([]recon
 	req.Header.Set(headerGeneration, strconv.FormatUint(t.n.fsm.State().Generation, 10))
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, unwrapURLError(err) // the replicator says what it asked
+		return nil, client.UnwrapURLError(err) // the replicator says what it asked
 	}
 	defer resp.Body.Close()
 	var held []reconcile.Subvolume
-	if err := decodeResponse(resp, &held); err != nil {
+	if err := client.DecodeResponse(resp, &held); err != nil {
 		return nil, err
 	}
 	return held, nil
@@ -253,11 +254,11 @@ func (t *mtlsTransport) Send(ctx context.Context, target string, h reconcile.Sen
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return res, fmt.Errorf("send %s to %s: %w", h.Share, target, unwrapURLError(err))
+		return res, fmt.Errorf("send %s to %s: %w", h.Share, target, client.UnwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	if err := decodeResponse(resp, &res); err != nil {
-		var ae *APIError
+	if err := client.DecodeResponse(resp, &res); err != nil {
+		var ae *client.APIError
 		if errors.As(err, &ae) {
 			switch ae.Status {
 			case http.StatusForbidden:
@@ -301,7 +302,7 @@ func (g *gatedReader) Close() error {
 func replicationPeer(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := identityOf(r)
 	if id.Role != pki.RoleNode || r.Header.Get(headerForwardedBy) != "" {
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "replication is agent to agent, directly"})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "replication is agent to agent, directly"})
 		return "", false
 	}
 	return id.Name, true
@@ -314,7 +315,7 @@ func (n *Node) handleHeld(w http.ResponseWriter, r *http.Request) {
 	}
 	spec := n.waitGeneration(r).Spec
 	if spec == nil || n.receiver == nil {
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " has no spec or does not manage btrfs"})
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeInternal, Message: n.cfg.Name + " has no spec or does not manage btrfs"})
 		return
 	}
 	share := r.URL.Query().Get("share")
@@ -325,12 +326,12 @@ func (n *Node) handleHeld(w http.ResponseWriter, r *http.Request) {
 		source = sh.Appliance
 	}
 	if sh := spec.Share(share); sh == nil || source != peer {
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("%s is not the source of share %q", peer, share)})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("%s is not the source of share %q", peer, share)})
 		return
 	}
 	held, err := n.receiver.Held(r.Context(), spec, share)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 		return
 	}
 	if held == nil {
@@ -350,12 +351,12 @@ func (n *Node) handleReceive(w http.ResponseWriter, r *http.Request) {
 		err = json.Unmarshal(raw, &h)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "replication header: " + err.Error()})
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "replication header: " + err.Error()})
 		return
 	}
 	spec := n.waitGeneration(r).Spec
 	if spec == nil || n.receiver == nil {
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " has no spec or does not manage btrfs"})
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeInternal, Message: n.cfg.Name + " has no spec or does not manage btrfs"})
 		return
 	}
 	var body io.Reader = r.Body
@@ -364,49 +365,26 @@ func (n *Node) handleReceive(w http.ResponseWriter, r *http.Request) {
 	case "zstd":
 		zr, err := zstd.NewReader(r.Body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: err.Error()})
+			writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: err.Error()})
 			return
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "unknown Content-Encoding " + r.Header.Get("Content-Encoding")})
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "unknown Content-Encoding " + r.Header.Get("Content-Encoding")})
 		return
 	}
 	res, err := n.receiver.Receive(r.Context(), spec, peer, h, body)
 	switch {
 	case errors.Is(err, reconcile.ErrRefused):
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: err.Error()})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: err.Error()})
 	case errors.Is(err, reconcile.ErrBusy):
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, &APIError{Code: CodeInternal, Message: err.Error()})
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}
-}
-
-// ReplicationShare is one replicated share as `fleetctl replication status`
-// shows it.
-type ReplicationShare struct {
-	Share string `json:"share"`
-	From  string `json:"from"`
-	To    string `json:"to"`
-	// Epoch is the share's failover epoch: 0 until its first failover.
-	Epoch uint64 `json:"epoch"`
-	// LastSuccess is the end of the newest successful send; zero if none.
-	LastSuccess time.Time `json:"last_success"`
-	// LastSnapshot is the snapshot that send delivered.
-	LastSnapshot string `json:"last_snapshot,omitempty"`
-	// LastAttempt is the newest send attempt, whatever its result.
-	LastAttempt *store.TrailEntry `json:"last_attempt,omitempty"`
-	// NextRun is when the schedule runs next after the last attempt.
-	NextRun time.Time `json:"next_run"`
-	// Source is the sending agent's own view: running, bytes so far. Nil
-	// when the agent did not answer.
-	Source *reconcile.ShareReplication `json:"source,omitempty"`
-	// SourceError says why the sending agent did not answer.
-	SourceError string `json:"source_error,omitempty"`
 }
 
 // handleReplicationStatus lists every replicated share of the stored spec
@@ -414,15 +392,15 @@ type ReplicationShare struct {
 func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
 	st := n.fsm.State()
 	if st.Spec == nil {
-		writeJSON(w, http.StatusOK, []ReplicationShare{})
+		writeJSON(w, http.StatusOK, []client.ReplicationShare{})
 		return
 	}
-	out := []ReplicationShare{}
+	out := []client.ReplicationShare{}
 	for _, sh := range st.Spec.Shares {
 		if sh.Replication == nil || sh.State == schema.StateAbsent {
 			continue
 		}
-		rs := ReplicationShare{Share: sh.Name, From: sh.Appliance, To: sh.Replication.To.String()}
+		rs := client.ReplicationShare{Share: sh.Name, From: sh.Appliance, To: sh.Replication.To.String()}
 		rs.Epoch = st.Failover[sh.Name].Epoch
 		if a := st.Failover[sh.Name].Active; a != "" && a != sh.Appliance {
 			// Failed over: the replica sends back to the spec's appliance.
@@ -452,7 +430,7 @@ func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	for i := range out {
 		wg.Add(1)
-		go func(rs *ReplicationShare) {
+		go func(rs *client.ReplicationShare) {
 			defer wg.Done()
 			src, err := n.sourceView(r.Context(), rs.From, rs.Share)
 			if err != nil {
@@ -484,11 +462,11 @@ func (n *Node) sourceView(ctx context.Context, appliance, share string) (*reconc
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, unwrapURLError(err)
+		return nil, client.UnwrapURLError(err)
 	}
 	defer resp.Body.Close()
 	var sr reconcile.ShareReplication
-	return &sr, decodeResponse(resp, &sr)
+	return &sr, client.DecodeResponse(resp, &sr)
 }
 
 func (n *Node) localProgress(share string) (*reconcile.ShareReplication, error) {
@@ -509,7 +487,7 @@ func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
 	src, err := n.sourceOf(share)
 	if err != nil {
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: err.Error()})
 		return
 	}
 	if src != n.cfg.Name {
@@ -518,33 +496,10 @@ func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := n.localProgress(share)
 	if err != nil {
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
-}
-
-// RunResponse says which replication run of a share serves a request
-// (POST /v1/replication/run).
-type RunResponse struct {
-	Share string `json:"share"`
-	// Run is the number of the run that serves the request, for
-	// /v1/replication/wait: the next run to start, or with now=0 the run
-	// going (0 when none is).
-	Run uint64 `json:"run"`
-	// Running is the run going when the request came, 0 if none. With
-	// now, Run starts once it has ended.
-	Running uint64 `json:"running"`
-}
-
-// RunWaitResponse answers a wait for a run (GET /v1/replication/wait).
-type RunWaitResponse struct {
-	// Done says the run has ended; Entry is then its trail entry on the
-	// sending side.
-	Done  bool              `json:"done"`
-	Entry *store.TrailEntry `json:"entry,omitempty"`
-	// Progress is the sending agent's view while the run is not done.
-	Progress *reconcile.ShareReplication `json:"progress,omitempty"`
 }
 
 // maxRunWait bounds one wait request; callers wait again to show progress.
@@ -558,7 +513,7 @@ func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 	if _, ok := n.replicationSource(w, r, share); !ok {
 		return
 	}
-	resp := RunResponse{Share: share, Running: n.replicator.Current(share)}
+	resp := client.RunResponse{Share: share, Running: n.replicator.Current(share)}
 	if r.URL.Query().Get("now") == "0" {
 		resp.Run = resp.Running
 		writeJSON(w, http.StatusOK, resp)
@@ -566,7 +521,7 @@ func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := n.replicator.Trigger(share)
 	if err != nil {
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
 		return
 	}
 	resp.Run = run
@@ -581,7 +536,7 @@ func (n *Node) handleWaitRun(w http.ResponseWriter, r *http.Request) {
 	share := q.Get("share")
 	run, err := strconv.ParseUint(q.Get("run"), 10, 64)
 	if err != nil || run == 0 {
-		writeError(w, http.StatusBadRequest, &APIError{Code: CodeBadRequest, Message: "run: want a run number from /v1/replication/run"})
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "run: want a run number from /v1/replication/run"})
 		return
 	}
 	wait, err := time.ParseDuration(q.Get("wait"))
@@ -596,12 +551,12 @@ func (n *Node) handleWaitRun(w http.ResponseWriter, r *http.Request) {
 	e, done, err := n.replicator.Wait(ctx, share, run)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
 	case done:
 		entry := store.TrailEntry(e)
-		writeJSON(w, http.StatusOK, RunWaitResponse{Done: true, Entry: &entry})
+		writeJSON(w, http.StatusOK, client.RunWaitResponse{Done: true, Entry: &entry})
 	default:
-		resp := RunWaitResponse{}
+		resp := client.RunWaitResponse{}
 		if p, err := n.localProgress(share); err == nil {
 			resp.Progress = p
 		}
@@ -615,7 +570,7 @@ func (n *Node) handleWaitRun(w http.ResponseWriter, r *http.Request) {
 func (n *Node) replicationSource(w http.ResponseWriter, r *http.Request, share string) (string, bool) {
 	src, err := n.sourceOf(share)
 	if err != nil {
-		writeError(w, http.StatusNotFound, &APIError{Code: CodeNotFound, Message: err.Error()})
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: err.Error()})
 		return "", false
 	}
 	if src != n.cfg.Name {
@@ -623,7 +578,7 @@ func (n *Node) replicationSource(w http.ResponseWriter, r *http.Request, share s
 		return "", false
 	}
 	if n.replicator == nil {
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeInternal, Message: n.cfg.Name + " does not manage btrfs"})
 		return "", false
 	}
 	return src, true
@@ -651,12 +606,12 @@ func (n *Node) sourceOf(share string) (string, error) {
 // forwardTo passes a request to the agent of appliance name, once.
 func (n *Node) forwardTo(w http.ResponseWriter, r *http.Request, name string) {
 	if r.Header.Get(headerForwardedBy) != "" {
-		writeError(w, http.StatusBadGateway, &APIError{Code: CodeInternal, Message: "forwarded to " + n.cfg.Name + ", which is not " + name})
+		writeError(w, http.StatusBadGateway, &client.APIError{Code: client.CodeInternal, Message: "forwarded to " + n.cfg.Name + ", which is not " + name})
 		return
 	}
 	addr, err := n.memberAddr(name)
 	if err != nil {
-		writeError(w, http.StatusBadGateway, &APIError{Code: CodeInternal, Message: err.Error()})
+		writeError(w, http.StatusBadGateway, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 		return
 	}
 	n.forward(w, r, addr, name)

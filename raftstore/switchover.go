@@ -7,7 +7,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -20,22 +21,6 @@ import (
 // that arrived does the leader commit the failover (the same epoch
 // compare-and-set as an automatic one). The replica then promotes the final
 // snapshot, identical to the source's last state.
-
-// FailoverRequest asks for a planned switchover of Share to To.
-type FailoverRequest struct {
-	Share string `json:"share"`
-	To    string `json:"to"`
-}
-
-// FailoverResponse says what the switchover did.
-type FailoverResponse struct {
-	Share string `json:"share"`
-	From  string `json:"from"`
-	To    string `json:"to"`
-	Epoch uint64 `json:"epoch"`
-	// Snapshot is the final snapshot sent before the switch.
-	Snapshot string `json:"snapshot"`
-}
 
 // prepareRequest asks the active appliance to stop writes to a share and
 // send it a last time, if the share is still at Epoch.
@@ -50,7 +35,7 @@ type prepareResponse struct {
 
 // handleFailover runs a planned switchover; it runs on the leader.
 func (n *Node) handleFailover(w http.ResponseWriter, r *http.Request) {
-	var req FailoverRequest
+	var req client.FailoverRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -58,7 +43,7 @@ func (n *Node) handleFailover(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	res, err := n.switchover(ctx, req.Share, req.To, "planned switchover by "+userOf(r))
 	if err != nil {
-		var ae *APIError
+		var ae *client.APIError
 		if errors.As(err, &ae) {
 			writeError(w, ae.Status, ae)
 			return
@@ -73,26 +58,26 @@ func (n *Node) handleFailover(w http.ResponseWriter, r *http.Request) {
 // appliance stops writes and sends a final incremental, then the leader
 // commits the failover (an epoch compare-and-set). why starts the reason
 // recorded in the witness log. It runs on the leader.
-func (n *Node) switchover(ctx context.Context, share, to, why string) (*FailoverResponse, error) {
+func (n *Node) switchover(ctx context.Context, share, to, why string) (*client.FailoverResponse, error) {
 	st := n.fsm.State()
 	if st.Spec == nil {
-		return nil, &APIError{Status: http.StatusConflict, Code: CodeConflict, Message: "no spec has been applied yet"}
+		return nil, &client.APIError{Status: http.StatusConflict, Code: client.CodeConflict, Message: "no spec has been applied yet"}
 	}
 	sh := st.Spec.Share(share)
 	if sh == nil || sh.Replication == nil || sh.State == schema.StateAbsent {
-		return nil, &APIError{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("the stored spec has no replicated share %q", share)}
+		return nil, &client.APIError{Status: http.StatusNotFound, Code: client.CodeNotFound, Message: fmt.Sprintf("the stored spec has no replicated share %q", share)}
 	}
 	active, replica, epoch := activeReplica(st, sh)
 	switch to {
 	case active:
-		return nil, &APIError{Status: http.StatusConflict, Code: CodeConflict, Message: fmt.Sprintf("%s is already active on %s (epoch %d)", sh.Name, active, epoch)}
+		return nil, &client.APIError{Status: http.StatusConflict, Code: client.CodeConflict, Message: fmt.Sprintf("%s is already active on %s (epoch %d)", sh.Name, active, epoch)}
 	case replica:
 	default:
-		return nil, &APIError{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("%s can only move to its replica, %s", sh.Name, replica)}
+		return nil, &client.APIError{Status: http.StatusBadRequest, Code: client.CodeBadRequest, Message: fmt.Sprintf("%s can only move to its replica, %s", sh.Name, replica)}
 	}
 	var prep prepareResponse
 	if err := n.callMember(ctx, active, "/v1/switchover/prepare", prepareRequest{Share: sh.Name, Epoch: epoch}, &prep); err != nil {
-		return nil, &APIError{Status: http.StatusBadGateway, Code: CodeInternal, Message: fmt.Sprintf("%s could not hand %s over, nothing was switched: %v", active, sh.Name, err)}
+		return nil, &client.APIError{Status: http.StatusBadGateway, Code: client.CodeInternal, Message: fmt.Sprintf("%s could not hand %s over, nothing was switched: %v", active, sh.Name, err)}
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return nil, err
@@ -111,7 +96,7 @@ func (n *Node) switchover(ctx context.Context, share, to, why string) (*Failover
 		// operator retries or investigates.
 		return nil, fmt.Errorf("commit the switchover: %w", err)
 	}
-	return &FailoverResponse{Share: sh.Name, From: active, To: replica, Epoch: resp.(store.FailoverResult).Epoch, Snapshot: prep.Snapshot}, nil
+	return &client.FailoverResponse{Share: sh.Name, From: active, To: replica, Epoch: resp.(store.FailoverResult).Epoch, Snapshot: prep.Snapshot}, nil
 }
 
 // failbackInterval is how often the leader looks for shares to return home
@@ -179,7 +164,7 @@ func caughtUp(trail []store.TrailEntry, active, home string, since time.Time) bo
 // again: nothing was switched.
 func (n *Node) handlePrepare(w http.ResponseWriter, r *http.Request) {
 	if identityOf(r).Role != pki.RoleNode {
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: "only the leader prepares a switchover"})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "only the leader prepares a switchover"})
 		return
 	}
 	var req prepareRequest
@@ -188,7 +173,7 @@ func (n *Node) handlePrepare(w http.ResponseWriter, r *http.Request) {
 	}
 	snap, err := n.prepareSwitchover(r.Context(), req)
 	if err != nil {
-		writeError(w, http.StatusConflict, &APIError{Code: CodeConflict, Message: err.Error()})
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, prepareResponse{Snapshot: snap})
@@ -234,7 +219,7 @@ func (n *Node) callMember(ctx context.Context, name, path string, body, out any)
 	if err != nil {
 		return err
 	}
-	return postJSON(ctx, c, "https://"+addr+path, body, out)
+	return client.PostJSON(ctx, c, "https://"+addr+path, body, out)
 }
 
 // rollbackPrepare makes the share writable again after a switchover that

@@ -10,17 +10,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/hashicorp/raft"
 )
 
 // An agent listens on one TCP port. Every connection is TLS; ALPN says
 // whether it carries the Raft protocol or the HTTPS API, so one address
 // names an appliance everywhere (the spec, Raft's configuration, the CLI).
-const (
-	protoRaft = "fleetctl-raft/1"
-	protoAPI  = "http/1.1"
-)
+const protoRaft = "fleetctl-raft/1" // the API's is client.ProtoAPI
 
 // handshakeTimeout bounds a TLS handshake on the shared port, so a peer that
 // connects and says nothing cannot hold a goroutine.

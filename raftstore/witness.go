@@ -11,7 +11,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/fleetctl/fleetctl/raftstore/pki"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
 )
@@ -193,36 +194,36 @@ func (n *Node) writeWitnessEvent(e store.WitnessEvent) error {
 }
 
 func (n *Node) handleLease(w http.ResponseWriter, r *http.Request) {
-	var req LeaseRequest
+	var req client.LeaseRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
 	if u := userOf(r); u != string(pki.RoleNode)+":"+req.Appliance {
-		writeError(w, http.StatusForbidden, &APIError{Code: CodeUnauthorized, Message: fmt.Sprintf("only the agent %q renews its own lease (asked by %s)", req.Appliance, u)})
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("only the agent %q renews its own lease (asked by %s)", req.Appliance, u)})
 		return
 	}
 	rtt := time.Duration(req.PreviousRTTMillis * float64(time.Millisecond))
 	idx, ok := n.wit.renew(req.Appliance, rtt, time.Now(), n.raft.AppliedIndex)
 	if !ok {
-		writeError(w, http.StatusServiceUnavailable, &APIError{Code: CodeNoLeader, Message: n.cfg.Name + " is no longer the leader; retry"})
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: n.cfg.Name + " is no longer the leader; retry"})
 		return
 	}
-	writeJSON(w, http.StatusOK, LeaseResponse{Leader: n.cfg.Name, AppliedIndex: idx})
+	writeJSON(w, http.StatusOK, client.LeaseResponse{Leader: n.cfg.Name, AppliedIndex: idx})
 }
 
 func (n *Node) handleWitnessStatus(w http.ResponseWriter, r *http.Request) {
 	st := n.fsm.State()
 	now := time.Now()
-	out := WitnessStatus{Leader: n.cfg.Name, Members: []WitnessMember{}, Shares: shareFailovers(st)}
+	out := client.WitnessStatus{Leader: n.cfg.Name, Members: []client.WitnessMember{}, Shares: shareFailovers(st)}
 	if out.Shares == nil {
-		out.Shares = []ShareFailover{}
+		out.Shares = []client.ShareFailover{}
 	}
 	if st.Spec == nil {
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	pol := st.Spec.Witness
-	out.Policy = WitnessPolicy{
+	out.Policy = client.WitnessPolicy{
 		FailoverAfterMS:   time.Duration(pol.FailoverAfter).Milliseconds(),
 		FenceAfterMS:      time.Duration(pol.FenceAfter).Milliseconds(),
 		DegradedLatencyMS: time.Duration(pol.DegradedLatency).Milliseconds(),
@@ -244,7 +245,7 @@ func (n *Node) handleWitnessStatus(w http.ResponseWriter, r *http.Request) {
 	wit.mu.Lock()
 	out.LeaderSince = wit.book.since.UTC()
 	for _, a := range st.Spec.Appliances {
-		m := WitnessMember{Name: a.Name, Role: a.Role, LastRenewalMS: -1}
+		m := client.WitnessMember{Name: a.Name, Role: a.Role, LastRenewalMS: -1}
 		if a.Role == schema.RoleWitness {
 			p, ok := pings[raft.ServerID(a.Name)]
 			switch {
@@ -318,18 +319,18 @@ func activeReplica(st *store.State, sh *schema.Share) (active, replica string, e
 
 // shareFailovers lists every replicated share of the stored spec (whatever
 // its failover mode) with its failover state and who reports it fenced.
-func shareFailovers(st *store.State) []ShareFailover {
+func shareFailovers(st *store.State) []client.ShareFailover {
 	if st.Spec == nil {
 		return nil
 	}
-	var out []ShareFailover
+	var out []client.ShareFailover
 	for i := range st.Spec.Shares {
 		sh := &st.Spec.Shares[i]
 		if sh.Replication == nil || sh.State == schema.StateAbsent {
 			continue
 		}
 		active, replica, epoch := activeReplica(st, sh)
-		sf := ShareFailover{Share: sh.Name, Active: active, Replica: replica, Epoch: epoch, Failover: sh.Failover}
+		sf := client.ShareFailover{Share: sh.Name, Active: active, Replica: replica, Epoch: epoch, Failover: sh.Failover}
 		for _, a := range st.Spec.Appliances {
 			if slices.Contains(st.Nodes[a.Name].Fenced, sh.Name) {
 				sf.Fenced = true

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -130,7 +131,7 @@ func applyWitnessSpec(t *testing.T, nodes []*Node, drivers map[string]*reconcile
 		seedShare(t, drivers[sh.on], sh.on, sh.name)
 	}
 	yaml := witnessSpec(nodes, roles, p, shares...)
-	if _, err := clientFor(t, readyLeader(t, nodes)).Apply(t.Context(), ApplyRequest{YAML: yaml}); err != nil {
+	if _, err := clientFor(t, readyLeader(t, nodes)).Apply(t.Context(), client.ApplyRequest{YAML: yaml}); err != nil {
 		t.Fatalf("apply the witness spec: %v\n%s", err, yaml)
 	}
 	waitSpec(t, nodes, 1, yaml)
@@ -139,9 +140,9 @@ func applyWitnessSpec(t *testing.T, nodes []*Node, drivers map[string]*reconcile
 
 // waitRenewing waits until the leader of nodes counts a received renewal
 // from every named appliance, with a measured round trip.
-func waitRenewing(t *testing.T, nodes []*Node, appliances ...string) *WitnessStatus {
+func waitRenewing(t *testing.T, nodes []*Node, appliances ...string) *client.WitnessStatus {
 	t.Helper()
-	var ws *WitnessStatus
+	var ws *client.WitnessStatus
 	waitUntil(t, fmt.Sprintf("the leader to count renewals from %v", appliances), func() (bool, string) {
 		var err error
 		ws, err = clientFor(t, readyLeader(t, nodes)).WitnessStatus(t.Context())
@@ -149,7 +150,7 @@ func waitRenewing(t *testing.T, nodes []*Node, appliances ...string) *WitnessSta
 			return false, err.Error()
 		}
 		for _, name := range appliances {
-			i := slices.IndexFunc(ws.Members, func(m WitnessMember) bool { return m.Name == name })
+			i := slices.IndexFunc(ws.Members, func(m client.WitnessMember) bool { return m.Name == name })
 			if i < 0 || !ws.Members[i].Reachable || ws.Members[i].RTTMillis <= 0 || ws.Members[i].LastRenewalMS > 1500 {
 				return false, fmt.Sprintf("%+v", ws.Members)
 			}
@@ -261,7 +262,7 @@ func TestWitnessLeaseIdleFleetWritesNothing(t *testing.T) {
 	if w := ws.Members[2]; w.Role != schema.RoleWitness || w.LastRenewalMS != -1 {
 		t.Fatalf("witness status of the witness appliance n3: want role witness and no lease, got %+v", w)
 	}
-	if want := (ShareFailover{Share: "projects", Active: "n1", Replica: "n2", Failover: schema.FailoverAuto}); len(ws.Shares) != 1 || !reflect.DeepEqual(ws.Shares[0], want) {
+	if want := (client.ShareFailover{Share: "projects", Active: "n1", Replica: "n2", Failover: schema.FailoverAuto}); len(ws.Shares) != 1 || !reflect.DeepEqual(ws.Shares[0], want) {
 		t.Fatalf("witness status shares: want projects active on n1 at epoch 0, got %+v", ws.Shares)
 	}
 	for _, n := range nodes[:2] {
@@ -595,7 +596,7 @@ func TestWitnessDegradedAndRecovered(t *testing.T) {
 	}
 
 	yaml := witnessSpec(nodes, roles, fastPolicy, testShare{"projects", "n1", "n2", schema.FailoverAuto})
-	if _, err := clientFor(t, leader).Apply(t.Context(), ApplyRequest{YAML: yaml}); err != nil {
+	if _, err := clientFor(t, leader).Apply(t.Context(), client.ApplyRequest{YAML: yaml}); err != nil {
 		t.Fatalf("apply the default degraded_latency: %v", err)
 	}
 	for _, name := range []string{"n1", "n2"} {

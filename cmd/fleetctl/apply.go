@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -52,7 +52,7 @@ func (c *applyCmd) Run(e env) error {
 		return err
 	}
 	defer done()
-	res, err := cl.Apply(ctx, raftstore.ApplyRequest{YAML: string(data), ExpectedGeneration: c.ExpectGeneration})
+	res, err := cl.Apply(ctx, client.ApplyRequest{YAML: string(data), ExpectedGeneration: c.ExpectGeneration})
 	if err != nil {
 		return refused(e, name, err)
 	}
@@ -88,7 +88,7 @@ func (c *applyCmd) Run(e env) error {
 // reconciled generation gen, printing a line as each gets there. It fails
 // naming who is behind and why when one reports errors at gen or the
 // timeout passes.
-func waitReconciled(e env, cl *raftstore.Client, gen uint64, timeout time.Duration) error {
+func waitReconciled(e env, cl *client.Client, gen uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	done := map[string]bool{}
 	fmt.Fprintf(e.stderr, "Waiting for the appliances to reconcile generation %d…\n", gen)
@@ -144,19 +144,19 @@ func waitReconciled(e env, cl *raftstore.Client, gen uint64, timeout time.Durati
 
 // refused prints why the fleet refused a spec; a refusal exits 1, trouble 2.
 func refused(e env, name string, err error) error {
-	var ae *raftstore.APIError
+	var ae *client.APIError
 	if !errors.As(err, &ae) {
 		return err
 	}
 	switch ae.Code {
-	case raftstore.CodeInvalidSpec:
+	case client.CodeInvalidSpec:
 		for _, p := range ae.Problems {
 			p.File = name
 			fmt.Fprintln(e.stderr, p)
 		}
 		fmt.Fprintf(e.stderr, "%s: refused by the fleet: %s; nothing was changed\n", name, plural(len(ae.Problems), "problem"))
 		return exitError(exitFailed)
-	case raftstore.CodeConflict:
+	case client.CodeConflict:
 		fmt.Fprintf(e.stderr, "%s: refused: %s; nothing was changed (run fleetctl diff to see the stored spec)\n", name, ae.Message)
 		return exitError(exitFailed)
 	}

@@ -7,8 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/raftstore"
-	"github.com/fleetctl/fleetctl/raftstore/pki"
 )
 
 // clientFlags are how every client command finds an agent and the
@@ -20,7 +21,7 @@ type clientFlags struct {
 }
 
 // client connects to the agent the flags name.
-func (f clientFlags) client() (*raftstore.Client, error) {
+func (f clientFlags) client() (*client.Client, error) {
 	switch {
 	case f.Credential != "":
 		if f.Server == "" {
@@ -34,23 +35,23 @@ func (f clientFlags) client() (*raftstore.Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("credential %s: %w", f.Credential, err)
 		}
-		return raftstore.NewClient(f.Server, creds, "")
+		return client.NewClient(f.Server, creds, "")
 	case f.DataDir != "":
 		creds, name, addr, err := raftstore.LoadClientCredentials(f.DataDir)
 		if err != nil {
 			return nil, err
 		}
 		if f.Server != "" {
-			return raftstore.NewClient(f.Server, creds, "")
+			return client.NewClient(f.Server, creds, "")
 		}
-		return raftstore.NewClient(addr, creds, name)
+		return client.NewClient(addr, creds, name)
 	}
 	return nil, errors.New("no agent to talk to: give --data-dir DIR on an appliance (or set FLEETCTL_DATA_DIR), or --server HOST:PORT with --credential FILE")
 }
 
 // session connects to the agent the flags name and bounds the command's
 // requests by timeout; done releases both.
-func (f clientFlags) session(timeout time.Duration) (cl *raftstore.Client, ctx context.Context, done func(), err error) {
+func (f clientFlags) session(timeout time.Duration) (cl *client.Client, ctx context.Context, done func(), err error) {
 	if cl, err = f.client(); err != nil {
 		return nil, nil, nil, err
 	}

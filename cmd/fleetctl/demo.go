@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/raftstore"
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
@@ -107,7 +108,7 @@ func (c *demoCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
-	cl, err := raftstore.NewClient(first.addr, creds, first.name)
+	cl, err := client.NewClient(first.addr, creds, first.name)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (c *demoCmd) Run(e env) error {
 
 	fmt.Fprintf(e.stdout, "\n$ fleetctl apply -f %s --wait\n", specPath)
 	actx, cancel := context.WithTimeout(ctx, time.Minute)
-	res, err := cl.Apply(actx, raftstore.ApplyRequest{YAML: string(localYAML)})
+	res, err := cl.Apply(actx, client.ApplyRequest{YAML: string(localYAML)})
 	cancel()
 	if err != nil {
 		return err
@@ -302,7 +303,7 @@ func waitFile(ctx context.Context, path string, limit time.Duration) (string, er
 }
 
 // waitMembers waits until every agent is a healthy member of the fleet.
-func (f *demoFleet) waitMembers(ctx context.Context, cl *raftstore.Client) error {
+func (f *demoFleet) waitMembers(ctx context.Context, cl *client.Client) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -311,7 +312,7 @@ func (f *demoFleet) waitMembers(ctx context.Context, cl *raftstore.Client) error
 		if err == nil && st.Leader != "" && len(st.Members) == len(f.appliances) {
 			healthy := 0
 			for _, m := range st.Members {
-				if m.Health == raftstore.HealthHealthy {
+				if m.Health == client.HealthHealthy {
 					healthy++
 				}
 			}

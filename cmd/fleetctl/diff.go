@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -31,9 +31,9 @@ Exit codes, as diff(1): 0 nothing would change, 1 changes, 2 trouble.`
 
 // diffReport is the --output json form of diff.
 type diffReport struct {
-	StoredGeneration uint64                    `json:"stored_generation"`
-	Changes          schema.Changes            `json:"changes"`
-	Appliances       []raftstore.AppliancePlan `json:"appliances"`
+	StoredGeneration uint64                 `json:"stored_generation"`
+	Changes          schema.Changes         `json:"changes"`
+	Appliances       []client.AppliancePlan `json:"appliances"`
 }
 
 func (c *diffCmd) Run(e env) error {
@@ -75,7 +75,7 @@ func (c *diffCmd) Run(e env) error {
 }
 
 // planChanges counts the actions that would change something.
-func planChanges(plans []raftstore.AppliancePlan) int {
+func planChanges(plans []client.AppliancePlan) int {
 	n := 0
 	for _, p := range plans {
 		for _, a := range p.Actions {

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/store"
 )
@@ -73,7 +73,7 @@ func (c *replicationStatusCmd) Run(e env) error {
 	return nil
 }
 
-func sourceNow(s raftstore.ReplicationShare) string {
+func sourceNow(s client.ReplicationShare) string {
 	switch {
 	case s.Source == nil:
 		return "? (" + s.SourceError + ")"
@@ -178,7 +178,7 @@ func (c *replicateCmd) Run(e env) error {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	var run *raftstore.RunResponse
+	var run *client.RunResponse
 	switch {
 	case c.Now:
 		if run, err = cl.Replicate(ctx, c.Share); err != nil {
@@ -207,7 +207,7 @@ func (c *replicateCmd) Run(e env) error {
 
 // follow shows the progress of run number run until it ends, then prints
 // its trail entries (both sides) and fails when it failed.
-func (c *replicateCmd) follow(ctx context.Context, e env, cl *raftstore.Client, run uint64) error {
+func (c *replicateCmd) follow(ctx context.Context, e env, cl *client.Client, run uint64) error {
 	total := c.fullSize(ctx, cl)
 	var last int64
 	lastAt := time.Now()
@@ -241,7 +241,7 @@ func (c *replicateCmd) follow(ctx context.Context, e env, cl *raftstore.Client, 
 // entriesOf returns the trail entries of the attempt sent, both sides, in
 // trail order; the sending side's own entry when the trail does not have
 // it (recording it failed).
-func (c *replicateCmd) entriesOf(ctx context.Context, cl *raftstore.Client, sent store.TrailEntry) []store.TrailEntry {
+func (c *replicateCmd) entriesOf(ctx context.Context, cl *client.Client, sent store.TrailEntry) []store.TrailEntry {
 	trail, err := cl.Trail(ctx, c.Share)
 	if err != nil {
 		return []store.TrailEntry{sent}
@@ -262,7 +262,7 @@ func (c *replicateCmd) entriesOf(ctx context.Context, cl *raftstore.Client, sent
 
 // fullSize is the share's size when the run will be a full send (no
 // successful send in the trail yet), for an ETA; 0 when unknown.
-func (c *replicateCmd) fullSize(ctx context.Context, cl *raftstore.Client) int64 {
+func (c *replicateCmd) fullSize(ctx context.Context, cl *client.Client) int64 {
 	trail, err := cl.Trail(ctx, c.Share)
 	if err != nil {
 		return 0

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/client"
 )
 
 type statusCmd struct {
@@ -48,7 +48,7 @@ func (c *statusCmd) Run(e env) error {
 // status asks once, or with --wait until the fleet has converged or the
 // time is up (an agent still starting counts as not converged); it returns
 // the last answer or error.
-func (c *statusCmd) status() (*raftstore.Status, error) {
+func (c *statusCmd) status() (*client.Status, error) {
 	deadline := time.Now().Add(c.Wait)
 	for {
 		st, err := c.statusOnce()
@@ -59,7 +59,7 @@ func (c *statusCmd) status() (*raftstore.Status, error) {
 	}
 }
 
-func (c *statusCmd) statusOnce() (*raftstore.Status, error) {
+func (c *statusCmd) statusOnce() (*client.Status, error) {
 	cl, err := c.client()
 	if err != nil {
 		return nil, err
@@ -71,12 +71,12 @@ func (c *statusCmd) statusOnce() (*raftstore.Status, error) {
 
 // converged reports whether there is a leader and every member is healthy
 // and at the leader's generation.
-func converged(st *raftstore.Status) bool {
+func converged(st *client.Status) bool {
 	if st.Leader == "" {
 		return false
 	}
 	for _, m := range st.Members {
-		if m.Health != raftstore.HealthHealthy || m.Generation != st.Generation {
+		if m.Health != client.HealthHealthy || m.Generation != st.Generation {
 			return false
 		}
 	}
@@ -88,7 +88,7 @@ func converged(st *raftstore.Status) bool {
 	return true
 }
 
-func (c *statusCmd) print(e env, st *raftstore.Status) error {
+func (c *statusCmd) print(e env, st *client.Status) error {
 	if c.Output == "json" {
 		return writeJSONOut(e.stdout, st)
 	}
@@ -134,7 +134,7 @@ func (c *statusCmd) print(e env, st *raftstore.Status) error {
 	return nil
 }
 
-func memberRole(m raftstore.Member) string {
+func memberRole(m client.Member) string {
 	role := "nonvoter"
 	if m.Voter {
 		role = "voter"
@@ -145,14 +145,14 @@ func memberRole(m raftstore.Member) string {
 	return role
 }
 
-func rtt(m raftstore.Member) string {
+func rtt(m client.Member) string {
 	if !m.Reachable {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fms", m.RTTMillis)
 }
 
-func lastContact(m raftstore.Member) string {
+func lastContact(m client.Member) string {
 	switch {
 	case !m.Reachable:
 		return "-"
@@ -164,14 +164,14 @@ func lastContact(m raftstore.Member) string {
 	return (time.Duration(m.LastContactMS) * time.Millisecond).String() + " ago"
 }
 
-func generation(m raftstore.Member) string {
+func generation(m client.Member) string {
 	if !m.Reachable {
 		return "-"
 	}
 	return fmt.Sprint(m.Generation)
 }
 
-func health(m raftstore.Member) string {
+func health(m client.Member) string {
 	if m.Error != "" {
 		return m.Health + " (" + m.Error + ")"
 	}
@@ -184,7 +184,7 @@ func writeJSONOut(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func reconciled(a raftstore.ApplianceStatus) string {
+func reconciled(a client.ApplianceStatus) string {
 	if !a.Reported {
 		return "-"
 	}
@@ -192,7 +192,7 @@ func reconciled(a raftstore.ApplianceStatus) string {
 }
 
 // applianceState says how far an appliance is from the stored spec.
-func applianceState(a raftstore.ApplianceStatus, gen uint64) string {
+func applianceState(a client.ApplianceStatus, gen uint64) string {
 	switch {
 	case !a.Reported:
 		return "not reported"
@@ -206,7 +206,7 @@ func applianceState(a raftstore.ApplianceStatus, gen uint64) string {
 	return "converged"
 }
 
-func reported(a raftstore.ApplianceStatus) string {
+func reported(a client.ApplianceStatus) string {
 	if !a.Reported {
 		return "-"
 	}

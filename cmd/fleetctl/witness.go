@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/client"
 )
 
 type witnessCmd struct {
@@ -75,7 +75,7 @@ func (c *witnessStatusCmd) Run(e env) error {
 
 // printShareFailover is the table of replicated shares: where each is
 // active, its epoch, mode and fences.
-func printShareFailover(e env, shares []raftstore.ShareFailover) error {
+func printShareFailover(e env, shares []client.ShareFailover) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SHARE\tACTIVE\tREPLICA\tEPOCH\tFAILOVER\tFENCED")
 	for _, s := range shares {

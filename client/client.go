@@ -1,0 +1,284 @@
+// Package client is how anything talks to a fleet: the request and
+// response types of the agents' API (types.go) and Client, which calls it
+// over mutual TLS with a fleet credential. Every fleetctl command that
+// talks to agents uses it, and so do the agents when they talk to each
+// other's API (status reports, trail entries, lease renewals).
+//
+// The API's vocabulary comes from where it is defined: persisted records
+// (trail entries, node status, witness events) are package store's types,
+// a plan's actions and a sender's progress are package reconcile's.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/fleetctl/fleetctl/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
+)
+
+// ProtoAPI is the ALPN protocol of the agents' API on their one port (the
+// Raft transport has its own).
+const ProtoAPI = "http/1.1"
+
+// MaxBody bounds a request or answer body of the API: the largest spec
+// with room for the JSON around it.
+const MaxBody = schema.MaxFileSize + 64<<10
+
+// Client calls an agent's API with a fleet credential.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the agent at addr (host:port). wantName,
+// when set, is the appliance the server's certificate must name.
+func NewClient(addr string, creds pki.Credentials, wantName string) (*Client, error) {
+	conf, err := pki.ClientConfig(creds, wantName, []string{ProtoAPI})
+	if err != nil {
+		return nil, err
+	}
+	// The overall timeout stays as a backstop; connecting is bounded on
+	// its own so that an unreachable agent is reported in seconds.
+	tr := &http.Transport{
+		TLSClientConfig:     conf,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
+	return &Client{
+		base: "https://" + addr,
+		http: &http.Client{Timeout: 60 * time.Second, Transport: tr},
+	}, nil
+}
+
+// Status returns the fleet's members and their health.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	return &s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Spec returns the stored spec; consistent asks the leader, after it has
+// confirmed it still leads.
+func (c *Client) Spec(ctx context.Context, consistent bool) (*SpecResponse, error) {
+	var s SpecResponse
+	path := "/v1/spec"
+	if consistent {
+		path += "?consistent=1"
+	}
+	return &s, c.do(ctx, http.MethodGet, path, nil, &s)
+}
+
+// Apply stores a new spec.
+func (c *Client) Apply(ctx context.Context, req ApplyRequest) (*ApplyResponse, error) {
+	var r ApplyResponse
+	return &r, c.do(ctx, http.MethodPost, "/v1/spec", req, &r)
+}
+
+// SetNodeStatus stores what the agent name reports about itself; only
+// that agent may call it.
+func (c *Client) SetNodeStatus(ctx context.Context, name string, st store.NodeStatus) error {
+	return c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/status", st, &struct{}{})
+}
+
+// Plan asks every storage appliance what it would do for a spec.
+func (c *Client) Plan(ctx context.Context, yaml string) (*PlanResponse, error) {
+	var p PlanResponse
+	return &p, c.do(ctx, http.MethodPost, "/v1/plan", PlanRequest{YAML: yaml}, &p)
+}
+
+// ReplicationStatus lists every replicated share with its last success and
+// its sending agent's view.
+func (c *Client) ReplicationStatus(ctx context.Context) ([]ReplicationShare, error) {
+	var out []ReplicationShare
+	return out, c.do(ctx, http.MethodGet, "/v1/replication/status", nil, &out)
+}
+
+// Trail returns a share's replication trail, oldest first.
+func (c *Client) Trail(ctx context.Context, share string) ([]store.TrailEntry, error) {
+	var out []store.TrailEntry
+	return out, c.do(ctx, http.MethodGet, "/v1/replication/trail?share="+url.QueryEscape(share), nil, &out)
+}
+
+// Replicate asks the share's sending agent for a replication run that
+// starts after this call: now, or when the run going has ended. It
+// returns the run's number, for WaitRun.
+func (c *Client) Replicate(ctx context.Context, share string) (*RunResponse, error) {
+	var out RunResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/replication/run?share="+url.QueryEscape(share), nil, &out)
+}
+
+// CurrentRun returns the number of the share's replication run going now
+// (Run 0 when none is), for WaitRun.
+func (c *Client) CurrentRun(ctx context.Context, share string) (*RunResponse, error) {
+	var out RunResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/replication/run?now=0&share="+url.QueryEscape(share), nil, &out)
+}
+
+// WaitRun waits up to wait (at most 10 s) for replication run number run
+// of share to end; the answer has its trail entry, or the progress so far.
+func (c *Client) WaitRun(ctx context.Context, share string, run uint64, wait time.Duration) (*RunWaitResponse, error) {
+	var out RunWaitResponse
+	q := url.Values{"share": {share}, "run": {strconv.FormatUint(run, 10)}, "wait": {wait.String()}}
+	return &out, c.do(ctx, http.MethodGet, "/v1/replication/wait?"+q.Encode(), nil, &out)
+}
+
+// Progress returns the sending agent's view of a share's replication.
+func (c *Client) Progress(ctx context.Context, share string) (*reconcile.ShareReplication, error) {
+	var out reconcile.ShareReplication
+	return &out, c.do(ctx, http.MethodGet, "/v1/replication/progress?share="+url.QueryEscape(share), nil, &out)
+}
+
+// WitnessStatus returns the leader's view of every member's lease and of
+// the replicated shares' failover state.
+func (c *Client) WitnessStatus(ctx context.Context) (*WitnessStatus, error) {
+	var ws WitnessStatus
+	return &ws, c.do(ctx, http.MethodGet, "/v1/witness/status", nil, &ws)
+}
+
+// WitnessLog returns the witness log, oldest first.
+func (c *Client) WitnessLog(ctx context.Context) ([]store.WitnessEvent, error) {
+	var out []store.WitnessEvent
+	return out, c.do(ctx, http.MethodGet, "/v1/witness/log", nil, &out)
+}
+
+// Failover runs a planned switchover of a share to its replica: the active
+// appliance stops writes and sends a final incremental, then the roles swap.
+func (c *Client) Failover(ctx context.Context, share, to string) (*FailoverResponse, error) {
+	var out FailoverResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/failover", FailoverRequest{Share: share, To: to}, &out)
+}
+
+// AppendTrail records a replication attempt in its share's trail; only
+// agents may call it.
+func (c *Client) AppendTrail(ctx context.Context, e store.TrailEntry) error {
+	return c.do(ctx, http.MethodPost, "/v1/trails", e, &struct{}{})
+}
+
+// RenewLease renews the calling appliance's lease with the leader, once:
+// a renewal is never retried, the next one is sent on schedule.
+func (c *Client) RenewLease(ctx context.Context, req LeaseRequest) (*LeaseResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var resp LeaseResponse
+	return &resp, c.once(ctx, http.MethodPost, "/v1/lease", body, &resp)
+}
+
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// RemoveMember removes a member from the Raft group.
+func (c *Client) RemoveMember(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/members/"+url.PathEscape(name), nil, &MemberResponse{})
+}
+
+// electionWait is how long a request waits out a leader election (several
+// election timeouts) before reporting that there is no leader.
+const electionWait = 15 * time.Second
+
+// do sends a request, retrying while the fleet has no leader. Retrying an
+// apply is safe: the same YAML again changes nothing.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(electionWait)
+	wait := 100 * time.Millisecond
+	for {
+		err := c.once(ctx, method, path, b, out)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != CodeNoLeader || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s: %w", c.base[len("https://"):], UnwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	return DecodeResponse(resp, out)
+}
+
+// UnwrapURLError returns the error under a *url.Error, which repeats the
+// method and URL the caller already names.
+func UnwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// DecodeResponse reads a JSON answer into out, or an APIError.
+func DecodeResponse(resp *http.Response, out any) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(body, e) != nil || e.Message == "" {
+			e.Code, e.Message = CodeInternal, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		return e
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	return nil
+}
+
+// PostJSON posts body as JSON to url with client and decodes the answer
+// into out (see DecodeResponse): for calls that need their own
+// *http.Client, like a join with the token or a call between agents.
+func PostJSON(ctx context.Context, client *http.Client, url string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return UnwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	return DecodeResponse(resp, out)
+}

@@ -1,0 +1,308 @@
+package client
+
+import (
+	"time"
+
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
+)
+
+// Error codes of APIError.
+const (
+	CodeNoLeader     = "no_leader"
+	CodeInvalidSpec  = "invalid_spec"
+	CodeConflict     = "generation_mismatch"
+	CodeNotFound     = "not_found"
+	CodeUnauthorized = "unauthorized"
+	CodeBadRequest   = "bad_request"
+	CodeInternal     = "internal"
+)
+
+// APIError is an error the API returns, with a reason fit to print.
+type APIError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Problems lists what is wrong with a refused spec.
+	Problems schema.Errors `json:"problems,omitempty"`
+	// Status is the HTTP status it came with (client side only).
+	Status int `json:"-"`
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// JoinRequest asks for a node certificate with the join token.
+type JoinRequest struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	CSR     string `json:"csr"`
+	Token   string `json:"token"`
+}
+
+// JoinResponse carries what a new member needs: the CA (certificate and key:
+// any voter may become leader and sign the next join), its certificate and
+// the fleet's join token.
+type JoinResponse struct {
+	CACert string `json:"ca_cert"`
+	CAKey  string `json:"ca_key"`
+	Cert   string `json:"cert"`
+	Token  string `json:"token"`
+}
+
+// MemberRequest asks the leader to add the calling node to the Raft group.
+type MemberRequest struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// MemberResponse says what became of a member.
+type MemberResponse struct {
+	Name  string `json:"name"`
+	Voter bool   `json:"voter"`
+}
+
+// ApplyRequest stores a new spec.
+type ApplyRequest struct {
+	YAML string `json:"yaml"`
+	// ExpectedGeneration, when not zero, makes the apply fail unless the
+	// stored generation is this one (compare-and-set).
+	ExpectedGeneration uint64 `json:"expected_generation,omitempty"`
+}
+
+// ApplyResponse says what an apply did.
+type ApplyResponse struct {
+	Generation uint64 `json:"generation"`
+	Unchanged  bool   `json:"unchanged"`
+	Previous   string `json:"previous,omitempty"`
+}
+
+// SpecResponse is the stored spec.
+type SpecResponse struct {
+	YAML       string    `json:"yaml"`
+	Generation uint64    `json:"generation"`
+	AppliedAt  time.Time `json:"applied_at"`
+	AppliedBy  string    `json:"applied_by"`
+}
+
+// PingResponse is one member's own view.
+type PingResponse struct {
+	Name       string `json:"name"`
+	RaftState  string `json:"raft_state"`
+	Leader     string `json:"leader"`
+	Generation uint64 `json:"generation"`
+	AppliedIdx uint64 `json:"applied_index"`
+	// LastContactMS is how long ago a follower last heard from the leader;
+	// -1 never, 0 for the leader itself.
+	LastContactMS int64 `json:"last_contact_ms"`
+}
+
+// Health of a member as status reports it.
+const (
+	HealthHealthy     = "healthy"
+	HealthUnreachable = "unreachable"
+	HealthNoLeader    = "no-leader-contact"
+	HealthBehind      = "behind"
+)
+
+// Status is the fleet as one agent sees it.
+type Status struct {
+	Node       string   `json:"node"`
+	Leader     string   `json:"leader"`
+	Generation uint64   `json:"generation"`
+	Members    []Member `json:"members"`
+	// Appliances are the storage appliances of the stored spec with what
+	// each last reported, in spec order, as the answering agent's copy of
+	// the state at AppliancesGeneration has them.
+	Appliances           []ApplianceStatus `json:"appliances"`
+	AppliancesGeneration uint64            `json:"appliances_generation"`
+	// Shares are the replicated shares of the stored spec with their
+	// failover state, in spec order, from the same copy of the state as
+	// Appliances.
+	Shares []ShareFailover `json:"shares,omitempty"`
+}
+
+// ShareFailover is the failover state of one replicated share.
+type ShareFailover struct {
+	Share string `json:"share"`
+	// Active is the appliance whose copy is writable; Replica the other.
+	Active  string `json:"active"`
+	Replica string `json:"replica"`
+	// Epoch rises with every failover; 0 until the first.
+	Epoch uint64 `json:"epoch"`
+	// Failover is the share's failover mode: auto, manual or off.
+	Failover schema.Failover `json:"failover"`
+	// Fenced is true when an appliance reports the share fenced (made
+	// read-only because that appliance's lease lapsed); FencedOn names them.
+	Fenced   bool     `json:"fenced"`
+	FencedOn []string `json:"fenced_on,omitempty"`
+}
+
+// LeaseRequest renews a storage appliance's lease with the leader
+// (POST /v1/lease). Only the appliance's own agent may renew it.
+type LeaseRequest struct {
+	// Appliance is the renewing appliance.
+	Appliance string `json:"appliance"`
+	// PreviousRTTMillis is the round trip the appliance measured for its
+	// previous answered renewal; 0 when it has none yet.
+	PreviousRTTMillis float64 `json:"previous_rtt_ms"`
+}
+
+// LeaseResponse answers a renewal.
+type LeaseResponse struct {
+	// Leader is the leader that counted the renewal.
+	Leader string `json:"leader"`
+	// AppliedIndex is the leader's applied Raft index when it answered. A
+	// fenced appliance waits until it has applied as much before it trusts
+	// its own copy of the share epochs.
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// WitnessStatus is the leader's view of the members' leases and the
+// replicated shares (GET /v1/witness/status).
+type WitnessStatus struct {
+	// Leader is the leader that answered; renewals live in its memory.
+	Leader string `json:"leader"`
+	// LeaderSince is when it took office (and counted every appliance as
+	// renewed).
+	LeaderSince time.Time `json:"leader_since"`
+	// Policy is the stored spec's witness policy.
+	Policy WitnessPolicy `json:"policy"`
+	// Members are the appliances of the stored spec, in spec order.
+	Members []WitnessMember `json:"members"`
+	// Shares are the replicated shares, in spec order.
+	Shares []ShareFailover `json:"shares"`
+}
+
+// WitnessPolicy is the witness policy in force, in milliseconds.
+type WitnessPolicy struct {
+	FailoverAfterMS   int64           `json:"failover_after_ms"`
+	FenceAfterMS      int64           `json:"fence_after_ms"`
+	DegradedLatencyMS int64           `json:"degraded_latency_ms"`
+	Failback          schema.Failback `json:"failback"`
+}
+
+// WitnessMember is one appliance's health as the leader sees it.
+type WitnessMember struct {
+	Name string      `json:"name"`
+	Role schema.Role `json:"role"`
+	// Lease is true for storage appliances, which renew a lease; a witness
+	// appliance holds none and is pinged instead.
+	Lease bool `json:"lease"`
+	// Reachable: renewed within ReachableWindow (a witness appliance:
+	// answered a ping).
+	Reachable bool `json:"reachable"`
+	// LastRenewalMS is how long ago the leader last counted a renewal (its
+	// election counts as one); -1 for a witness appliance.
+	LastRenewalMS int64 `json:"last_renewal_ms"`
+	// RTTMillis is the round trip of the appliance's last measured renewal
+	// (a witness appliance: of the ping); 0 when unknown.
+	RTTMillis float64 `json:"rtt_ms"`
+	// Degraded: RTTMillis is above the policy's degraded_latency.
+	Degraded bool `json:"degraded"`
+	// Error says why a witness appliance did not answer the ping.
+	Error string `json:"error,omitempty"`
+}
+
+// ApplianceStatus is a storage appliance's last report.
+type ApplianceStatus struct {
+	Name string `json:"name"`
+	// Reported is false until the appliance's agent has reported once.
+	Reported bool `json:"reported"`
+	store.NodeStatus
+}
+
+// Member is one member of the Raft group.
+type Member struct {
+	Name          string  `json:"name"`
+	Address       string  `json:"address"`
+	Voter         bool    `json:"voter"`
+	Leader        bool    `json:"leader"`
+	Reachable     bool    `json:"reachable"`
+	RTTMillis     float64 `json:"rtt_ms"`
+	Generation    uint64  `json:"generation"`
+	LastContactMS int64   `json:"last_contact_ms"`
+	Health        string  `json:"health"`
+	Error         string  `json:"error,omitempty"`
+}
+
+// PlanRequest asks what the agents would do for a spec.
+type PlanRequest struct {
+	YAML string `json:"yaml"`
+}
+
+// AppliancePlan is the plan one appliance's agent would run for a spec,
+// against its btrfs state at the time of asking.
+type AppliancePlan struct {
+	Appliance string             `json:"appliance"`
+	Actions   []reconcile.Action `json:"actions"`
+	// Error says why there is no plan: the agent is unreachable, has not
+	// joined, or cannot observe its pools.
+	Error string `json:"error,omitempty"`
+}
+
+// PlanResponse is every storage appliance's plan, in spec order.
+type PlanResponse struct {
+	Appliances []AppliancePlan `json:"appliances"`
+}
+
+// ReplicationShare is one replicated share as `fleetctl replication status`
+// shows it.
+type ReplicationShare struct {
+	Share string `json:"share"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	// Epoch is the share's failover epoch: 0 until its first failover.
+	Epoch uint64 `json:"epoch"`
+	// LastSuccess is the end of the newest successful send; zero if none.
+	LastSuccess time.Time `json:"last_success"`
+	// LastSnapshot is the snapshot that send delivered.
+	LastSnapshot string `json:"last_snapshot,omitempty"`
+	// LastAttempt is the newest send attempt, whatever its result.
+	LastAttempt *store.TrailEntry `json:"last_attempt,omitempty"`
+	// NextRun is when the schedule runs next after the last attempt.
+	NextRun time.Time `json:"next_run"`
+	// Source is the sending agent's own view: running, bytes so far. Nil
+	// when the agent did not answer.
+	Source *reconcile.ShareReplication `json:"source,omitempty"`
+	// SourceError says why the sending agent did not answer.
+	SourceError string `json:"source_error,omitempty"`
+}
+
+// RunResponse says which replication run of a share serves a request
+// (POST /v1/replication/run).
+type RunResponse struct {
+	Share string `json:"share"`
+	// Run is the number of the run that serves the request, for
+	// /v1/replication/wait: the next run to start, or with now=0 the run
+	// going (0 when none is).
+	Run uint64 `json:"run"`
+	// Running is the run going when the request came, 0 if none. With
+	// now, Run starts once it has ended.
+	Running uint64 `json:"running"`
+}
+
+// RunWaitResponse answers a wait for a run (GET /v1/replication/wait).
+type RunWaitResponse struct {
+	// Done says the run has ended; Entry is then its trail entry on the
+	// sending side.
+	Done  bool              `json:"done"`
+	Entry *store.TrailEntry `json:"entry,omitempty"`
+	// Progress is the sending agent's view while the run is not done.
+	Progress *reconcile.ShareReplication `json:"progress,omitempty"`
+}
+
+// FailoverRequest asks for a planned switchover of Share to To.
+type FailoverRequest struct {
+	Share string `json:"share"`
+	To    string `json:"to"`
+}
+
+// FailoverResponse says what the switchover did.
+type FailoverResponse struct {
+	Share string `json:"share"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Epoch uint64 `json:"epoch"`
+	// Snapshot is the final snapshot sent before the switch.
+	Snapshot string `json:"snapshot"`
+}
