@@ -13,7 +13,7 @@ import (
 // appliances: the spec's (share.appliance, share.pool) and the replica
 // (replication.to). One of them is active: it holds the share's writable
 // subvolume and replicates it to the other. The Raft store says which, as
-// an Activation per share; without one the spec's appliance is active at
+// a schema.Activation per share; without one the spec's appliance is active at
 // epoch 0. After a failover to the replica:
 //
 //   - the replica promotes: it takes a writable snapshot of its newest
@@ -32,39 +32,20 @@ import (
 //     active still holds, and btrfs receive finds a parent by received UUID
 //     first and by UUID next.
 
-// Activation says which appliance holds a replicated share's writable copy,
-// and at which failover epoch. The Raft store keeps it per share.
-type Activation struct {
-	// Appliance is the active appliance: the share's spec appliance or its
-	// replication.to appliance. "" means the spec's appliance.
-	Appliance string `json:"appliance"`
-	// Epoch rises with every failover or switchover; 0 until the first.
-	// Replication streams carry it, and a receiver refuses an older one.
-	Epoch uint64 `json:"epoch"`
-}
-
-// of completes a for the share: an empty Appliance is the spec's.
-func (a Activation) of(sh *schema.Share) Activation {
-	if a.Appliance == "" {
-		a.Appliance = sh.Appliance
-	}
-	return a
-}
-
-// activeOf is the share's activation as active says it (nil: the spec's
-// appliance at epoch 0), completed.
-func activeOf(active func(string) Activation, sh *schema.Share) Activation {
-	var a Activation
+// placeOf is where sh's copies are as active says (nil, or no activation
+// for the share: as the spec says); see schema.Share.Place.
+func placeOf(active func(string) schema.Activation, sh *schema.Share) (schema.Placement, bool) {
+	var a schema.Activation
 	if active != nil {
 		a = active(sh.Name)
 	}
-	return a.of(sh)
+	return sh.Place(a)
 }
 
 // SharePool is the pool of appliance that holds the share's copy: on the
 // share's spec appliance its spec pool, on its replication.to appliance
 // the replication.to pool; nil when the appliance holds no copy or the
-// spec lacks the pool. Which copy is the writable one is the Activation's
+// spec lacks the pool. Which copy is the writable one is the Placement's
 // business: the effective placement of a share is SharePool of its active
 // appliance.
 func SharePool(spec *schema.Spec, sh *schema.Share, appliance string) *schema.Pool {
@@ -85,23 +66,6 @@ func SharePool(spec *schema.Spec, sh *schema.Share, appliance string) *schema.Po
 		return nil
 	}
 	return a.Pool(pool)
-}
-
-// replicaOf is the appliance and pool that receive the share while active
-// is the active appliance: the other one of the spec's appliance and the
-// replication.to appliance. ok is false when the share has no replication
-// or active is neither.
-func replicaOf(sh *schema.Share, active string) (appliance, pool string, ok bool) {
-	if sh.Replication == nil {
-		return "", "", false
-	}
-	switch active {
-	case sh.Appliance:
-		return sh.Replication.To.Appliance, sh.Replication.To.Pool, true
-	case sh.Replication.To.Appliance:
-		return sh.Appliance, sh.Pool, true
-	}
-	return "", "", false
 }
 
 // unchangedSince says the subvolume share has not changed since snap was
@@ -145,7 +109,7 @@ func divergedShare(name string) (string, bool) {
 
 // active plans a share this appliance is active for, on the pool of its
 // effective placement.
-func (pp *poolPlanner) active(sh *schema.Share, act Activation) {
+func (pp *poolPlanner) active(sh *schema.Share, act schema.Placement) {
 	p := pp.pool
 	path := filepath.Join(p.Path, sh.Name)
 	sv, exists := pp.top[sh.Name]
@@ -207,20 +171,20 @@ func (pp *poolPlanner) active(sh *schema.Share, act Activation) {
 // demoted plans a share another appliance is active for, on this
 // appliance's copy: it reports it, keeps the writes the copy took after
 // its last replication snapshot, and changes nothing else.
-func (pp *poolPlanner) demoted(sh *schema.Share, act Activation) {
+func (pp *poolPlanner) demoted(sh *schema.Share, act schema.Placement) {
 	p := pp.pool
 	path := filepath.Join(p.Path, sh.Name)
 	sv, exists := pp.top[sh.Name]
 	a := Action{
 		Kind: ActionDemoted, Pool: p.Name, Share: sh.Name, Path: path, ReportOnly: true,
-		Detail: fmt.Sprintf("epoch %d active on %s; kept read-only", act.Epoch, act.Appliance),
+		Detail: fmt.Sprintf("epoch %d active on %s; kept read-only", act.Epoch, act.Active.Appliance),
 		Reason: fmt.Sprintf("share %s is active on %s at epoch %d; this appliance's copy %s is kept as it is, neither recreated nor snapshotted, and receives the share's replication",
-			sh.Name, act.Appliance, act.Epoch, path),
+			sh.Name, act.Active.Appliance, act.Epoch, path),
 	}
 	if !exists {
-		a.Detail = fmt.Sprintf("epoch %d active on %s; no copy here", act.Epoch, act.Appliance)
+		a.Detail = fmt.Sprintf("epoch %d active on %s; no copy here", act.Epoch, act.Active.Appliance)
 		a.Reason = fmt.Sprintf("share %s is active on %s at epoch %d; this appliance has no copy at %s and makes none",
-			sh.Name, act.Appliance, act.Epoch, path)
+			sh.Name, act.Active.Appliance, act.Epoch, path)
 	}
 	if n := len(pp.diverged[sh.Name]); n > 0 {
 		a.Reason += fmt.Sprintf("; %d diverged snapshot%s of it %s kept in %s", n, plural(n), isAre(n), filepath.Join(p.Path, DivergedDir))
@@ -250,10 +214,10 @@ func (pp *poolPlanner) demoted(sh *schema.Share, act Activation) {
 		}
 	}
 	reason := fmt.Sprintf("share %s is active on %s at epoch %d, and %s was never replicated from here: its data is on no other appliance, so a read-only snapshot of it is kept, never deleted",
-		sh.Name, act.Appliance, act.Epoch, path)
+		sh.Name, act.Active.Appliance, act.Epoch, path)
 	if last != nil {
 		reason = fmt.Sprintf("share %s is active on %s at epoch %d, and %s changed after its last replication snapshot %s: those writes are on no other appliance, so a read-only snapshot of them is kept, never deleted",
-			sh.Name, act.Appliance, act.Epoch, path, filepath.Join(p.Path, last.sv.Path))
+			sh.Name, act.Active.Appliance, act.Epoch, path, filepath.Join(p.Path, last.sv.Path))
 	}
 	k := Action{
 		Kind: ActionKeepDiverged, Pool: p.Name, Share: sh.Name, Path: dst, Source: path,
@@ -272,3 +236,7 @@ func (pp *poolPlanner) newestReceived(share string) *receivedSnap {
 	}
 	return &rs[len(rs)-1]
 }
+
+// Activation is schema.Activation, kept under this name for the tests
+// being moved out of this package.
+type Activation = schema.Activation

@@ -68,7 +68,7 @@ type Loop struct {
 	// Active returns the activation of every replicated share that failed
 	// over, by share (see PlanInput.Active); nil, or a share missing, means
 	// as the spec says. A change runs the loop at once.
-	Active func() map[string]Activation
+	Active func() map[string]schema.Activation
 	// Publish sends a Report to the fleet; a failure is retried at the next
 	// run.
 	Publish func(ctx context.Context, r Report) error
@@ -86,9 +86,9 @@ type Loop struct {
 // or a share's activation changes, and every Interval.
 func (l *Loop) Run(ctx context.Context) {
 	var (
-		ran       uint64                // the generation of the last run
-		ranActive map[string]Activation // the activations of the last run
-		next      time.Time             // when the next periodic run is due
+		ran       uint64                       // the generation of the last run
+		ranActive map[string]schema.Activation // the activations of the last run
+		next      time.Time                    // when the next periodic run is due
 	)
 	for {
 		spec, gen, changed := l.Watch()
@@ -125,7 +125,7 @@ func (l *Loop) publish(ctx context.Context, rep Report) {
 	l.published = &rep
 }
 
-func (l *Loop) active() map[string]Activation {
+func (l *Loop) active() map[string]schema.Activation {
 	if l.Active == nil {
 		return nil
 	}
@@ -138,7 +138,7 @@ func (l *Loop) Once(ctx context.Context, spec *schema.Spec, generation uint64) (
 	return l.once(ctx, spec, generation, l.active())
 }
 
-func (l *Loop) once(ctx context.Context, spec *schema.Spec, generation uint64, active map[string]Activation) (Report, []Result) {
+func (l *Loop) once(ctx context.Context, spec *schema.Spec, generation uint64, active map[string]schema.Activation) (Report, []Result) {
 	now := time.Now
 	if l.Now != nil {
 		now = l.Now
@@ -176,7 +176,7 @@ func (l *Loop) once(ctx context.Context, spec *schema.Spec, generation uint64, a
 // shareFacts collects the facts of the appliance's shares from an
 // observation: the shares it is active for, at their effective placement,
 // and the demoted copies it holds.
-func shareFacts(spec *schema.Spec, appliance string, obs Observed, active map[string]Activation) []ShareFacts {
+func shareFacts(spec *schema.Spec, appliance string, obs Observed, active map[string]schema.Activation) []ShareFacts {
 	var out []ShareFacts
 	for i := range spec.Shares {
 		sh := &spec.Shares[i]
@@ -184,8 +184,8 @@ func shareFacts(spec *schema.Spec, appliance string, obs Observed, active map[st
 		if pool == nil {
 			continue
 		}
-		act := active[sh.Name].of(sh)
-		f := ShareFacts{Name: sh.Name, Pool: pool.Name, Demoted: act.Appliance != appliance}
+		act, _ := sh.Place(active[sh.Name])
+		f := ShareFacts{Name: sh.Name, Pool: pool.Name, Demoted: act.Active.Appliance != appliance}
 		po, ok := obs.Pools[pool.Name]
 		if !ok || po.Err != "" {
 			if appliance == sh.Appliance || !f.Demoted {

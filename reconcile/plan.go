@@ -168,12 +168,13 @@ type PlanInput struct {
 	// appliance at epoch 0. The share is planned at its effective
 	// placement, the pool of its active appliance (SharePool); another
 	// appliance's copy is demoted: reported and kept, never recreated.
-	Active map[string]Activation
+	Active map[string]schema.Activation
 }
 
-// activation is the share's activation in the input, completed.
-func (in PlanInput) activation(sh *schema.Share) Activation {
-	return in.Active[sh.Name].of(sh)
+// placement is where the share's copies are per the input's activations.
+func (in PlanInput) placement(sh *schema.Share) schema.Placement {
+	pl, _ := sh.Place(in.Active[sh.Name])
+	return pl
 }
 
 // Plan decides what to do to make the appliance's pools match the spec. It
@@ -269,10 +270,10 @@ func planPool(in PlanInput, p schema.Pool) []Action {
 		if pool := SharePool(in.Spec, sh, in.Appliance); pool == nil || pool.Name != p.Name {
 			continue
 		}
-		act := in.activation(sh)
+		act := in.placement(sh)
 		_, exists := pp.top[sh.Name]
 		switch {
-		case act.Appliance == in.Appliance:
+		case act.Active.Appliance == in.Appliance:
 			named[sh.Name] = true
 			pp.active(sh, act)
 		case in.Appliance == sh.Appliance || (act.Epoch > 0 && exists):

@@ -43,7 +43,7 @@ type Receiver struct {
 	// A stream is received only from the active appliance, by the other
 	// appliance of the pair, and is refused when its epoch is older than
 	// this one. It is the one source of the epoch.
-	Active func(share string) Activation
+	Active func(share string) schema.Activation
 	// Log receives what the receiver does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock of trails and retention; time.Now when nil.
@@ -90,26 +90,26 @@ func (rv *Receiver) release(share string) {
 // target resolves share as one this appliance receives, with its current
 // activation, and returns its pool's mount path. Its errors wrap
 // ErrRefused.
-func (rv *Receiver) target(spec *schema.Spec, share string) (*schema.Share, Activation, string, error) {
+func (rv *Receiver) target(spec *schema.Spec, share string) (*schema.Share, schema.Placement, string, error) {
 	if spec == nil {
-		return nil, Activation{}, "", fmt.Errorf("%w: this appliance has no spec yet", ErrRefused)
+		return nil, schema.Placement{}, "", fmt.Errorf("%w: this appliance has no spec yet", ErrRefused)
 	}
 	sh := spec.Share(share)
 	switch {
 	case sh == nil:
-		return nil, Activation{}, "", fmt.Errorf("%w: share %q is not in the spec", ErrRefused, share)
+		return nil, schema.Placement{}, "", fmt.Errorf("%w: share %q is not in the spec", ErrRefused, share)
 	case sh.Replication == nil:
-		return sh, Activation{}, "", fmt.Errorf("%w: share %s has no replication in the spec", ErrRefused, share)
+		return sh, schema.Placement{}, "", fmt.Errorf("%w: share %s has no replication in the spec", ErrRefused, share)
 	}
-	act := activeOf(rv.Active, sh)
-	to, pool, ok := replicaOf(sh, act.Appliance)
+	act, ok := placeOf(rv.Active, sh)
+	to, pool := act.Replica.Appliance, act.Replica.Pool
 	switch {
 	case !ok:
-		return sh, act, "", fmt.Errorf("%w: share %s is active on %s since epoch %d, which is neither its appliance %s nor its replica %s", ErrRefused, share, act.Appliance, act.Epoch, sh.Appliance, sh.Replication.To)
-	case to != rv.Appliance && act.Appliance == sh.Appliance:
+		return sh, act, "", fmt.Errorf("%w: share %s is active on %s since epoch %d, which is neither its appliance %s nor its replica %s", ErrRefused, share, act.Active.Appliance, act.Epoch, sh.Appliance, sh.Replication.To)
+	case to != rv.Appliance && act.Active.Appliance == sh.Appliance:
 		return sh, act, "", fmt.Errorf("%w: share %s replicates to %s, not to this appliance %s", ErrRefused, share, to, rv.Appliance)
 	case to != rv.Appliance:
-		return sh, act, "", fmt.Errorf("%w: share %s replicates to %s, not to this appliance %s (active on %s since epoch %d)", ErrRefused, share, to, rv.Appliance, act.Appliance, act.Epoch)
+		return sh, act, "", fmt.Errorf("%w: share %s replicates to %s, not to this appliance %s (active on %s since epoch %d)", ErrRefused, share, to, rv.Appliance, act.Active.Appliance, act.Epoch)
 	}
 	a := spec.Appliance(rv.Appliance)
 	if a == nil || a.Pool(pool) == nil {
@@ -286,8 +286,8 @@ func (rv *Receiver) authorize(spec *schema.Spec, peer string, h SendHeader) (*sc
 	// such, whatever roles its sender still believes in.
 	if spec != nil {
 		if sh := spec.Share(h.Share); sh != nil {
-			if act := activeOf(rv.Active, sh); h.Epoch < act.Epoch {
-				return sh, "", fmt.Errorf("%w: the stream is from epoch %d of share %s, which is at epoch %d (active on %s)", ErrRefused, h.Epoch, sh.Name, act.Epoch, act.Appliance)
+			if act, _ := placeOf(rv.Active, sh); h.Epoch < act.Epoch {
+				return sh, "", fmt.Errorf("%w: the stream is from epoch %d of share %s, which is at epoch %d (active on %s)", ErrRefused, h.Epoch, sh.Name, act.Epoch, act.Active.Appliance)
 			}
 		}
 	}
@@ -298,10 +298,10 @@ func (rv *Receiver) authorize(spec *schema.Spec, peer string, h SendHeader) (*sc
 	switch {
 	case sh.State == schema.StateAbsent:
 		return sh, "", fmt.Errorf("%w: share %s is marked state: absent", ErrRefused, sh.Name)
-	case act.Appliance != peer && act.Epoch == 0:
-		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, not from %s", ErrRefused, sh.Name, act.Appliance, peer)
-	case act.Appliance != peer:
-		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, active since epoch %d, not from %s", ErrRefused, sh.Name, act.Appliance, act.Epoch, peer)
+	case act.Active.Appliance != peer && act.Epoch == 0:
+		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, not from %s", ErrRefused, sh.Name, act.Active.Appliance, peer)
+	case act.Active.Appliance != peer:
+		return sh, "", fmt.Errorf("%w: share %s is replicated from %s, active since epoch %d, not from %s", ErrRefused, sh.Name, act.Active.Appliance, act.Epoch, peer)
 	case h.From != "" && h.From != peer:
 		return sh, "", fmt.Errorf("%w: the header says it comes from %s, but the sender is %s", ErrRefused, h.From, peer)
 	case h.ID == "" || len(h.ID) > 64:
@@ -476,7 +476,7 @@ func (rv *Receiver) CleanStaging(ctx context.Context, spec *schema.Spec) error {
 		if err != nil {
 			// Not received here now; worth saying only when this is the
 			// target but the spec lacks its pool.
-			if to, _, ok := replicaOf(&sh, activeOf(rv.Active, &sh).Appliance); ok && to == rv.Appliance {
+			if pl, ok := placeOf(rv.Active, &sh); ok && pl.Replica.Appliance == rv.Appliance {
 				errs = append(errs, err)
 			}
 			continue

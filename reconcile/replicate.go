@@ -204,7 +204,7 @@ type Replicator struct {
 	// every header. It is the one source of the epoch. It is called with
 	// the replicator's lock held: it must be quick and must not call the
 	// Replicator.
-	Active func(share string) Activation
+	Active func(share string) schema.Activation
 	// Log receives what the replicator does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock of snapshot stamps, trails and schedules; time.Now
@@ -357,7 +357,7 @@ func (r *Replicator) log() *slog.Logger {
 // replicaSource is a share this appliance replicates, resolved in the spec.
 type replicaSource struct {
 	share      *schema.Share
-	act        Activation
+	act        schema.Placement
 	pool       string // the pool's mount path
 	sharePath  string // the share's subvolume
 	dir        string // its replication directory
@@ -367,7 +367,7 @@ type replicaSource struct {
 
 // sourceOf resolves share as one that appliance replicates, being active
 // for it as active says.
-func sourceOf(spec *schema.Spec, appliance, share string, active func(string) Activation) (replicaSource, error) {
+func sourceOf(spec *schema.Spec, appliance, share string, active func(string) schema.Activation) (replicaSource, error) {
 	if spec == nil {
 		return replicaSource{}, fmt.Errorf("no spec yet: %w", ErrNotSource)
 	}
@@ -380,14 +380,13 @@ func sourceOf(spec *schema.Spec, appliance, share string, active func(string) Ac
 	case sh.State == schema.StateAbsent:
 		return replicaSource{}, fmt.Errorf("share %s is marked state: absent: %w", share, ErrNotSource)
 	}
-	act := activeOf(active, sh)
+	act, ok := placeOf(active, sh)
 	switch {
-	case act.Appliance != appliance && act.Epoch == 0:
-		return replicaSource{}, fmt.Errorf("share %s lives on %s, not on this appliance %s: %w", share, act.Appliance, appliance, ErrNotSource)
-	case act.Appliance != appliance:
-		return replicaSource{}, fmt.Errorf("share %s is active on %s since epoch %d, not on this appliance %s: %w", share, act.Appliance, act.Epoch, appliance, ErrNotSource)
+	case act.Active.Appliance != appliance && act.Epoch == 0:
+		return replicaSource{}, fmt.Errorf("share %s lives on %s, not on this appliance %s: %w", share, act.Active.Appliance, appliance, ErrNotSource)
+	case act.Active.Appliance != appliance:
+		return replicaSource{}, fmt.Errorf("share %s is active on %s since epoch %d, not on this appliance %s: %w", share, act.Active.Appliance, act.Epoch, appliance, ErrNotSource)
 	}
-	target, targetPool, ok := replicaOf(sh, appliance)
 	if !ok {
 		return replicaSource{}, fmt.Errorf("share %s is active on %s, which is neither its appliance %s nor its replica %s: %w", share, appliance, sh.Appliance, sh.Replication.To, ErrNotSource)
 	}
@@ -401,8 +400,8 @@ func sourceOf(spec *schema.Spec, appliance, share string, active func(string) Ac
 		pool:       p.Path,
 		sharePath:  filepath.Join(p.Path, sh.Name),
 		dir:        filepath.Join(p.Path, ReplicationDir, sh.Name),
-		target:     target,
-		targetPool: targetPool,
+		target:     act.Replica.Appliance,
+		targetPool: act.Replica.Pool,
 	}, nil
 }
 
@@ -916,7 +915,7 @@ func checkSourceShare(subs []Subvolume, src replicaSource) error {
 		}
 	}
 	if share == nil {
-		return fmt.Errorf("share %s has no subvolume %s on %s (a promotion after failover may not have run yet)", name, src.sharePath, src.act.Appliance)
+		return fmt.Errorf("share %s has no subvolume %s on %s (a promotion after failover may not have run yet)", name, src.sharePath, src.act.Active.Appliance)
 	}
 	var newest *receivedSnap
 	for _, s := range receivedSnapshots(subs, name) {

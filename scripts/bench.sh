@@ -16,7 +16,7 @@ out=${BENCH_OUT:-bench.out}
 # pairs: package  benchmark  baseline
 pairs=(
   "./schema BenchmarkParse1000Shares BenchmarkYAMLNode1000Shares"
-  "./raftstore BenchmarkApply1000Shares BenchmarkApply1Share"
+  "./agent BenchmarkApply1000Shares BenchmarkApply1Share"
   "./reconcile BenchmarkNoopReconcile1000Shares BenchmarkPlan1000Shares"
   "./reconcile BenchmarkNoopReconcileRealBtrfs1000 BenchmarkSubvolumes1000"
   "./reconcile BenchmarkReplicateFull256MiB BenchmarkSendReceivePipe256MiB"

@@ -370,3 +370,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.publish(s)
 	return nil
 }
+
+// Activation is the entry as the activation the rest of fleetctl reads.
+func (fo FailoverState) Activation() schema.Activation {
+	return schema.Activation{Appliance: fo.Active, Epoch: fo.Epoch}
+}
+
+// Place says where sh's copies are in this state: active where its failover
+// entry says, else on its spec appliance (see schema.Share.Place).
+func (s *State) Place(sh *schema.Share) (schema.Placement, bool) {
+	return sh.Place(s.Failover[sh.Name].Activation())
+}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
-	"github.com/fleetctl/fleetctl/raftstore"
-	"github.com/fleetctl/fleetctl/raftstore/fence"
+	"github.com/fleetctl/fleetctl/agent"
+	"github.com/fleetctl/fleetctl/agent/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 )
 
@@ -89,7 +89,7 @@ func (c *agentCmd) Run(e env) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer guard.Stop()
-	node, err := raftstore.Start(ctx, raftstore.Config{
+	node, err := agent.Start(ctx, agent.Config{
 		Name:      c.Name,
 		DataDir:   c.DataDir,
 		Listen:    c.Listen,
@@ -121,7 +121,7 @@ func (c *agentCmd) Run(e env) error {
 // agent's lease loop, so a hung agent stops both, and systemd kills it and
 // runs the unit's ExecStopPost (fleetctl fence). The ping is go-systemd's,
 // which speaks the notify protocol as systemd documents it.
-func watchdogged(g *guardian) raftstore.Guard {
+func watchdogged(g *guardian) agent.Guard {
 	if wd, err := daemon.SdWatchdogEnabled(false); err != nil || wd <= 0 {
 		return g
 	}

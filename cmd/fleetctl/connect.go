@@ -7,9 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
-	"github.com/fleetctl/fleetctl/raftstore"
 )
 
 // clientFlags are how every client command finds an agent and the
@@ -37,7 +37,7 @@ func (f clientFlags) client() (*client.Client, error) {
 		}
 		return client.NewClient(f.Server, creds, "")
 	case f.DataDir != "":
-		creds, name, addr, err := raftstore.LoadClientCredentials(f.DataDir)
+		creds, name, addr, err := agent.LoadClientCredentials(f.DataDir)
 		if err != nil {
 			return nil, err
 		}

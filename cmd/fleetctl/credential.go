@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/fleetctl/fleetctl/raftstore"
+	"github.com/fleetctl/fleetctl/agent"
 )
 
 type credentialCmd struct {
@@ -32,7 +32,7 @@ func (c *credentialIssueCmd) Run(e env) error {
 	if !nameOK(c.Name) {
 		return fmt.Errorf("--name %q: use lowercase letters, digits and '-'", c.Name)
 	}
-	b, err := raftstore.IssueAdminCredential(c.DataDir, c.Name)
+	b, err := agent.IssueAdminCredential(c.DataDir, c.Name)
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
-	"github.com/fleetctl/fleetctl/raftstore"
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
 	"go.yaml.in/yaml/v3"
@@ -104,7 +104,7 @@ func (c *demoCmd) Run(e env) error {
 		return err
 	}
 	first := f.appliances[0]
-	creds, _, _, err := raftstore.LoadClientCredentials(first.dataDir)
+	creds, _, _, err := agent.LoadClientCredentials(first.dataDir)
 	if err != nil {
 		return err
 	}

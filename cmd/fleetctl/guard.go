@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fleetctl/fleetctl/raftstore/fence"
+	"github.com/fleetctl/fleetctl/agent/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 )
 

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -299,24 +299,6 @@ func replicatedShares(spec *schema.Spec) []*schema.Share {
 	return out
 }
 
-// activeReplica returns the appliance active for a replicated share (the
-// failover entry's, else the spec's), the other one, and the share's epoch
-// (the entry's, 0 without one).
-func activeReplica(st *store.State, sh *schema.Share) (active, replica string, epoch uint64) {
-	active = sh.Appliance
-	if fo, ok := st.Failover[sh.Name]; ok {
-		epoch = fo.Epoch
-		if fo.Active != "" {
-			active = fo.Active
-		}
-	}
-	replica = sh.Replication.To.Appliance
-	if active != sh.Appliance {
-		replica = sh.Appliance
-	}
-	return active, replica, epoch
-}
-
 // shareFailovers lists every replicated share of the stored spec (whatever
 // its failover mode) with its failover state and who reports it fenced.
 func shareFailovers(st *store.State) []client.ShareFailover {
@@ -329,7 +311,8 @@ func shareFailovers(st *store.State) []client.ShareFailover {
 		if sh.Replication == nil || sh.State == schema.StateAbsent {
 			continue
 		}
-		active, replica, epoch := activeReplica(st, sh)
+		pl, _ := st.Place(sh)
+		active, replica, epoch := pl.Active.Appliance, pl.Replica.Appliance, pl.Epoch
 		sf := client.ShareFailover{Share: sh.Name, Active: active, Replica: replica, Epoch: epoch, Failover: sh.Failover}
 		for _, a := range st.Spec.Appliances {
 			if slices.Contains(st.Nodes[a.Name].Fenced, sh.Name) {

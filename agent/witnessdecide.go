@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"fmt"
@@ -83,7 +83,8 @@ func newWitnessBook(now time.Time, st *store.State) witnessBook {
 		}
 	}
 	for _, sh := range replicatedShares(st.Spec) {
-		active, replica, _ := activeReplica(st, sh)
+		pl, _ := st.Place(sh)
+		active, replica := pl.Active.Appliance, pl.Replica.Appliance
 		b.seen[active] = now
 		b.seen[replica] = now
 		// An outage already reported (by an earlier leader) is not
@@ -294,7 +295,8 @@ func decideWitness(in witnessInput) witnessDecision {
 	d.Events = append(d.Events, fenceEvents(st, &b, at)...)
 
 	for _, sh := range replicatedShares(st.Spec) {
-		active, replica, epoch := activeReplica(st, sh)
+		pl, _ := st.Place(sh)
+		active, replica, epoch := pl.Active.Appliance, pl.Replica.Appliance, pl.Epoch
 		see(active)
 		see(replica)
 		age := b.outage(active, now)
@@ -349,8 +351,8 @@ func fenceEvents(st *store.State, b *witnessBook, at time.Time) []store.WitnessE
 			}
 			detail := fmt.Sprintf("%s made %s writable again: its lease is renewed and the share's epoch did not move", name, share)
 			if sh := specShare(st, share); sh != nil {
-				if active, _, epoch := activeReplica(st, sh); active != name {
-					detail = fmt.Sprintf("%s moved to %s (epoch %d) while %s was fenced; %s's copy stays read-only", share, active, epoch, name, name)
+				if pl, _ := st.Place(sh); pl.Active.Appliance != name {
+					detail = fmt.Sprintf("%s moved to %s (epoch %d) while %s was fenced; %s's copy stays read-only", share, pl.Active.Appliance, pl.Epoch, name, name)
 				}
 			}
 			events = append(events, store.WitnessEvent{At: at, Member: name, Share: share, Event: store.EventUnfenced, Detail: detail})

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -48,17 +48,16 @@ func (n *Node) startReconciler(ctx context.Context) {
 
 // activation is where a share is active, as this agent's copy of the
 // failover state says; the zero Activation means as the spec says.
-func (n *Node) activation(share string) reconcile.Activation {
-	fo := n.fsm.State().Failover[share]
-	return reconcile.Activation{Appliance: fo.Active, Epoch: fo.Epoch}
+func (n *Node) activation(share string) schema.Activation {
+	return n.fsm.State().Failover[share].Activation()
 }
 
 // activations is every share's failover state, for the planner.
-func (n *Node) activations() map[string]reconcile.Activation {
+func (n *Node) activations() map[string]schema.Activation {
 	st := n.fsm.State()
-	out := make(map[string]reconcile.Activation, len(st.Failover))
+	out := make(map[string]schema.Activation, len(st.Failover))
 	for share, fo := range st.Failover {
-		out[share] = reconcile.Activation{Appliance: fo.Active, Epoch: fo.Epoch}
+		out[share] = fo.Activation()
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -67,7 +67,8 @@ func (n *Node) switchover(ctx context.Context, share, to, why string) (*client.F
 	if sh == nil || sh.Replication == nil || sh.State == schema.StateAbsent {
 		return nil, &client.APIError{Status: http.StatusNotFound, Code: client.CodeNotFound, Message: fmt.Sprintf("the stored spec has no replicated share %q", share)}
 	}
-	active, replica, epoch := activeReplica(st, sh)
+	pl, _ := st.Place(sh)
+	active, replica, epoch := pl.Active.Appliance, pl.Replica.Appliance, pl.Epoch
 	switch to {
 	case active:
 		return nil, &client.APIError{Status: http.StatusConflict, Code: client.CodeConflict, Message: fmt.Sprintf("%s is already active on %s (epoch %d)", sh.Name, active, epoch)}
@@ -130,7 +131,8 @@ func (n *Node) failbackLoop(ctx context.Context) {
 				continue
 			}
 			fo := st.Failover[sh.Name]
-			active, _, _ := activeReplica(st, sh)
+			pl, _ := st.Place(sh)
+			active := pl.Active.Appliance
 			if active == sh.Appliance || !caughtUp(st.Trails[sh.Name], active, sh.Appliance, fo.ChangedAt) {
 				continue
 			}
@@ -188,7 +190,8 @@ func (n *Node) prepareSwitchover(ctx context.Context, req prepareRequest) (strin
 	if sh == nil || sh.Replication == nil {
 		return "", fmt.Errorf("no replicated share %q", req.Share)
 	}
-	active, _, epoch := activeReplica(st, sh)
+	pl, _ := st.Place(sh)
+	active, epoch := pl.Active.Appliance, pl.Epoch
 	if active != n.cfg.Name || epoch != req.Epoch {
 		return "", fmt.Errorf("%s is active on %s at epoch %d, not here at epoch %d", sh.Name, active, epoch, req.Epoch)
 	}

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -321,11 +321,13 @@ func (n *Node) handleHeld(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
 	// Only the share's source (its active appliance) may ask what this
 	// appliance holds of it.
-	source := n.activation(share).Appliance
-	if sh := spec.Share(share); sh != nil && source == "" {
-		source = sh.Appliance
+	sh := spec.Share(share)
+	var source string
+	if sh != nil {
+		pl, _ := sh.Place(n.activation(share))
+		source = pl.Active.Appliance
 	}
-	if sh := spec.Share(share); sh == nil || source != peer {
+	if sh == nil || source != peer {
 		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("%s is not the source of share %q", peer, share)})
 		return
 	}
@@ -400,12 +402,9 @@ func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
 		if sh.Replication == nil || sh.State == schema.StateAbsent {
 			continue
 		}
-		rs := client.ReplicationShare{Share: sh.Name, From: sh.Appliance, To: sh.Replication.To.String()}
-		rs.Epoch = st.Failover[sh.Name].Epoch
-		if a := st.Failover[sh.Name].Active; a != "" && a != sh.Appliance {
-			// Failed over: the replica sends back to the spec's appliance.
-			rs.From, rs.To = a, sh.Appliance+"/"+sh.Pool
-		}
+		// After a failover the replica sends back to the spec's appliance.
+		pl, _ := st.Place(&sh)
+		rs := client.ReplicationShare{Share: sh.Name, From: pl.Active.Appliance, To: pl.Replica.String(), Epoch: pl.Epoch}
 		trail := st.Trails[sh.Name]
 		for i := len(trail) - 1; i >= 0; i-- {
 			e := trail[i]
@@ -597,10 +596,8 @@ func (n *Node) sourceOf(share string) (string, error) {
 	if sh.Replication == nil {
 		return "", fmt.Errorf("share %q is not replicated (it has no replication:)", share)
 	}
-	if a := n.activation(share).Appliance; a != "" {
-		return a, nil
-	}
-	return sh.Appliance, nil
+	pl, _ := sh.Place(n.activation(share))
+	return pl.Active.Appliance, nil
 }
 
 // forwardTo passes a request to the agent of appliance name, once.

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fleetctl/fleetctl/raftstore/fence"
+	"github.com/fleetctl/fleetctl/agent/fence"
 	"github.com/fleetctl/fleetctl/schema"
 )
 

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetctl/fleetctl/agent/fence"
 	"github.com/fleetctl/fleetctl/pki"
-	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"

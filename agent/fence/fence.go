@@ -3,7 +3,7 @@
 // goroutines.
 //
 // The agent fences a share itself when its lease with the leader lapses
-// (raftstore/lease.go). That needs the agent to be alive and scheduled: a
+// (agent/lease.go). That needs the agent to be alive and scheduled: a
 // SIGKILLed, crashed or stopped (SIGSTOP) agent fences nothing, while the
 // quorum fails its shares over after failover_after. This package holds
 // what covers those cases:

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetctl/fleetctl/agent/fence"
 	"github.com/fleetctl/fleetctl/client"
-	"github.com/fleetctl/fleetctl/raftstore/fence"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -290,7 +290,8 @@ func (n *Node) fence(ctx context.Context, st *store.State, age time.Duration) bo
 	l := &n.lease
 	changed := false
 	for _, sh := range replicatedShares(st.Spec) {
-		active, _, epoch := activeReplica(st, sh)
+		pl, _ := st.Place(sh)
+		active, epoch := pl.Active.Appliance, pl.Epoch
 		l.mu.Lock()
 		_, done := l.fenced[sh.Name]
 		logged := l.fenceFailed[sh.Name]
@@ -403,10 +404,12 @@ func (n *Node) keepDemotedReadOnly(ctx context.Context, st *store.State) error {
 	var errs []error
 	for i := range st.Spec.Shares {
 		sh := &st.Spec.Shares[i]
-		fo, ok := st.Failover[sh.Name]
-		if !ok || sh.Replication == nil || sh.State == schema.StateAbsent || fo.Active == "" || fo.Active == me ||
-			(me != sh.Appliance && me != sh.Replication.To.Appliance) {
+		if sh.Replication == nil || sh.State == schema.StateAbsent || !sh.Holds(me) {
 			continue
+		}
+		pl, _ := st.Place(sh)
+		if pl.Epoch == 0 || pl.Active.Appliance == me {
+			continue // never failed over, or active here
 		}
 		path, err := activePath(st.Spec, sh, me)
 		if err != nil {
@@ -430,7 +433,7 @@ func (n *Node) keepDemotedReadOnly(ctx context.Context, st *store.State) error {
 			continue
 		}
 		n.log.Warn("the share is active on another appliance but this copy was writable: made it read-only",
-			"share", sh.Name, "path", path, "active", fo.Active, "epoch", fo.Epoch)
+			"share", sh.Name, "path", path, "active", pl.Active.Appliance, "epoch", pl.Epoch)
 	}
 	return errors.Join(errs...)
 }
@@ -458,7 +461,8 @@ func (n *Node) activeShares(st *store.State) fence.Records {
 		return out
 	}
 	for _, sh := range replicatedShares(st.Spec) {
-		active, _, epoch := activeReplica(st, sh)
+		pl, _ := st.Place(sh)
+		active, epoch := pl.Active.Appliance, pl.Epoch
 		if active != n.cfg.Name {
 			continue
 		}

@@ -1,4 +1,4 @@
-package raftstore
+package agent
 
 import (
 	"context"
@@ -47,8 +47,8 @@ func (n *Node) openForWrite(share string) (done func(), err error) {
 		// writable, so there is nothing to guard.
 		return l.writeMu.Unlock, nil
 	}
-	if active, _, epoch := activeReplica(st, sh); active != n.cfg.Name {
-		return nil, fmt.Errorf("share %s: %w: it is active on %s (epoch %d)", share, errDoorClosed, active, epoch)
+	if pl, _ := st.Place(sh); pl.Active.Appliance != n.cfg.Name {
+		return nil, fmt.Errorf("share %s: %w: it is active on %s (epoch %d)", share, errDoorClosed, pl.Active.Appliance, pl.Epoch)
 	}
 	l.mu.Lock()
 	_, fenced := l.fenced[share]

@@ -1,0 +1,28 @@
+// Package agent is the composition root of `fleetctl agent`: it starts,
+// wires and stops every part an appliance runs, in order.
+//
+// Where things live:
+//
+//   - node.go: Config, Start and Shutdown; the Raft node (hashicorp/raft
+//     with raft-boltdb) over the FSM of package store; the data dir.
+//   - transport.go: the one TCP port, TLS on every connection, ALPN
+//     choosing between the Raft transport and the API.
+//   - api.go: the HTTPS API's routes, authentication and forwarding to the
+//     leader; the request and response types are package client's.
+//   - members.go: joins, removals and the voter set.
+//   - appliance.go: the reconcile loop of this appliance and the plan
+//     endpoints behind `fleetctl diff`.
+//   - replication.go: the replication sender and receiver (package
+//     reconcile does the btrfs work) and their endpoints.
+//   - lease.go: this appliance's lease with the leader and the fencing
+//     when it lapses; fence/ is the records and the guard process.
+//   - writedoor.go: the one door through which a share becomes writable.
+//   - witness.go, witnessdecide.go: the leader's witness, a pure decider
+//     and the loop that applies its decisions (failover, the witness log).
+//   - switchover.go: planned switchovers and failback.
+//   - peers.go: the pooled HTTP clients to the other members.
+//
+// Everything the agent persists through Raft is a command of package
+// store, proposed with store.Propose (Node.apply). Shutdown fences first,
+// then stops the loops and waits for every goroutine it started.
+package agent
