@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/hashicorp/raft"
 )
@@ -54,7 +55,7 @@ func blackhole(t *testing.T) string {
 // never speaks TLS; the next attempt fails as fast (no pooled connection to
 // the dead peer is kept).
 func TestReplicationToUnreachablePeerFailsFast(t *testing.T) {
-	d := reconcile.NewFakeDriver()
+	d := reconciletest.NewFakeDriver()
 	d.AddPool(poolPath("n1"))
 	cfg := bootstrapConfig(t, "n1")
 	cfg.Driver = d

@@ -13,12 +13,13 @@ import (
 
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
 )
 
 // The witness tests run real in-process fleets whose storage appliances
-// have a reconcile.FakeDriver, with a fast witness policy, so that leases,
+// have a reconciletest.FakeDriver, with a fast witness policy, so that leases,
 // fencing and failovers happen within seconds. They prove the wiring and
 // the appliance's side; what the leader decides is tested with an injected
 // clock in witnessdecide_test.go, and their waits are bounded polls.
@@ -48,9 +49,9 @@ type testShare struct {
 // appliances get a FakeDriver with the pool /srv/<name>/tank. It returns
 // once every node has all of them in its configuration and a leader is
 // ready.
-func witnessFleet(t *testing.T, roles ...schema.Role) ([]*Node, map[string]*reconcile.FakeDriver) {
+func witnessFleet(t *testing.T, roles ...schema.Role) ([]*Node, map[string]*reconciletest.FakeDriver) {
 	t.Helper()
-	drivers := map[string]*reconcile.FakeDriver{}
+	drivers := map[string]*reconciletest.FakeDriver{}
 	var nodes []*Node
 	for i, role := range roles {
 		name := fmt.Sprintf("n%d", i+1)
@@ -61,7 +62,7 @@ func witnessFleet(t *testing.T, roles ...schema.Role) ([]*Node, map[string]*reco
 			cfg = joinConfig(t, name, nodes[0])
 		}
 		if role == schema.RoleStorage {
-			d := reconcile.NewFakeDriver()
+			d := reconciletest.NewFakeDriver()
 			d.AddPool(poolPath(name))
 			drivers[name] = d
 			cfg.Driver = d
@@ -107,7 +108,7 @@ func witnessSpec(nodes []*Node, roles []schema.Role, p policy, shares ...testSha
 // seedShare creates a share on its appliance's FakeDriver with a
 // replication snapshot taken now, so the replicator's schedule (every 1h)
 // does not try to send (FakeDriver does not model send) during the test.
-func seedShare(t *testing.T, d *reconcile.FakeDriver, appliance, share string) {
+func seedShare(t *testing.T, d *reconciletest.FakeDriver, appliance, share string) {
 	t.Helper()
 	ctx := t.Context()
 	dir := filepath.Join(poolPath(appliance), reconcile.ReplicationDir, share)
@@ -125,7 +126,7 @@ func seedShare(t *testing.T, d *reconcile.FakeDriver, appliance, share string) {
 
 // applyWitnessSpec seeds the shares, applies the spec through the leader
 // and waits until every node has it.
-func applyWitnessSpec(t *testing.T, nodes []*Node, drivers map[string]*reconcile.FakeDriver, roles []schema.Role, p policy, shares ...testShare) string {
+func applyWitnessSpec(t *testing.T, nodes []*Node, drivers map[string]*reconciletest.FakeDriver, roles []schema.Role, p policy, shares ...testShare) string {
 	t.Helper()
 	for _, sh := range shares {
 		seedShare(t, drivers[sh.on], sh.on, sh.name)
@@ -235,7 +236,7 @@ func waitEvent(t *testing.T, n *Node, event, share string) store.WitnessEvent {
 	return found[0]
 }
 
-func readOnly(d *reconcile.FakeDriver, path string) (ro, exists bool) {
+func readOnly(d *reconciletest.FakeDriver, path string) (ro, exists bool) {
 	sv, ok := d.Lookup(path)
 	return sv.ReadOnly, ok
 }

@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"context"
@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
+	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
 // outcome writes a result as "ok|failed|skipped: <action>".
-func outcome(r Result) string {
+func outcome(r reconcile.Result) string {
 	switch {
 	case r.Skipped:
 		return "skipped: " + r.Action.String()
@@ -27,12 +29,12 @@ func outcome(r Result) string {
 	return "ok: " + r.Action.String()
 }
 
-func planAndExecute(t *testing.T, d disk, shares string) []Result {
+func planAndExecute(t *testing.T, d disk, shares string) []reconcile.Result {
 	t.Helper()
 	ctx := context.Background()
 	spec := mustSpec(t, shares)
-	actions := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, d, spec, "nas1"), Now: planNow})
-	return Execute(ctx, d, actions)
+	actions := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, d, spec, "nas1"), Now: planNow})
+	return reconcile.Execute(ctx, d, actions)
 }
 
 func TestExecute(t *testing.T) {
@@ -149,7 +151,7 @@ func TestExecute(t *testing.T) {
 				if (r.Err == nil) != (r.Error == "") {
 					t.Errorf("%s: Err %v but Error %q", outcome(r), r.Err, r.Error)
 				}
-				if r.Skipped && !errors.Is(r.Err, ErrPrerequisite) {
+				if r.Skipped && !errors.Is(r.Err, reconcile.ErrPrerequisite) {
 					t.Errorf("%s: skipped with %v; want ErrPrerequisite", outcome(r), r.Err)
 				}
 			}
@@ -196,7 +198,7 @@ func TestExecuteErrorsSayWhatAndWhy(t *testing.T) {
 
 // cancelling cancels the context after its first CreateSubvolume.
 type cancelling struct {
-	*FakeDriver
+	*reconciletest.FakeDriver
 	cancel context.CancelFunc
 }
 
@@ -214,8 +216,8 @@ func TestExecuteStopsWhenCancelled(t *testing.T) {
   - {name: b, appliance: nas1, pool: tank}
   - {name: c, appliance: nas1, pool: tank}
 `)
-	actions := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, d, spec, "nas1"), Now: planNow})
-	res := Execute(ctx, cancelling{d.FakeDriver, cancel}, actions)
+	actions := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, d, spec, "nas1"), Now: planNow})
+	res := reconcile.Execute(ctx, cancelling{d.FakeDriver, cancel}, actions)
 	if len(res) != 3 || res[0].Err != nil {
 		t.Fatalf("results: %v", res)
 	}
@@ -232,11 +234,11 @@ func TestExecuteStopsWhenCancelled(t *testing.T) {
 func TestExecuteRefusesBadActions(t *testing.T) {
 	d := newDisk(t)
 	d.subvol("/tank/projects")
-	res := Execute(context.Background(), d, []Action{
-		{Kind: ActionPruneSnapshot, Pool: "tank", Share: "projects", Path: "/tank/projects"},
-		{Kind: ActionSetQuota, Pool: "tank", Share: "projects", Path: "/tank/projects"},
+	res := reconcile.Execute(context.Background(), d, []reconcile.Action{
+		{Kind: reconcile.ActionPruneSnapshot, Pool: "tank", Share: "projects", Path: "/tank/projects"},
+		{Kind: reconcile.ActionSetQuota, Pool: "tank", Share: "projects", Path: "/tank/projects"},
 		{Kind: "format-disk", Pool: "tank", Path: "/tank"},
-		{Kind: ActionOrphaned, Pool: "tank", Share: "projects", Path: "/tank/projects", ReportOnly: true},
+		{Kind: reconcile.ActionOrphaned, Pool: "tank", Share: "projects", Path: "/tank/projects", ReportOnly: true},
 	})
 	if len(res) != 3 {
 		t.Fatalf("%d results; want 3 (reports are not executed)", len(res))
@@ -271,17 +273,17 @@ shares:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBtrfs("")
+	b := reconcile.NewBtrfs("")
 	for _, p := range []string{"old", "stray"} {
 		if err := b.CreateSubvolume(ctx, filepath.Join(pool.Path(), p)); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	reconcile := func(now time.Time) []Action {
+	reconcileAt := func(now time.Time) []reconcile.Action {
 		t.Helper()
-		actions := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, b, spec, "nas1"), Now: now})
-		for _, r := range Execute(ctx, b, actions) {
+		actions := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, b, spec, "nas1"), Now: now})
+		for _, r := range reconcile.Execute(ctx, b, actions) {
 			if r.Err != nil {
 				t.Fatalf("at %s: %v", now.Format(time.TimeOnly), r.Err)
 			}
@@ -290,13 +292,13 @@ shares:
 	}
 	check := func(now time.Time, want ...string) {
 		t.Helper()
-		got := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, b, spec, "nas1"), Now: now})
+		got := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, b, spec, "nas1"), Now: now})
 		if g, w := strings.Join(lines(got), "\n"), strings.Join(want, "\n"); g != w {
 			t.Fatalf("plan at %s:\n%s\nwant:\n%s", now.Format(time.TimeOnly), g, w)
 		}
 	}
 
-	first := reconcile(planNow)
+	first := reconcileAt(planNow)
 	if len(first) != 8 {
 		t.Errorf("first plan:\n%s", strings.Join(lines(first), "\n"))
 	}
@@ -310,7 +312,7 @@ shares:
 		"- prune snapshot projects.20261125T123000Z (retention 1h)",
 		"! orphaned share stray (not in spec, kept)",
 	)
-	reconcile(later)
+	reconcileAt(later)
 	check(later, "! orphaned share stray (not in spec, kept)")
 
 	subs, err := b.Subvolumes(ctx, pool.Path())
@@ -343,12 +345,12 @@ shares:
 		t.Fatal(err)
 	}
 	var mutations []string
-	b := NewBtrfs("")
+	b := reconcile.NewBtrfs("")
 	b.Observer = func(op, path string) { mutations = append(mutations, op+" "+path) }
 	run := func() {
 		t.Helper()
-		actions := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, b, spec, "nas1"), Now: planNow})
-		for _, r := range Execute(ctx, b, actions) {
+		actions := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, b, spec, "nas1"), Now: planNow})
+		for _, r := range reconcile.Execute(ctx, b, actions) {
 			if r.Err != nil {
 				t.Fatalf("%s: %v", r.Action, r.Err)
 			}

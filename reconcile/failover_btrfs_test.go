@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
 	"github.com/fleetctl/fleetctl/schema"
 )
@@ -25,16 +26,16 @@ import (
 // hand it to them.
 type failoverFleet struct {
 	t        *testing.T
-	btrfs    *Btrfs
+	btrfs    *reconcile.Btrfs
 	n1, n2   string // the pools' mount paths
 	spec     *schema.Spec
 	clock    *fakeClock
 	trail    *trailLog
-	rv1, rv2 *Receiver
-	rp1, rp2 *Replicator
+	rv1, rv2 *reconcile.Receiver
+	rp1, rp2 *reconcile.Replicator
 
 	mu  sync.Mutex
-	act Activation
+	act reconcile.Activation
 }
 
 func newFailoverFleet(t *testing.T) *failoverFleet {
@@ -61,23 +62,23 @@ shares:
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := &failoverFleet{t: t, btrfs: NewBtrfs(""), n1: n1, n2: n2, spec: spec, clock: &fakeClock{t: replicaStart}, trail: &trailLog{}}
-	fl.rv1 = &Receiver{Appliance: "nas1", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now}
-	fl.rv2 = &Receiver{Appliance: "nas2", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now}
-	fl.rp1 = &Replicator{Appliance: "nas1", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now,
+	fl := &failoverFleet{t: t, btrfs: reconcile.NewBtrfs(""), n1: n1, n2: n2, spec: spec, clock: &fakeClock{t: replicaStart}, trail: &trailLog{}}
+	fl.rv1 = &reconcile.Receiver{Appliance: "nas1", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now}
+	fl.rv2 = &reconcile.Receiver{Appliance: "nas2", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now}
+	fl.rp1 = &reconcile.Replicator{Appliance: "nas1", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now,
 		Transport: &pipeTransport{rv: fl.rv2, spec: spec, peer: "nas1"}}
-	fl.rp2 = &Replicator{Appliance: "nas2", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now,
+	fl.rp2 = &reconcile.Replicator{Appliance: "nas2", Driver: fl.btrfs, Trail: fl.trail.add, Active: fl.active, Now: fl.clock.Now,
 		Transport: &pipeTransport{rv: fl.rv1, spec: spec, peer: "nas2"}}
 	return fl
 }
 
-func (fl *failoverFleet) active(string) Activation {
+func (fl *failoverFleet) active(string) reconcile.Activation {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	return fl.act
 }
 
-func (fl *failoverFleet) failover(act Activation) {
+func (fl *failoverFleet) failover(act reconcile.Activation) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	fl.act = act
@@ -88,12 +89,12 @@ func (fl *failoverFleet) failover(act Activation) {
 func (fl *failoverFleet) reconcile(appliance string) []string {
 	fl.t.Helper()
 	ctx := context.Background()
-	var active map[string]Activation
-	if act := fl.active("projects"); act != (Activation{}) {
-		active = map[string]Activation{"projects": act}
+	var active map[string]reconcile.Activation
+	if act := fl.active("projects"); act != (reconcile.Activation{}) {
+		active = map[string]reconcile.Activation{"projects": act}
 	}
-	plan := Plan(PlanInput{Spec: fl.spec, Appliance: appliance, Observed: Observe(ctx, fl.btrfs, fl.spec, appliance), Now: fl.clock.Now(), Active: active})
-	for _, r := range Execute(ctx, fl.btrfs, plan) {
+	plan := reconcile.Plan(reconcile.PlanInput{Spec: fl.spec, Appliance: appliance, Observed: reconcile.Observe(ctx, fl.btrfs, fl.spec, appliance), Now: fl.clock.Now(), Active: active})
+	for _, r := range reconcile.Execute(ctx, fl.btrfs, plan) {
 		if r.Err != nil {
 			fl.t.Fatalf("%s: %v", appliance, r.Err)
 		}
@@ -102,7 +103,7 @@ func (fl *failoverFleet) reconcile(appliance string) []string {
 }
 
 // subvolume returns the subvolume at the path relative to pool.
-func (fl *failoverFleet) subvolume(pool, rel string) Subvolume {
+func (fl *failoverFleet) subvolume(pool, rel string) reconcile.Subvolume {
 	fl.t.Helper()
 	subs, err := fl.btrfs.Subvolumes(context.Background(), pool)
 	if err != nil {
@@ -114,7 +115,7 @@ func (fl *failoverFleet) subvolume(pool, rel string) Subvolume {
 		}
 	}
 	fl.t.Fatalf("no subvolume %s in %s", rel, pool)
-	return Subvolume{}
+	return reconcile.Subvolume{}
 }
 
 // writeFile writes size pseudo-random bytes (from seed) to path.
@@ -175,17 +176,17 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	writeFile(t, filepath.Join(share1, "a.bin"), 2<<20, 1)
 	writeFile(t, filepath.Join(share1, "docs/b.txt"), 64<<10, 2)
 	full := fl.rp1.RunOnce(ctx, fl.spec, "projects", nil)
-	if full.Result != ResultOK || full.Kind != KindFull {
+	if full.Result != reconcile.ResultOK || full.Kind != reconcile.KindFull {
 		t.Fatalf("nas1 → nas2: %+v", full)
 	}
-	received := filepath.Join(fl.n2, ReceivedDir, "projects", "projects."+full.Snapshot)
+	received := filepath.Join(fl.n2, reconcile.ReceivedDir, "projects", "projects."+full.Snapshot)
 	sameTree(t, "received on nas2", received, share1)
 
 	// Written on nas1 after the last replication: on nas1 only.
 	writeFile(t, filepath.Join(share1, "a.bin"), 2<<20, 3)
 	writeFile(t, filepath.Join(share1, "late.bin"), 128<<10, 4)
 
-	fl.failover(Activation{Appliance: "nas2", Epoch: 1})
+	fl.failover(reconcile.Activation{Appliance: "nas2", Epoch: 1})
 	fl.clock.Advance(time.Minute)
 
 	// nas2 promotes, then applies the share's quota and snapshots there.
@@ -202,8 +203,8 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	}
 	sameTree(t, "the promoted share", share2, received)
 	promoted := fl.subvolume(fl.n2, "projects")
-	base := fl.subvolume(fl.n2, ReceivedDir+"/projects/projects."+full.Snapshot)
-	x := fl.subvolume(fl.n1, ReplicationDir+"/projects/"+full.Snapshot)
+	base := fl.subvolume(fl.n2, reconcile.ReceivedDir+"/projects/projects."+full.Snapshot)
+	x := fl.subvolume(fl.n1, reconcile.ReplicationDir+"/projects/"+full.Snapshot)
 	if promoted.ReadOnly || promoted.ReceivedUUID != "" || promoted.ParentUUID != base.UUID {
 		t.Errorf("promoted share %+v; want writable, a snapshot of %s", promoted, base.UUID)
 	}
@@ -219,7 +220,7 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	if err := fl.btrfs.SetReadOnly(ctx, share1, true); err != nil {
 		t.Fatal(err)
 	}
-	kept := DivergedPath(fl.n1, "projects", fl.clock.Now())
+	kept := reconcile.DivergedPath(fl.n1, "projects", fl.clock.Now())
 	want = []string{
 		"+ keep diverged writes of share projects (as .fleetctl/diverged/" + filepath.Base(kept) + ")",
 		"! demoted share projects (epoch 1 active on nas2; kept read-only)",
@@ -228,7 +229,7 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 		t.Fatalf("nas1's plan after the failover:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	sameTree(t, "nas1's diverged snapshot", kept, share1)
-	if d := fl.subvolume(fl.n1, DivergedDir+"/"+filepath.Base(kept)); !d.ReadOnly {
+	if d := fl.subvolume(fl.n1, reconcile.DivergedDir+"/"+filepath.Base(kept)); !d.ReadOnly {
 		t.Errorf("diverged snapshot %+v is writable", d)
 	}
 	divergedTree := treeHashes(t, kept)
@@ -240,20 +241,20 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	}
 
 	// nas1's streams of epoch 0 are refused by nas2, which is at epoch 1.
-	stale := SendHeader{ID: "stale", Share: "projects", From: "nas1", Snapshot: fl.clock.Now().UTC().Format(StampFormat), UUID: x.UUID}
-	if _, err := fl.rv2.Receive(ctx, fl.spec, "nas1", stale, untouchable{t}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "from epoch 0 of share projects, which is at epoch 1 (active on nas2)") {
+	stale := reconcile.SendHeader{ID: "stale", Share: "projects", From: "nas1", Snapshot: fl.clock.Now().UTC().Format(reconcile.StampFormat), UUID: x.UUID}
+	if _, err := fl.rv2.Receive(ctx, fl.spec, "nas1", stale, untouchable{t}); !errors.Is(err, reconcile.ErrRefused) || !strings.Contains(err.Error(), "from epoch 0 of share projects, which is at epoch 1 (active on nas2)") {
 		t.Errorf("nas2 received an epoch 0 stream: %v", err)
 	}
-	if e := fl.trail.side(t, "stale", SideReceive); e.Result != ResultRefused {
+	if e := fl.trail.side(t, "stale", reconcile.SideReceive); e.Result != reconcile.ResultRefused {
 		t.Errorf("trail of the stale stream: %+v", e)
 	}
 	// nas1 no longer replicates the share; one that still thinks it does
 	// is refused too.
-	if e := fl.rp1.RunOnce(ctx, fl.spec, "projects", nil); e.Result != ResultFailed || !strings.Contains(e.Error, "active on nas2 since epoch 1") {
+	if e := fl.rp1.RunOnce(ctx, fl.spec, "projects", nil); e.Result != reconcile.ResultFailed || !strings.Contains(e.Error, "active on nas2 since epoch 1") {
 		t.Errorf("nas1 replicating after the failover: %+v", e)
 	}
-	staleRp := &Replicator{Appliance: "nas1", Driver: fl.btrfs, Trail: fl.trail.add, Now: fl.clock.Now, Transport: fl.rp1.Transport}
-	if e := staleRp.RunOnce(ctx, fl.spec, "projects", nil); e.Result != ResultRefused {
+	staleRp := &reconcile.Replicator{Appliance: "nas1", Driver: fl.btrfs, Trail: fl.trail.add, Now: fl.clock.Now, Transport: fl.rp1.Transport}
+	if e := staleRp.RunOnce(ctx, fl.spec, "projects", nil); e.Result != reconcile.ResultRefused {
 		t.Errorf("a stale nas1 replicating: %+v; want refused", e)
 	}
 	if got := fl.reconcile("nas1"); !slices.Equal(got, want[1:]) {
@@ -265,7 +266,7 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	writeFile(t, filepath.Join(share2, "after.bin"), 256<<10, 5)
 	fl.clock.Advance(time.Minute)
 	back := fl.rp2.RunOnce(ctx, fl.spec, "projects", nil)
-	if back.Result != ResultOK || back.Kind != KindIncremental || back.Parent != full.Snapshot || back.To != "nas1" {
+	if back.Result != reconcile.ResultOK || back.Kind != reconcile.KindIncremental || back.Parent != full.Snapshot || back.To != "nas1" {
 		t.Fatalf("nas2 → nas1: %+v; want an incremental from %s", back, full.Snapshot)
 	}
 	if !strings.Contains(back.Note, "incremental from the received snapshot projects."+full.Snapshot) {
@@ -275,13 +276,13 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	if back.Bytes >= full.Bytes/2 {
 		t.Errorf("the incremental sent %d bytes, the full %d: not incremental", back.Bytes, full.Bytes)
 	}
-	if recv := fl.trail.side(t, back.ID, SideReceive); recv.Result != ResultOK || recv.Kind != KindIncremental || recv.From != "nas2" || recv.To != "nas1" {
+	if recv := fl.trail.side(t, back.ID, reconcile.SideReceive); recv.Result != reconcile.ResultOK || recv.Kind != reconcile.KindIncremental || recv.From != "nas2" || recv.To != "nas1" {
 		t.Errorf("nas1's side of the reverse replication: %+v", recv)
 	}
-	back1 := filepath.Join(fl.n1, ReceivedDir, "projects", "projects."+back.Snapshot)
+	back1 := filepath.Join(fl.n1, reconcile.ReceivedDir, "projects", "projects."+back.Snapshot)
 	sameTree(t, "nas1's received copy", back1, share2)
-	y := fl.subvolume(fl.n2, ReplicationDir+"/projects/"+back.Snapshot)
-	if r := fl.subvolume(fl.n1, ReceivedDir+"/projects/projects."+back.Snapshot); r.ReceivedUUID != y.UUID || r.ParentUUID != x.UUID {
+	y := fl.subvolume(fl.n2, reconcile.ReplicationDir+"/projects/"+back.Snapshot)
+	if r := fl.subvolume(fl.n1, reconcile.ReceivedDir+"/projects/projects."+back.Snapshot); r.ReceivedUUID != y.UUID || r.ParentUUID != x.UUID {
 		t.Errorf("nas1 received %+v; want received UUID %s, a snapshot of its X %s", r, y.UUID, x.UUID)
 	}
 
@@ -292,11 +293,11 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	}
 	fl.clock.Advance(time.Minute)
 	again := fl.rp2.RunOnce(ctx, fl.spec, "projects", nil)
-	if again.Result != ResultOK || again.Kind != KindIncremental || again.Parent != back.Snapshot || again.Note != "" {
+	if again.Result != reconcile.ResultOK || again.Kind != reconcile.KindIncremental || again.Parent != back.Snapshot || again.Note != "" {
 		t.Fatalf("nas2 → nas1 again: %+v; want an incremental from %s", again, back.Snapshot)
 	}
-	sameTree(t, "nas1's received copy", filepath.Join(fl.n1, ReceivedDir, "projects", "projects."+again.Snapshot), share2)
-	if got := fl.names(fl.n2, ReplicationDir+"/projects/"); !slices.Equal(got, []string{again.Snapshot}) {
+	sameTree(t, "nas1's received copy", filepath.Join(fl.n1, reconcile.ReceivedDir, "projects", "projects."+again.Snapshot), share2)
+	if got := fl.names(fl.n2, reconcile.ReplicationDir+"/projects/"); !slices.Equal(got, []string{again.Snapshot}) {
 		t.Errorf("nas2's replication snapshots: %q", got)
 	}
 
@@ -306,8 +307,8 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	if got := treeHashes(t, kept); len(got) != len(divergedTree) {
 		t.Errorf("nas1's diverged snapshot changed")
 	}
-	fl.subvolume(fl.n1, ReplicationDir+"/projects/"+full.Snapshot)
-	fl.subvolume(fl.n2, ReceivedDir+"/projects/projects."+full.Snapshot)
+	fl.subvolume(fl.n1, reconcile.ReplicationDir+"/projects/"+full.Snapshot)
+	fl.subvolume(fl.n2, reconcile.ReceivedDir+"/projects/projects."+full.Snapshot)
 	if got := fl.reconcile("nas1"); !slices.Equal(got, want[1:]) {
 		t.Errorf("nas1's plan at the end: %q", got)
 	}

@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -30,7 +31,7 @@ const failoverShares = `
 func (d disk) received(stamp, sentUUID string) disk {
 	d.t.Helper()
 	ctx := context.Background()
-	dir := filepath.Join("/tank", ReceivedDir, "projects")
+	dir := filepath.Join("/tank", reconcile.ReceivedDir, "projects")
 	d.ok(d.MkdirAll(ctx, dir))
 	path := filepath.Join(dir, "projects."+stamp)
 	d.ok(d.CreateSubvolume(ctx, path))
@@ -42,7 +43,7 @@ func (d disk) received(stamp, sentUUID string) disk {
 func (d disk) replicated(stamp string) disk {
 	d.t.Helper()
 	ctx := context.Background()
-	dir := filepath.Join("/tank", ReplicationDir, "projects")
+	dir := filepath.Join("/tank", reconcile.ReplicationDir, "projects")
 	d.ok(d.MkdirAll(ctx, dir))
 	d.ok(d.Snapshot(ctx, "/tank/projects", filepath.Join(dir, stamp), true))
 	return d
@@ -57,28 +58,28 @@ func (d disk) touch() disk {
 
 // failoverPlan observes d and plans for appliance with projects active as
 // act says (the zero Activation: as the spec says).
-func failoverPlan(t testing.TB, d disk, appliance string, act Activation) []Action {
+func failoverPlan(t testing.TB, d disk, appliance string, act reconcile.Activation) []reconcile.Action {
 	return failoverPlanAt(t, d, appliance, act, planNow)
 }
 
-func failoverPlanAt(t testing.TB, d disk, appliance string, act Activation, now time.Time) []Action {
+func failoverPlanAt(t testing.TB, d disk, appliance string, act reconcile.Activation, now time.Time) []reconcile.Action {
 	t.Helper()
 	spec := mustSpec(t, failoverShares)
-	var active map[string]Activation
-	if act != (Activation{}) {
-		active = map[string]Activation{"projects": act}
+	var active map[string]reconcile.Activation
+	if act != (reconcile.Activation{}) {
+		active = map[string]reconcile.Activation{"projects": act}
 	}
-	obs := Observe(context.Background(), d, spec, appliance)
-	return Plan(PlanInput{Spec: spec, Appliance: appliance, Observed: obs, Now: now, Active: active})
+	obs := reconcile.Observe(context.Background(), d, spec, appliance)
+	return reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: appliance, Observed: obs, Now: now, Active: active})
 }
 
 func TestPlanFailover(t *testing.T) {
-	onNas2 := Activation{Appliance: "nas2", Epoch: 1}
-	backOnNas1 := Activation{Appliance: "nas1", Epoch: 2}
+	onNas2 := reconcile.Activation{Appliance: "nas2", Epoch: 1}
+	backOnNas1 := reconcile.Activation{Appliance: "nas1", Epoch: 2}
 	tests := []struct {
 		name      string
 		appliance string
-		active    Activation
+		active    reconcile.Activation
 		disk      func(d disk)
 		want      []string
 		reason    string // what the first action's Reason says
@@ -146,8 +147,8 @@ func TestPlanFailover(t *testing.T) {
 			name: "demoted, its writes kept already", appliance: "nas1", active: onNas2,
 			disk: func(d disk) {
 				d.subvol("/tank/projects").replicated("20261125T110000Z").touch()
-				d.ok(d.MkdirAll(context.Background(), "/tank/"+DivergedDir))
-				d.ok(d.Snapshot(context.Background(), "/tank/projects", DivergedPath("/tank", "projects", planNow.Add(-time.Hour)), true))
+				d.ok(d.MkdirAll(context.Background(), "/tank/"+reconcile.DivergedDir))
+				d.ok(d.Snapshot(context.Background(), "/tank/projects", reconcile.DivergedPath("/tank", "projects", planNow.Add(-time.Hour)), true))
 			},
 			want:   []string{"! demoted share projects (epoch 1 active on nas2; kept read-only)"},
 			reason: "1 diverged snapshot of it is kept in /tank/.fleetctl/diverged",
@@ -221,12 +222,12 @@ func TestPlanFailover(t *testing.T) {
 				shares = strings.Replace(shares, "quota: 1GiB", "state: absent", 1)
 			}
 			spec := mustSpec(t, shares)
-			var active map[string]Activation
-			if tt.active != (Activation{}) {
-				active = map[string]Activation{"projects": tt.active}
+			var active map[string]reconcile.Activation
+			if tt.active != (reconcile.Activation{}) {
+				active = map[string]reconcile.Activation{"projects": tt.active}
 			}
-			in := PlanInput{Spec: spec, Appliance: tt.appliance, Observed: Observe(context.Background(), d, spec, tt.appliance), Now: planNow, Active: active}
-			got := Plan(in)
+			in := reconcile.PlanInput{Spec: spec, Appliance: tt.appliance, Observed: reconcile.Observe(context.Background(), d, spec, tt.appliance), Now: planNow, Active: active}
+			got := reconcile.Plan(in)
 			if g, w := strings.Join(lines(got), "\n"), strings.Join(tt.want, "\n"); g != w {
 				t.Fatalf("plan:\n%s\nwant:\n%s", g, w)
 			}
@@ -240,11 +241,11 @@ func TestPlanFailover(t *testing.T) {
 				if a.ReportOnly != (a.Symbol() == "!") {
 					t.Errorf("%q: ReportOnly %t", a, a.ReportOnly)
 				}
-				if a.Kind == ActionDeleteShare || a.Kind == ActionPruneSnapshot || a.Kind == ActionCreateShare && tt.active != (Activation{}) {
+				if a.Kind == reconcile.ActionDeleteShare || a.Kind == reconcile.ActionPruneSnapshot || a.Kind == reconcile.ActionCreateShare && tt.active != (reconcile.Activation{}) {
 					t.Errorf("%q after a failover", a)
 				}
 			}
-			if again := Plan(in); !slices.Equal(lines(again), lines(got)) {
+			if again := reconcile.Plan(in); !slices.Equal(lines(again), lines(got)) {
 				t.Errorf("second plan differs:\n%s", strings.Join(lines(again), "\n"))
 			}
 		})
@@ -258,11 +259,11 @@ func TestPlanFailover(t *testing.T) {
 // both plans are reports only.
 func TestPromoteAndKeepDiverged(t *testing.T) {
 	ctx := context.Background()
-	act := Activation{Appliance: "nas2", Epoch: 1}
+	act := reconcile.Activation{Appliance: "nas2", Epoch: 1}
 
 	nas2 := newDisk(t)
 	nas2.received("20261125T110000Z", "sent-2")
-	results := Execute(ctx, nas2, failoverPlan(t, nas2, "nas2", act))
+	results := reconcile.Execute(ctx, nas2, failoverPlan(t, nas2, "nas2", act))
 	for _, r := range results {
 		if r.Err != nil {
 			t.Fatalf("nas2: %v", r.Err)
@@ -288,12 +289,12 @@ func TestPromoteAndKeepDiverged(t *testing.T) {
 	nas1.subvol("/tank/projects").replicated("20261125T110000Z").touch()
 	nas1.ok(nas1.SetReadOnly(ctx, "/tank/projects", true)) // the store's fencing
 	before := nas1.Mutations()
-	for _, r := range Execute(ctx, nas1, failoverPlan(t, nas1, "nas1", act)) {
+	for _, r := range reconcile.Execute(ctx, nas1, failoverPlan(t, nas1, "nas1", act)) {
 		if r.Err != nil {
 			t.Fatalf("nas1: %v", r.Err)
 		}
 	}
-	kept := DivergedPath("/tank", "projects", planNow)
+	kept := reconcile.DivergedPath("/tank", "projects", planNow)
 	d, ok := nas1.Lookup(kept)
 	if share, _ := nas1.Lookup("/tank/projects"); !ok || !d.ReadOnly || d.ParentUUID != share.UUID {
 		t.Fatalf("diverged snapshot %s: %+v (found %t); want a read-only snapshot of the share", kept, d, ok)
@@ -310,7 +311,7 @@ func TestPromoteAndKeepDiverged(t *testing.T) {
 	nas1.ok(nas1.SetReadOnly(ctx, "/tank/projects", false))
 	nas1.touch()
 	later := failoverPlanAt(t, nas1, "nas1", act, planNow.Add(time.Minute))
-	if len(later) != 2 || later[0].Kind != ActionKeepDiverged || later[0].Path != DivergedPath("/tank", "projects", planNow.Add(time.Minute)) {
+	if len(later) != 2 || later[0].Kind != reconcile.ActionKeepDiverged || later[0].Path != reconcile.DivergedPath("/tank", "projects", planNow.Add(time.Minute)) {
 		t.Errorf("nas1 after another write: %q", lines(later))
 	}
 }
@@ -321,7 +322,7 @@ func TestExecutePromotePrerequisite(t *testing.T) {
 	d.received("20261125T110000Z", "sent-2")
 	d.Fail("Snapshot", "/tank/projects", errors.New("no space"))
 	var got []string
-	for _, r := range Execute(ctx, d, failoverPlan(t, d, "nas2", Activation{Appliance: "nas2", Epoch: 1})) {
+	for _, r := range reconcile.Execute(ctx, d, failoverPlan(t, d, "nas2", reconcile.Activation{Appliance: "nas2", Epoch: 1})) {
 		word, _, _ := strings.Cut(outcome(r), ":")
 		got = append(got, word)
 	}
@@ -334,11 +335,11 @@ func TestExecutePromotePrerequisite(t *testing.T) {
 func TestExecuteRefusesBadFailoverActions(t *testing.T) {
 	d := newDisk(t)
 	d.subvol("/tank/projects", "/tank/other")
-	res := Execute(context.Background(), d, []Action{
-		{Kind: ActionPromote, Pool: "tank", Share: "x", Path: "/tank/x", Source: "/tank/other"},
-		{Kind: ActionKeepDiverged, Pool: "tank", Share: "projects", Path: "/tank/projects.kept", Source: "/tank/projects"},
-		{Kind: ActionKeepDiverged, Pool: "tank", Share: "projects", Path: "/tank/.fleetctl/diverged/sub/projects.20261125T123000Z", Source: "/tank/projects"},
-		{Kind: ActionDemoted, Pool: "tank", Share: "projects", Path: "/tank/projects", ReportOnly: true},
+	res := reconcile.Execute(context.Background(), d, []reconcile.Action{
+		{Kind: reconcile.ActionPromote, Pool: "tank", Share: "x", Path: "/tank/x", Source: "/tank/other"},
+		{Kind: reconcile.ActionKeepDiverged, Pool: "tank", Share: "projects", Path: "/tank/projects.kept", Source: "/tank/projects"},
+		{Kind: reconcile.ActionKeepDiverged, Pool: "tank", Share: "projects", Path: "/tank/.fleetctl/diverged/sub/projects.20261125T123000Z", Source: "/tank/projects"},
+		{Kind: reconcile.ActionDemoted, Pool: "tank", Share: "projects", Path: "/tank/projects", ReportOnly: true},
 	})
 	if len(res) != 3 {
 		t.Fatalf("%d results; want 3 (reports are not executed)", len(res))
@@ -355,12 +356,12 @@ func TestExecuteRefusesBadFailoverActions(t *testing.T) {
 
 func TestFailoverActionString(t *testing.T) {
 	for _, c := range []struct {
-		a    Action
+		a    reconcile.Action
 		want string
 	}{
-		{Action{Kind: ActionPromote, Share: "projects", Detail: "from projects.20261125T110000Z"}, "+ promote share projects (from projects.20261125T110000Z)"},
-		{Action{Kind: ActionKeepDiverged, Share: "projects", Detail: "as .fleetctl/diverged/projects.20261125T123000Z"}, "+ keep diverged writes of share projects (as .fleetctl/diverged/projects.20261125T123000Z)"},
-		{Action{Kind: ActionDemoted, Share: "projects", Detail: "epoch 1 active on nas2; kept read-only"}, "! demoted share projects (epoch 1 active on nas2; kept read-only)"},
+		{reconcile.Action{Kind: reconcile.ActionPromote, Share: "projects", Detail: "from projects.20261125T110000Z"}, "+ promote share projects (from projects.20261125T110000Z)"},
+		{reconcile.Action{Kind: reconcile.ActionKeepDiverged, Share: "projects", Detail: "as .fleetctl/diverged/projects.20261125T123000Z"}, "+ keep diverged writes of share projects (as .fleetctl/diverged/projects.20261125T123000Z)"},
+		{reconcile.Action{Kind: reconcile.ActionDemoted, Share: "projects", Detail: "epoch 1 active on nas2; kept read-only"}, "! demoted share projects (epoch 1 active on nas2; kept read-only)"},
 	} {
 		if got := c.a.String(); got != c.want {
 			t.Errorf("String() = %q, want %q", got, c.want)
@@ -378,7 +379,7 @@ func TestSharePool(t *testing.T) {
 		{"local", "nas2", ""},
 	} {
 		got := ""
-		if p := SharePool(spec, spec.Share(c.share), c.appliance); p != nil {
+		if p := reconcile.SharePool(spec, spec.Share(c.share), c.appliance); p != nil {
 			got = p.Path
 		}
 		if got != c.want {
@@ -398,10 +399,10 @@ func TestLoopFollowsActivation(t *testing.T) {
 	setup := nas2.Mutations()
 
 	var mu sync.Mutex
-	var active map[string]Activation
+	var active map[string]reconcile.Activation
 	changed := make(chan struct{})
-	reports := make(chan Report, 10)
-	l := &Loop{
+	reports := make(chan reconcile.Report, 10)
+	l := &reconcile.Loop{
 		Appliance: "nas2", Driver: nas2, Interval: time.Hour, Log: slog.New(slog.DiscardHandler),
 		Now: func() time.Time { return planNow },
 		Watch: func() (*schema.Spec, uint64, <-chan struct{}) {
@@ -409,12 +410,12 @@ func TestLoopFollowsActivation(t *testing.T) {
 			defer mu.Unlock()
 			return spec, 1, changed
 		},
-		Active: func() map[string]Activation {
+		Active: func() map[string]reconcile.Activation {
 			mu.Lock()
 			defer mu.Unlock()
 			return active
 		},
-		Publish: func(ctx context.Context, r Report) error { reports <- r; return nil },
+		Publish: func(ctx context.Context, r reconcile.Report) error { reports <- r; return nil },
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -426,11 +427,11 @@ func TestLoopFollowsActivation(t *testing.T) {
 		t.Fatalf("the replica before failover: %+v, %q", first, nas2.Log())
 	}
 	mu.Lock()
-	active = map[string]Activation{"projects": {Appliance: "nas2", Epoch: 1}}
+	active = map[string]reconcile.Activation{"projects": {Appliance: "nas2", Epoch: 1}}
 	close(changed)
 	changed = make(chan struct{})
 	mu.Unlock()
-	var rep Report
+	var rep reconcile.Report
 	select {
 	case rep = <-reports:
 	case <-time.After(10 * time.Second):
@@ -445,43 +446,13 @@ func TestLoopFollowsActivation(t *testing.T) {
 
 	nas1 := newDisk(t)
 	nas1.subvol("/tank/projects").touch()
-	l1 := &Loop{Appliance: "nas1", Driver: nas1, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return planNow },
-		Active: func() map[string]Activation { return map[string]Activation{"projects": {Appliance: "nas2", Epoch: 1}} }}
+	l1 := &reconcile.Loop{Appliance: "nas1", Driver: nas1, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return planNow },
+		Active: func() map[string]reconcile.Activation {
+			return map[string]reconcile.Activation{"projects": {Appliance: "nas2", Epoch: 1}}
+		}}
 	rep1, _ := l1.Once(t.Context(), spec, 1)
-	if want := (ShareFacts{Name: "projects", Pool: "tank", Exists: true, Demoted: true, Diverged: 1}); len(rep1.Shares) != 1 || rep1.Shares[0] != want || !rep1.Converged || len(rep1.Orphans) != 0 {
+	if want := (reconcile.ShareFacts{Name: "projects", Pool: "tank", Exists: true, Demoted: true, Diverged: 1}); len(rep1.Shares) != 1 || rep1.Shares[0] != want || !rep1.Converged || len(rep1.Orphans) != 0 {
 		t.Errorf("nas1's report: %+v; want converged with facts %+v", rep1, want)
-	}
-}
-
-func TestNewestCommon(t *testing.T) {
-	snap := func(name string, received bool, uuid, recv string) sourceSnap {
-		tm, _ := parseStamp(name)
-		return sourceSnap{name: name, time: tm, received: received, sv: Subvolume{UUID: uuid, ReceivedUUID: recv}}
-	}
-	// The new active after a failover: it received R1 (a copy of the old
-	// active's X1) and promoted it, then sent Y1 (a snapshot of the
-	// promoted share).
-	r1 := snap("20261125T110000Z", true, "r1", "x1")
-	y1 := snap("20261125T120000Z", false, "y1", "")
-	for _, c := range []struct {
-		name  string
-		cands []sourceSnap
-		held  []Subvolume
-		want  string
-	}{
-		{"the old active holds its own X1: parent R1", []sourceSnap{r1}, []Subvolume{{UUID: "x1"}}, "20261125T110000Z"},
-		{"it received Y1 since: parent Y1", []sourceSnap{r1, y1}, []Subvolume{{UUID: "x1"}, {UUID: "z", ReceivedUUID: "y1"}}, "20261125T120000Z"},
-		{"R1's own UUID means nothing to it", []sourceSnap{r1}, []Subvolume{{UUID: "q", ReceivedUUID: "r1"}}, ""},
-		{"nothing in common", []sourceSnap{r1, y1}, []Subvolume{{UUID: "x0"}, {ReceivedUUID: "y0"}}, ""},
-		{"the usual: by received UUID", []sourceSnap{y1}, []Subvolume{{UUID: "z", ReceivedUUID: "y1"}}, "20261125T120000Z"},
-	} {
-		got := ""
-		if p := newestCommon(c.cands, c.held); p != nil {
-			got = p.name
-		}
-		if got != c.want {
-			t.Errorf("%s: parent %q, want %q", c.name, got, c.want)
-		}
 	}
 }
 
@@ -490,28 +461,28 @@ func TestNewestCommon(t *testing.T) {
 // replication snapshots as parents it holds.
 func TestReceiveAfterFailover(t *testing.T) {
 	spec := mustSpec(t, failoverShares)
-	act := func(string) Activation { return Activation{Appliance: "nas2", Epoch: 1} }
-	good := SendHeader{ID: "a1", Share: "projects", From: "nas2", Snapshot: "20261125T120000Z", UUID: "u1", Epoch: 1}
+	act := func(string) reconcile.Activation { return reconcile.Activation{Appliance: "nas2", Epoch: 1} }
+	good := reconcile.SendHeader{ID: "a1", Share: "projects", From: "nas2", Snapshot: "20261125T120000Z", UUID: "u1", Epoch: 1}
 	for _, c := range []struct {
 		name, receiver, peer string
-		header               func(h *SendHeader)
+		header               func(h *reconcile.SendHeader)
 		says                 string
 	}{
-		{"the old active sends at the old epoch", "nas2", "nas1", func(h *SendHeader) { h.From, h.Epoch = "nas1", 0 }, "from epoch 0 of share projects, which is at epoch 1 (active on nas2)"},
-		{"the old active sends at the new epoch", "nas2", "nas1", func(h *SendHeader) { h.From = "nas1" }, "replicates to nas1, not to this appliance nas2 (active on nas2 since epoch 1)"},
-		{"a stranger sends to the old active", "nas1", "nas3", func(h *SendHeader) { h.From = "nas3" }, "replicated from nas2, active since epoch 1, not from nas3"},
+		{"the old active sends at the old epoch", "nas2", "nas1", func(h *reconcile.SendHeader) { h.From, h.Epoch = "nas1", 0 }, "from epoch 0 of share projects, which is at epoch 1 (active on nas2)"},
+		{"the old active sends at the new epoch", "nas2", "nas1", func(h *reconcile.SendHeader) { h.From = "nas1" }, "replicates to nas1, not to this appliance nas2 (active on nas2 since epoch 1)"},
+		{"a stranger sends to the old active", "nas1", "nas3", func(h *reconcile.SendHeader) { h.From = "nas3" }, "replicated from nas2, active since epoch 1, not from nas3"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := newDisk(t)
 			trail := &trailLog{}
-			rv := &Receiver{Appliance: c.receiver, Driver: d, Trail: trail.add, Active: act}
+			rv := &reconcile.Receiver{Appliance: c.receiver, Driver: d, Trail: trail.add, Active: act}
 			h := good
 			c.header(&h)
 			_, err := rv.Receive(t.Context(), spec, c.peer, h, untouchable{t})
-			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), c.says) {
+			if !errors.Is(err, reconcile.ErrRefused) || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("Receive: %v; want ErrRefused saying %q", err, c.says)
 			}
-			if e := trail.all(); len(e) != 1 || e[0].Result != ResultRefused || d.Mutations() != 0 {
+			if e := trail.all(); len(e) != 1 || e[0].Result != reconcile.ResultRefused || d.Mutations() != 0 {
 				t.Errorf("trail %+v, changes %q", e, d.Log())
 			}
 		})
@@ -520,13 +491,13 @@ func TestReceiveAfterFailover(t *testing.T) {
 	d := newDisk(t)
 	d.subvol("/tank/projects").replicated("20261125T110000Z")
 	d.subvol("/tank/.fleetctl/replication/projects/20261125T115959Z") // writable: not a snapshot of ours
-	rv := &Receiver{Appliance: "nas1", Driver: d, Active: act}
+	rv := &reconcile.Receiver{Appliance: "nas1", Driver: d, Active: act}
 	held, err := rv.Held(t.Context(), spec, "projects")
 	x, _ := d.Lookup("/tank/.fleetctl/replication/projects/20261125T110000Z")
 	if err != nil || len(held) != 1 || held[0].UUID != x.UUID {
 		t.Errorf("Held on the old active: %+v, %v; want its replication snapshot %s", held, err, x.UUID)
 	}
-	if _, err := (&Receiver{Appliance: "nas2", Driver: d, Active: act}).Held(t.Context(), spec, "projects"); !errors.Is(err, ErrRefused) {
+	if _, err := (&reconcile.Receiver{Appliance: "nas2", Driver: d, Active: act}).Held(t.Context(), spec, "projects"); !errors.Is(err, reconcile.ErrRefused) {
 		t.Errorf("Held on the new active: %v; want ErrRefused", err)
 	}
 }

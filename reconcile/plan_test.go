@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -45,12 +47,12 @@ func mustSpec(t testing.TB, shares string) *schema.Spec {
 // disk is a FakeDriver with /tank and /pool2 mounted and helpers to lay out
 // what a test starts from.
 type disk struct {
-	*FakeDriver
+	*reconciletest.FakeDriver
 	t testing.TB
 }
 
 func newDisk(t testing.TB) disk {
-	d := NewFakeDriver()
+	d := reconciletest.NewFakeDriver()
 	d.AddPool("/tank")
 	d.AddPool("/pool2")
 	return disk{d, t}
@@ -84,14 +86,14 @@ func (d disk) quota(path string, q uint64) disk {
 func (d disk) snaps(pool, share string, times ...string) disk {
 	d.t.Helper()
 	ctx := context.Background()
-	d.ok(d.MkdirAll(ctx, filepath.Join(pool, SnapshotDir, share)))
+	d.ok(d.MkdirAll(ctx, filepath.Join(pool, reconcile.SnapshotDir, share)))
 	for _, s := range times {
-		d.ok(d.Snapshot(ctx, filepath.Join(pool, share), SnapshotPath(pool, share, mustTime(d.t, s)), true))
+		d.ok(d.Snapshot(ctx, filepath.Join(pool, share), reconcile.SnapshotPath(pool, share, mustTime(d.t, s)), true))
 	}
 	return d
 }
 
-func lines(actions []Action) []string {
+func lines(actions []reconcile.Action) []string {
 	out := make([]string, len(actions))
 	for i, a := range actions {
 		out[i] = a.String()
@@ -399,8 +401,8 @@ func TestPlan(t *testing.T) {
 			for _, p := range tt.protected {
 				protected[p] = true
 			}
-			obs := Observe(context.Background(), d, spec, "nas1")
-			got := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow, Protected: protected})
+			obs := reconcile.Observe(context.Background(), d, spec, "nas1")
+			got := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow, Protected: protected})
 			if g, w := strings.Join(lines(got), "\n"), strings.Join(tt.want, "\n"); g != w {
 				t.Fatalf("plan:\n%s\nwant:\n%s", g, w)
 			}
@@ -418,7 +420,7 @@ func TestPlan(t *testing.T) {
 				}
 			}
 			// Pure: planning again from the same input gives the same plan.
-			again := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow, Protected: protected})
+			again := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow, Protected: protected})
 			if g, w := strings.Join(lines(again), "\n"), strings.Join(lines(got), "\n"); g != w {
 				t.Fatalf("second plan differs:\n%s\nfirst:\n%s", g, w)
 			}
@@ -429,19 +431,19 @@ func TestPlan(t *testing.T) {
 func TestPlanNothingForUnknownOrWitnessAppliance(t *testing.T) {
 	spec := mustSpec(t, "  - {name: a, appliance: nas1, pool: tank}\n")
 	for _, name := range []string{"nas9", ""} {
-		if got := Plan(PlanInput{Spec: spec, Appliance: name, Now: planNow}); len(got) != 0 {
+		if got := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: name, Now: planNow}); len(got) != 0 {
 			t.Errorf("plan for %q: %q; want nothing", name, lines(got))
 		}
 	}
-	if got := Plan(PlanInput{Appliance: "nas1", Now: planNow}); len(got) != 0 {
+	if got := reconcile.Plan(reconcile.PlanInput{Appliance: "nas1", Now: planNow}); len(got) != 0 {
 		t.Errorf("plan without spec: %q", lines(got))
 	}
 }
 
 func TestPlanUnobservedPool(t *testing.T) {
 	spec := mustSpec(t, "  - {name: a, appliance: nas1, pool: tank}\n")
-	obs := Observed{Pools: map[string]PoolObservation{"tank": {Path: "/tank"}}}
-	got := lines(Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}))
+	obs := reconcile.Observed{Pools: map[string]reconcile.PoolObservation{"tank": {Path: "/tank"}}}
+	got := lines(reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}))
 	want := []string{"+ create share a", "! pool pool2 unavailable (the pool was not observed)"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -472,8 +474,8 @@ func TestPlanIdempotent(t *testing.T) {
 		quota("/tank/noquota", 5<<30).
 		snaps("/tank", "projects", "2026-11-20T00:00:00Z", "2026-11-24T10:00:00Z", "2026-11-25T09:00:00Z", "2026-11-25T10:00:00Z")
 
-	first := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, d, spec, "nas1"), Now: planNow})
-	for _, r := range Execute(ctx, d, first) {
+	first := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, d, spec, "nas1"), Now: planNow})
+	for _, r := range reconcile.Execute(ctx, d, first) {
 		if r.Err != nil {
 			t.Fatalf("first run: %v", r.Err)
 		}
@@ -483,7 +485,7 @@ func TestPlanIdempotent(t *testing.T) {
 	}
 
 	before := d.Mutations()
-	second := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, d, spec, "nas1"), Now: planNow})
+	second := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, d, spec, "nas1"), Now: planNow})
 	for _, a := range second {
 		if !a.ReportOnly {
 			t.Errorf("second plan has %q; first was:\n%s", a, strings.Join(lines(first), "\n"))
@@ -492,7 +494,7 @@ func TestPlanIdempotent(t *testing.T) {
 	if want := "! orphaned share stray (not in spec, kept)"; len(second) != 1 || second[0].String() != want {
 		t.Errorf("second plan: %q; want only %q", lines(second), want)
 	}
-	if res := Execute(ctx, d, second); len(res) != 0 {
+	if res := reconcile.Execute(ctx, d, second); len(res) != 0 {
 		t.Errorf("executing reports gave results: %v", res)
 	}
 	if n := d.Mutations() - before; n != 0 {
@@ -500,7 +502,7 @@ func TestPlanIdempotent(t *testing.T) {
 	}
 
 	// An hour on: one snapshot each, pruning by retention, nothing else.
-	later := Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: Observe(ctx, d, spec, "nas1"), Now: planNow.Add(time.Hour)})
+	later := reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: reconcile.Observe(ctx, d, spec, "nas1"), Now: planNow.Add(time.Hour)})
 	want := []string{
 		"+ directory .fleetctl/snapshots/projects on pool tank",
 		"+ snapshot projects (every 1h, last 1h ago)",
@@ -516,17 +518,17 @@ func TestPlanIdempotent(t *testing.T) {
 
 func TestActionString(t *testing.T) {
 	tests := []struct {
-		a    Action
+		a    reconcile.Action
 		want string
 	}{
-		{Action{Kind: ActionCreateShare, Share: "projects", Detail: "quota 200GiB"}, "+ create share projects (quota 200GiB)"},
-		{Action{Kind: ActionSetQuota, Share: "projects", OldQuota: 100 << 30, Quota: 200 << 30}, "~ quota projects 100GiB → 200GiB"},
-		{Action{Kind: ActionClearQuota, Share: "projects", OldQuota: 123456789}, "~ quota projects 123456789B → none"},
-		{Action{Kind: ActionDeleteShare, Share: "old", Detail: "state: absent"}, "- delete share old (state: absent)"},
-		{Action{Kind: ActionOrphaned, Share: "tmp", Detail: "not in spec, kept"}, "! orphaned share tmp (not in spec, kept)"},
-		{Action{Kind: ActionSnapshot, Share: "projects", Detail: "every 1h, last 2h ago"}, "+ snapshot projects (every 1h, last 2h ago)"},
-		{Action{Kind: ActionPruneSnapshot, Share: "projects", Path: "/tank/.fleetctl/snapshots/projects/projects.20261101T000000Z", Detail: "retention 24h 7d"}, "- prune snapshot projects.20261101T000000Z (retention 24h 7d)"},
-		{Action{Kind: ActionPoolError, Pool: "tank", Detail: "boom"}, "! pool tank unavailable (boom)"},
+		{reconcile.Action{Kind: reconcile.ActionCreateShare, Share: "projects", Detail: "quota 200GiB"}, "+ create share projects (quota 200GiB)"},
+		{reconcile.Action{Kind: reconcile.ActionSetQuota, Share: "projects", OldQuota: 100 << 30, Quota: 200 << 30}, "~ quota projects 100GiB → 200GiB"},
+		{reconcile.Action{Kind: reconcile.ActionClearQuota, Share: "projects", OldQuota: 123456789}, "~ quota projects 123456789B → none"},
+		{reconcile.Action{Kind: reconcile.ActionDeleteShare, Share: "old", Detail: "state: absent"}, "- delete share old (state: absent)"},
+		{reconcile.Action{Kind: reconcile.ActionOrphaned, Share: "tmp", Detail: "not in spec, kept"}, "! orphaned share tmp (not in spec, kept)"},
+		{reconcile.Action{Kind: reconcile.ActionSnapshot, Share: "projects", Detail: "every 1h, last 2h ago"}, "+ snapshot projects (every 1h, last 2h ago)"},
+		{reconcile.Action{Kind: reconcile.ActionPruneSnapshot, Share: "projects", Path: "/tank/.fleetctl/snapshots/projects/projects.20261101T000000Z", Detail: "retention 24h 7d"}, "- prune snapshot projects.20261101T000000Z (retention 24h 7d)"},
+		{reconcile.Action{Kind: reconcile.ActionPoolError, Pool: "tank", Detail: "boom"}, "! pool tank unavailable (boom)"},
 	}
 	for _, tt := range tests {
 		if got := tt.a.String(); got != tt.want {
@@ -535,21 +537,10 @@ func TestActionString(t *testing.T) {
 	}
 }
 
-func TestAgo(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		-time.Second: "in the future", 45 * time.Second: "45s ago", 12 * time.Minute: "12m ago",
-		5 * time.Hour: "5h ago", 47 * time.Hour: "47h ago", 72 * time.Hour: "3d ago",
-	} {
-		if got := ago(d); got != want {
-			t.Errorf("ago(%v) = %q; want %q", d, got, want)
-		}
-	}
-}
-
 // convergedFleet is a spec of n shares on nas1/tank, each with a quota and
 // hourly snapshots, and a disk that matches it at planNow with 24 snapshots
 // per share.
-func convergedFleet(b testing.TB, n int) (*schema.Spec, *FakeDriver) {
+func convergedFleet(b testing.TB, n int) (*schema.Spec, *reconciletest.FakeDriver) {
 	var sb strings.Builder
 	for i := range n {
 		fmt.Fprintf(&sb, "  - name: share%04d\n    appliance: nas1\n    pool: tank\n    quota: 10GiB\n    snapshots: {schedule: every 1h, retention: 24h}\n", i)
@@ -563,9 +554,9 @@ func convergedFleet(b testing.TB, n int) (*schema.Spec, *FakeDriver) {
 		d.subvol(p)
 		d.ok(d.SetQuota(ctx, p, 10<<30))
 		name := filepath.Base(p)
-		d.ok(d.MkdirAll(ctx, filepath.Join("/tank", SnapshotDir, name)))
+		d.ok(d.MkdirAll(ctx, filepath.Join("/tank", reconcile.SnapshotDir, name)))
 		for h := range 24 {
-			d.ok(d.Snapshot(ctx, p, SnapshotPath("/tank", name, planNow.Truncate(time.Hour).Add(-time.Duration(h)*time.Hour)), true))
+			d.ok(d.Snapshot(ctx, p, reconcile.SnapshotPath("/tank", name, planNow.Truncate(time.Hour).Add(-time.Duration(h)*time.Hour)), true))
 		}
 	}
 	return spec, d.FakeDriver
@@ -573,14 +564,14 @@ func convergedFleet(b testing.TB, n int) (*schema.Spec, *FakeDriver) {
 
 func BenchmarkPlan1000Shares(b *testing.B) {
 	spec, d := convergedFleet(b, 1000)
-	obs := Observe(context.Background(), d, spec, "nas1")
-	in := PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}
-	if got := Plan(in); len(got) != 0 {
+	obs := reconcile.Observe(context.Background(), d, spec, "nas1")
+	in := reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}
+	if got := reconcile.Plan(in); len(got) != 0 {
 		b.Fatalf("not converged: %q", lines(got)[:min(5, len(got))])
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		Plan(in)
+		reconcile.Plan(in)
 	}
 }
 
@@ -590,8 +581,8 @@ func BenchmarkNoopReconcile1000Shares(b *testing.B) {
 	before := d.Mutations()
 	b.ReportAllocs()
 	for b.Loop() {
-		obs := Observe(ctx, d, spec, "nas1")
-		Execute(ctx, d, Plan(PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}))
+		obs := reconcile.Observe(ctx, d, spec, "nas1")
+		reconcile.Execute(ctx, d, reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}))
 	}
 	if n := d.Mutations() - before; n != 0 {
 		b.Fatalf("a converged fleet made %d mutations", n)

@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"bytes"
@@ -7,11 +7,13 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/fleetctl/fleetctl/reconcile"
 )
 
 func TestTokenBucket(t *testing.T) {
 	clock := &fakeClock{t: replicaStart}
-	b := newTokenBucket(4<<20, clock.Now) // 4 MiB/s; saves up 0.1 s, 419430 bytes
+	b := reconcile.NewTokenBucket(4<<20, clock.Now) // 4 MiB/s; saves up 0.1 s, 419430 bytes
 	for _, step := range []struct {
 		idle time.Duration
 		take int
@@ -25,7 +27,7 @@ func TestTokenBucket(t *testing.T) {
 		{100 * time.Millisecond, 1 << 20, 400 * time.Millisecond}, // still in debt 150 ms
 	} {
 		clock.Advance(step.idle)
-		got := b.take(step.take)
+		got := b.Take(step.take)
 		if d := got - step.want; d < -time.Millisecond || d > time.Millisecond {
 			t.Errorf("after %v idle, take %d: wait %v, want %v", step.idle, step.take, got, step.want)
 		}
@@ -37,13 +39,13 @@ func TestTokenBucket(t *testing.T) {
 func TestRateReaderPaces(t *testing.T) {
 	clock := &fakeClock{t: replicaStart}
 	src := bytes.Repeat([]byte{7}, 4<<20)
-	l := newRateReader(context.Background(), bytes.NewReader(src), 4<<20, clock.Now)
+	l := reconcile.NewRateReader(context.Background(), bytes.NewReader(src), 4<<20, clock.Now)
 	var slept []time.Duration
-	l.bucket.sleep = func(ctx context.Context, d time.Duration) error {
+	l.SetSleep(func(ctx context.Context, d time.Duration) error {
 		slept = append(slept, d)
 		clock.Advance(d)
 		return nil
-	}
+	})
 	got, err := io.ReadAll(l)
 	if err != nil || !bytes.Equal(got, src) {
 		t.Fatalf("read %d bytes, %v", len(got), err)
@@ -63,7 +65,7 @@ func TestRateReaderPaces(t *testing.T) {
 // TestRateReaderRealTime reads 1 MiB at 4 MiB/s on the real clock.
 func TestRateReaderRealTime(t *testing.T) {
 	start := time.Now()
-	n, err := io.Copy(io.Discard, newRateReader(context.Background(), bytes.NewReader(make([]byte, 1<<20)), 4<<20, nil))
+	n, err := io.Copy(io.Discard, reconcile.NewRateReader(context.Background(), bytes.NewReader(make([]byte, 1<<20)), 4<<20, nil))
 	took := time.Since(start)
 	if err != nil || n != 1<<20 {
 		t.Fatalf("read %d bytes: %v", n, err)
@@ -78,7 +80,7 @@ func TestRateReaderStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := io.Copy(io.Discard, newRateReader(ctx, bytes.NewReader(make([]byte, 1<<20)), 64<<10, nil))
+	_, err := io.Copy(io.Discard, reconcile.NewRateReader(ctx, bytes.NewReader(make([]byte, 1<<20)), 64<<10, nil))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("read after the context ended: %v", err)
 	}

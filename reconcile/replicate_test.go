@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/reconcile/looppool/looppooltest"
 	"github.com/fleetctl/fleetctl/schema"
 )
@@ -32,12 +33,12 @@ import (
 // recorded.
 type replicaFleet struct {
 	t        testing.TB
-	btrfs    *Btrfs
+	btrfs    *reconcile.Btrfs
 	src, dst string // the pools' mount paths
 	spec     *schema.Spec
 	clock    *fakeClock
-	rp       *Replicator
-	rv       *Receiver
+	rp       *reconcile.Replicator
+	rv       *reconcile.Receiver
 	tr       *pipeTransport
 	trail    *trailLog
 }
@@ -55,13 +56,13 @@ func newReplicaFleet(t testing.TB, size int64, replication string) *replicaFleet
 	dst := looppooltest.ForTest(t, size).Path()
 	spec := replicaSpec(t, src, dst, replication)
 	fl := &replicaFleet{
-		t: t, btrfs: NewBtrfs(""), src: src, dst: dst, spec: spec,
+		t: t, btrfs: reconcile.NewBtrfs(""), src: src, dst: dst, spec: spec,
 		clock: &fakeClock{t: replicaStart},
 		trail: &trailLog{},
 	}
-	fl.rv = &Receiver{Appliance: "nas2", Driver: fl.btrfs, Trail: fl.trail.add, Now: fl.clock.Now}
+	fl.rv = &reconcile.Receiver{Appliance: "nas2", Driver: fl.btrfs, Trail: fl.trail.add, Now: fl.clock.Now}
 	fl.tr = &pipeTransport{rv: fl.rv, spec: spec, peer: "nas1"}
-	fl.rp = &Replicator{Appliance: "nas1", Driver: fl.btrfs, Transport: fl.tr, Trail: fl.trail.add, Now: fl.clock.Now}
+	fl.rp = &reconcile.Replicator{Appliance: "nas1", Driver: fl.btrfs, Transport: fl.tr, Trail: fl.trail.add, Now: fl.clock.Now}
 	if err := fl.btrfs.CreateSubvolume(t.Context(), fl.share()); err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +99,12 @@ shares:
 func (fl *replicaFleet) share() string { return filepath.Join(fl.src, "projects") }
 
 // receivedDir is the share's received directory on nas2.
-func (fl *replicaFleet) receivedDir() string { return filepath.Join(fl.dst, ReceivedDir, "projects") }
+func (fl *replicaFleet) receivedDir() string {
+	return filepath.Join(fl.dst, reconcile.ReceivedDir, "projects")
+}
 
 // run makes one attempt at the clock's time and checks its result.
-func (fl *replicaFleet) run(ctx context.Context, want string) TrailEntry {
+func (fl *replicaFleet) run(ctx context.Context, want string) reconcile.TrailEntry {
 	fl.t.Helper()
 	e := fl.rp.RunOnce(ctx, fl.spec, "projects", nil)
 	if e.Result != want {
@@ -136,7 +139,7 @@ func (fl *replicaFleet) write(rel string, size int64, seed uint64) {
 // nas1, every subvolume there.
 func (fl *replicaFleet) sourceSnapshots() []string {
 	fl.t.Helper()
-	return fl.names(fl.src, ReplicationDir+"/projects/")
+	return fl.names(fl.src, reconcile.ReplicationDir+"/projects/")
 }
 
 // received checks that every subvolume in the share's received directory on
@@ -149,11 +152,11 @@ func (fl *replicaFleet) received() []string {
 		fl.t.Fatal(err)
 	}
 	var names []string
-	for _, s := range receivedSnapshots(subs, "projects") {
-		if !s.complete() {
-			fl.t.Errorf("%s on nas2: not a completed receive: %+v", s.sv.Path, s.sv)
+	for _, s := range reconcile.ReceivedSnapshots(subs, "projects") {
+		if !s.Complete() {
+			fl.t.Errorf("%s on nas2: not a completed receive: %+v", s.Subvolume().Path, s.Subvolume())
 		}
-		names = append(names, s.name)
+		names = append(names, s.Name())
 	}
 	return names
 }
@@ -254,17 +257,17 @@ func (c *fakeClock) Advance(d time.Duration) {
 // trailLog collects trail entries as the agent would store them.
 type trailLog struct {
 	mu      sync.Mutex
-	entries []TrailEntry
+	entries []reconcile.TrailEntry
 }
 
-func (l *trailLog) add(ctx context.Context, e TrailEntry) {
+func (l *trailLog) add(ctx context.Context, e reconcile.TrailEntry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.entries = append(l.entries, e)
 }
 
 // side returns the entry of attempt id recorded by side.
-func (l *trailLog) side(t testing.TB, id, side string) TrailEntry {
+func (l *trailLog) side(t testing.TB, id, side string) reconcile.TrailEntry {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -274,7 +277,7 @@ func (l *trailLog) side(t testing.TB, id, side string) TrailEntry {
 		}
 	}
 	t.Fatalf("no %s trail entry for attempt %s in %+v", side, id, l.entries)
-	return TrailEntry{}
+	return reconcile.TrailEntry{}
 }
 
 // count counts the entries of side with result.
@@ -290,7 +293,7 @@ func (l *trailLog) count(side, result string) int {
 	return n
 }
 
-func (l *trailLog) all() []TrailEntry {
+func (l *trailLog) all() []reconcile.TrailEntry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.entries)
@@ -303,23 +306,23 @@ var errCut = errors.New("connection reset by the test")
 // process, through an io.Pipe, as a peer named peer. It can play an
 // unreachable target, cut the stream, or hold an attempt in Held.
 type pipeTransport struct {
-	rv *Receiver
+	rv *reconcile.Receiver
 
 	mu        sync.Mutex
 	spec      *schema.Spec
-	peer      string            // the name the receiver sees, as from a certificate
-	down      error             // Held and Send fail with it: the target is unreachable
-	sendErr   error             // Send fails with it before streaming; Held works
-	cutAfter  int64             // the stream breaks after this many bytes; 0 never
-	shareCtx  bool              // the receiver runs under the sender's context
-	onHeld    func()            // called in Held, to hold an attempt there
-	header    func(*SendHeader) // changes the header on the way
-	active    int               // Sends under way
+	peer      string                      // the name the receiver sees, as from a certificate
+	down      error                       // Held and Send fail with it: the target is unreachable
+	sendErr   error                       // Send fails with it before streaming; Held works
+	cutAfter  int64                       // the stream breaks after this many bytes; 0 never
+	shareCtx  bool                        // the receiver runs under the sender's context
+	onHeld    func()                      // called in Held, to hold an attempt there
+	header    func(*reconcile.SendHeader) // changes the header on the way
+	active    int                         // Sends under way
 	maxActive int
 	sends     int
 }
 
-var _ Transport = (*pipeTransport)(nil)
+var _ reconcile.Transport = (*pipeTransport)(nil)
 
 func (tr *pipeTransport) set(f func(tr *pipeTransport)) {
 	tr.mu.Lock()
@@ -327,7 +330,7 @@ func (tr *pipeTransport) set(f func(tr *pipeTransport)) {
 	f(tr)
 }
 
-func (tr *pipeTransport) Held(ctx context.Context, target, share string) ([]Subvolume, error) {
+func (tr *pipeTransport) Held(ctx context.Context, target, share string) ([]reconcile.Subvolume, error) {
 	tr.mu.Lock()
 	down, onHeld, spec := tr.down, tr.onHeld, tr.spec
 	tr.mu.Unlock()
@@ -343,7 +346,7 @@ func (tr *pipeTransport) Held(ctx context.Context, target, share string) ([]Subv
 	return tr.rv.Held(ctx, spec, share)
 }
 
-func (tr *pipeTransport) Send(ctx context.Context, target string, h SendHeader, stream io.Reader) (ReceiveResult, error) {
+func (tr *pipeTransport) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
 	tr.mu.Lock()
 	peer, down, sendErr, cut, shareCtx, header, spec := tr.peer, tr.down, tr.sendErr, tr.cutAfter, tr.shareCtx, tr.header, tr.spec
 	tr.sends++
@@ -353,11 +356,11 @@ func (tr *pipeTransport) Send(ctx context.Context, target string, h SendHeader, 
 	defer tr.set(func(tr *pipeTransport) { tr.active-- })
 	switch {
 	case target != tr.rv.Appliance:
-		return ReceiveResult{}, fmt.Errorf("no appliance %s", target)
+		return reconcile.ReceiveResult{}, fmt.Errorf("no appliance %s", target)
 	case down != nil:
-		return ReceiveResult{}, down
+		return reconcile.ReceiveResult{}, down
 	case sendErr != nil:
-		return ReceiveResult{}, sendErr
+		return reconcile.ReceiveResult{}, sendErr
 	}
 	if header != nil {
 		header(&h)
@@ -400,13 +403,13 @@ func TestReplicateFullThenIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	first := fl.run(ctx, ResultOK)
-	if first.Kind != KindFull || first.Parent != "" || first.Snapshot != "20261125T120000Z" {
+	first := fl.run(ctx, reconcile.ResultOK)
+	if first.Kind != reconcile.KindFull || first.Parent != "" || first.Snapshot != "20261125T120000Z" {
 		t.Errorf("first attempt: kind %q parent %q snapshot %q; want full, no parent, 20261125T120000Z", first.Kind, first.Parent, first.Snapshot)
 	}
 	fl.checkSame(first.Snapshot)
-	recv := fl.trail.side(t, first.ID, SideReceive)
-	if recv.Result != ResultOK || recv.Kind != KindFull || recv.From != "nas1" || recv.To != "nas2" || recv.Bytes != first.Bytes || recv.Snapshot != first.Snapshot {
+	recv := fl.trail.side(t, first.ID, reconcile.SideReceive)
+	if recv.Result != reconcile.ResultOK || recv.Kind != reconcile.KindFull || recv.From != "nas1" || recv.To != "nas2" || recv.Bytes != first.Bytes || recv.Snapshot != first.Snapshot {
 		t.Errorf("receive side of the first attempt: %+v; sender said %+v", recv, first)
 	}
 	if first.Bytes < 1<<20 || first.Throughput() <= 0 && first.End.After(first.Start) {
@@ -421,13 +424,13 @@ func TestReplicateFullThenIncremental(t *testing.T) {
 	fl.write("docs/c.txt", 10<<10, 5)
 	fl.clock.Advance(time.Hour)
 
-	second := fl.run(ctx, ResultOK)
-	if second.Kind != KindIncremental || second.Parent != first.Snapshot {
+	second := fl.run(ctx, reconcile.ResultOK)
+	if second.Kind != reconcile.KindIncremental || second.Parent != first.Snapshot {
 		t.Errorf("second attempt: kind %q parent %q; want incremental from %s", second.Kind, second.Parent, first.Snapshot)
 	}
 	fl.checkSame(second.Snapshot)
-	recv = fl.trail.side(t, second.ID, SideReceive)
-	if recv.Result != ResultOK || recv.Kind != KindIncremental || recv.Parent != first.Snapshot {
+	recv = fl.trail.side(t, second.ID, reconcile.SideReceive)
+	if recv.Result != reconcile.ResultOK || recv.Kind != reconcile.KindIncremental || recv.Parent != first.Snapshot {
 		t.Errorf("receive side of the second attempt: %+v", recv)
 	}
 	if second.Bytes >= first.Bytes {
@@ -454,21 +457,21 @@ func TestReplicateInterrupted(t *testing.T) {
 	fl := newReplicaFleet(t, 512<<20, "{to: nas2/backup, schedule: every 1h, retention: 24h}")
 	ctx := t.Context()
 	fl.write("base.bin", 64<<20, 1)
-	base := fl.run(ctx, ResultOK)
+	base := fl.run(ctx, reconcile.ResultOK)
 	// 48 MiB of changes: a cut at 8 MiB lands well inside the stream.
 	fl.write("more.bin", 48<<20, 2)
 
 	const cutAt = 8 << 20
-	checkFailed := func(t *testing.T, e TrailEntry, why string) {
+	checkFailed := func(t *testing.T, e reconcile.TrailEntry, why string) {
 		t.Helper()
-		if e.Kind != KindIncremental || e.Parent != base.Snapshot {
+		if e.Kind != reconcile.KindIncremental || e.Parent != base.Snapshot {
 			t.Errorf("failed attempt: kind %q parent %q; want incremental from %s", e.Kind, e.Parent, base.Snapshot)
 		}
 		if !strings.Contains(e.Error, why) {
 			t.Errorf("failed attempt's error %q does not say %q", e.Error, why)
 		}
-		recv := fl.trail.side(t, e.ID, SideReceive)
-		if recv.Result != ResultFailed || recv.Error == "" {
+		recv := fl.trail.side(t, e.ID, reconcile.SideReceive)
+		if recv.Result != reconcile.ResultFailed || recv.Error == "" {
 			t.Errorf("receive side of the failed attempt: %+v", recv)
 		} else {
 			t.Logf("receiver's trail: %s", recv.Error)
@@ -485,7 +488,7 @@ func TestReplicateInterrupted(t *testing.T) {
 		fl.clock.Advance(time.Minute)
 		fl.tr.set(func(tr *pipeTransport) { tr.cutAfter = cutAt })
 		defer fl.tr.set(func(tr *pipeTransport) { tr.cutAfter = 0 })
-		e := fl.run(ctx, ResultFailed)
+		e := fl.run(ctx, reconcile.ResultFailed)
 		checkFailed(t, e, errCut.Error())
 	})
 	for _, shareCtx := range []bool{false, true} {
@@ -504,7 +507,7 @@ func TestReplicateInterrupted(t *testing.T) {
 					kill()
 				}
 			})
-			if e.Result != ResultFailed {
+			if e.Result != reconcile.ResultFailed {
 				t.Fatalf("killed attempt: %+v", e)
 			}
 			checkFailed(t, e, "killed")
@@ -512,8 +515,8 @@ func TestReplicateInterrupted(t *testing.T) {
 	}
 
 	fl.clock.Advance(time.Minute)
-	next := fl.run(ctx, ResultOK)
-	if next.Kind != KindIncremental || next.Parent != base.Snapshot {
+	next := fl.run(ctx, reconcile.ResultOK)
+	if next.Kind != reconcile.KindIncremental || next.Parent != base.Snapshot {
 		t.Errorf("attempt after the failures: kind %q parent %q; want incremental from %s", next.Kind, next.Parent, base.Snapshot)
 	}
 	fl.checkSame(next.Snapshot)
@@ -530,16 +533,16 @@ func TestReplicateRefusesUnknownSender(t *testing.T) {
 	fl.write("a.bin", 64<<10, 1)
 	fl.tr.set(func(tr *pipeTransport) { tr.peer = "mallory" })
 
-	e := fl.run(ctx, ResultRefused)
+	e := fl.run(ctx, reconcile.ResultRefused)
 	if !strings.Contains(e.Error, "refused") || !strings.Contains(e.Error, "not from mallory") {
 		t.Errorf("sender's error %q does not say who was refused", e.Error)
 	}
-	recv := fl.trail.side(t, e.ID, SideReceive)
-	if recv.Result != ResultRefused || recv.From != "mallory" {
+	recv := fl.trail.side(t, e.ID, reconcile.SideReceive)
+	if recv.Result != reconcile.ResultRefused || recv.From != "mallory" {
 		t.Errorf("receive side: %+v; want refused, from mallory", recv)
 	}
-	if _, err := os.Stat(filepath.Join(fl.dst, MetaDir)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the target wrote %s: %v", filepath.Join(fl.dst, MetaDir), err)
+	if _, err := os.Stat(filepath.Join(fl.dst, reconcile.MetaDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the target wrote %s: %v", filepath.Join(fl.dst, reconcile.MetaDir), err)
 	}
 	if got := fl.sourceSnapshots(); len(got) != 0 {
 		t.Errorf("replication snapshots on nas1 after a refusal: %q, want none", got)
@@ -552,11 +555,11 @@ func TestReplicateRefusesUnknownSender(t *testing.T) {
 func TestReplicateRetention(t *testing.T) {
 	fl := newReplicaFleet(t, 0, "{to: nas2/backup, schedule: every 25m, retention: 1h}")
 	ctx := t.Context()
-	var last TrailEntry
+	var last reconcile.TrailEntry
 	for i := range 10 {
 		fl.write(fmt.Sprintf("f%d", i), 32<<10, uint64(i))
-		e := fl.run(ctx, ResultOK)
-		if i > 0 && (e.Kind != KindIncremental || e.Parent != last.Snapshot) {
+		e := fl.run(ctx, reconcile.ResultOK)
+		if i > 0 && (e.Kind != reconcile.KindIncremental || e.Parent != last.Snapshot) {
 			t.Errorf("attempt %d: kind %q parent %q; want incremental from %s", i, e.Kind, e.Parent, last.Snapshot)
 		}
 		if got := fl.sourceSnapshots(); !slices.Equal(got, []string{e.Snapshot}) {
@@ -573,8 +576,8 @@ func TestReplicateRetention(t *testing.T) {
 		t.Errorf("received on nas2: %q, want %q", got, want)
 	}
 	fl.checkSame(last.Snapshot)
-	e := fl.run(ctx, ResultOK)
-	if e.Kind != KindIncremental || e.Parent != last.Snapshot {
+	e := fl.run(ctx, reconcile.ResultOK)
+	if e.Kind != reconcile.KindIncremental || e.Parent != last.Snapshot {
 		t.Errorf("attempt after pruning: kind %q parent %q; want incremental from %s", e.Kind, e.Parent, last.Snapshot)
 	}
 }
@@ -590,7 +593,7 @@ func TestReplicateTargetUnreachable(t *testing.T) {
 	// Unreachable from the start: nothing is snapshotted.
 	down := errors.New("dial nas2.example:7400: connection refused")
 	fl.tr.set(func(tr *pipeTransport) { tr.down = down })
-	e := fl.run(ctx, ResultFailed)
+	e := fl.run(ctx, reconcile.ResultFailed)
 	if !strings.Contains(e.Error, down.Error()) || e.Snapshot != "" {
 		t.Errorf("attempt to an unreachable target: %+v", e)
 	}
@@ -599,7 +602,7 @@ func TestReplicateTargetUnreachable(t *testing.T) {
 	}
 
 	fl.tr.set(func(tr *pipeTransport) { tr.down = nil })
-	base := fl.run(ctx, ResultOK)
+	base := fl.run(ctx, reconcile.ResultOK)
 
 	for _, fault := range []struct {
 		name string
@@ -612,7 +615,7 @@ func TestReplicateTargetUnreachable(t *testing.T) {
 		for range 4 {
 			fl.clock.Advance(time.Hour)
 			fl.write("a.bin", 64<<10, uint64(fl.clock.Now().Unix()))
-			fl.run(ctx, ResultFailed)
+			fl.run(ctx, reconcile.ResultFailed)
 			if got := fl.sourceSnapshots(); !slices.Equal(got, []string{base.Snapshot}) {
 				t.Fatalf("%s: replication snapshots on nas1: %q, want only the common %s", fault.name, got, base.Snapshot)
 			}
@@ -620,8 +623,8 @@ func TestReplicateTargetUnreachable(t *testing.T) {
 		fl.tr.set(func(tr *pipeTransport) { tr.down, tr.sendErr = nil, nil })
 	}
 	fl.clock.Advance(time.Hour)
-	e = fl.run(ctx, ResultOK)
-	if e.Kind != KindIncremental || e.Parent != base.Snapshot {
+	e = fl.run(ctx, reconcile.ResultOK)
+	if e.Kind != reconcile.KindIncremental || e.Parent != base.Snapshot {
 		t.Errorf("attempt after the target is back: kind %q parent %q; want incremental from %s", e.Kind, e.Parent, base.Snapshot)
 	}
 	fl.checkSame(e.Snapshot)
@@ -634,18 +637,18 @@ func TestReplicateCommonAfterLostAnswer(t *testing.T) {
 	fl := newReplicaFleet(t, 0, "{to: nas2/backup, schedule: every 1h, retention: 1h}")
 	ctx := t.Context()
 	fl.write("a.bin", 64<<10, 1)
-	fl.run(ctx, ResultOK)
+	fl.run(ctx, reconcile.ResultOK)
 	fl.clock.Advance(time.Hour)
 	lost := &lostAnswer{pipeTransport: fl.tr}
 	fl.rp.Transport = lost
-	e := fl.run(ctx, ResultFailed)
+	e := fl.run(ctx, reconcile.ResultFailed)
 	if got := fl.sourceSnapshots(); !slices.Equal(got, []string{e.Snapshot}) {
 		t.Errorf("replication snapshots on nas1: %q, want the one the target holds, %s", got, e.Snapshot)
 	}
 	fl.rp.Transport = fl.tr
 	fl.clock.Advance(time.Hour)
-	next := fl.run(ctx, ResultOK)
-	if next.Kind != KindIncremental || next.Parent != e.Snapshot {
+	next := fl.run(ctx, reconcile.ResultOK)
+	if next.Kind != reconcile.KindIncremental || next.Parent != e.Snapshot {
 		t.Errorf("next attempt: kind %q parent %q; want incremental from %s", next.Kind, next.Parent, e.Snapshot)
 	}
 }
@@ -654,11 +657,11 @@ func TestReplicateCommonAfterLostAnswer(t *testing.T) {
 // the way back.
 type lostAnswer struct{ *pipeTransport }
 
-func (l *lostAnswer) Send(ctx context.Context, target string, h SendHeader, stream io.Reader) (ReceiveResult, error) {
+func (l *lostAnswer) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
 	if _, err := l.pipeTransport.Send(ctx, target, h, stream); err != nil {
-		return ReceiveResult{}, err
+		return reconcile.ReceiveResult{}, err
 	}
-	return ReceiveResult{}, errors.New("read tcp: connection reset by peer")
+	return reconcile.ReceiveResult{}, errors.New("read tcp: connection reset by peer")
 }
 
 // TestReplicatorRun runs the scheduler on the real clock: a share on
@@ -693,7 +696,7 @@ func TestReplicatorRun(t *testing.T) {
 	}()
 
 	start := time.Now()
-	waitFor(t, 20*time.Second, "three scheduled attempts", func() bool { return fl.trail.count(SideSend, ResultOK) >= 3 })
+	waitFor(t, 20*time.Second, "three scheduled attempts", func() bool { return fl.trail.count(reconcile.SideSend, reconcile.ResultOK) >= 3 })
 	if took := time.Since(start); took < 2*time.Second {
 		t.Errorf("three attempts on every 2s took only %v", took)
 	}
@@ -706,7 +709,7 @@ func TestReplicatorRun(t *testing.T) {
 		st := fl.rp.Status()
 		return len(st) == 1 && !st[0].Running && st[0].Schedule == "every 1h"
 	})
-	before := fl.trail.count(SideSend, ResultOK)
+	before := fl.trail.count(reconcile.SideSend, reconcile.ResultOK)
 
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	fl.tr.set(func(tr *pipeTransport) {
@@ -730,15 +733,15 @@ func TestReplicatorRun(t *testing.T) {
 	if st := fl.rp.Status(); len(st) != 1 || !st[0].Running || !st[0].NextRun.IsZero() {
 		t.Errorf("status while running: %+v", st)
 	}
-	if e := fl.rp.RunOnce(ctx, hourly, "projects", nil); !strings.Contains(e.Error, ErrRunning.Error()) {
+	if e := fl.rp.RunOnce(ctx, hourly, "projects", nil); !strings.Contains(e.Error, reconcile.ErrRunning.Error()) {
 		t.Errorf("RunOnce while running: %+v", e)
 	}
 	close(release)
-	waitFor(t, 10*time.Second, "the triggered attempt", func() bool { return fl.trail.count(SideSend, ResultOK) == before+1 })
+	waitFor(t, 10*time.Second, "the triggered attempt", func() bool { return fl.trail.count(reconcile.SideSend, reconcile.ResultOK) == before+1 })
 	if _, done, err := fl.rp.Wait(ctx, "projects", run); !done || err != nil {
 		t.Errorf("Wait for the triggered run: done %v, %v", done, err)
 	}
-	if n := fl.trail.count(SideSend, ResultOK); n != before+1 {
+	if n := fl.trail.count(reconcile.SideSend, reconcile.ResultOK); n != before+1 {
 		t.Errorf("%d attempts after one trigger, want 1", n-before)
 	}
 	fl.tr.mu.Lock()
@@ -747,11 +750,11 @@ func TestReplicatorRun(t *testing.T) {
 	}
 	fl.tr.mu.Unlock()
 	st := fl.rp.Status()
-	if len(st) != 1 || st[0].LastResult != ResultOK || st[0].Target != "nas2/backup" || st[0].Bytes == 0 || !st[0].NextRun.After(time.Now()) {
+	if len(st) != 1 || st[0].LastResult != reconcile.ResultOK || st[0].Target != "nas2/backup" || st[0].Bytes == 0 || !st[0].NextRun.After(time.Now()) {
 		t.Errorf("status after the trigger: %+v", st)
 	}
 
-	if _, err := fl.rp.Trigger("nope"); !errors.Is(err, ErrNotSource) {
+	if _, err := fl.rp.Trigger("nope"); !errors.Is(err, reconcile.ErrNotSource) {
 		t.Errorf("Trigger of a share not in the spec: %v, want ErrNotSource", err)
 	}
 	cancel()
@@ -783,16 +786,16 @@ type countingTransport struct {
 	sends int
 }
 
-func (c *countingTransport) Held(ctx context.Context, target, share string) ([]Subvolume, error) {
+func (c *countingTransport) Held(ctx context.Context, target, share string) ([]reconcile.Subvolume, error) {
 	return nil, nil
 }
 
-func (c *countingTransport) Send(ctx context.Context, target string, h SendHeader, stream io.Reader) (ReceiveResult, error) {
+func (c *countingTransport) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
 	c.mu.Lock()
 	c.sends++
 	c.mu.Unlock()
 	_, err := io.Copy(io.Discard, stream)
-	return ReceiveResult{}, err
+	return reconcile.ReceiveResult{}, err
 }
 
 func (c *countingTransport) count() int {
@@ -808,12 +811,12 @@ func (c *countingTransport) count() int {
 func TestReplicatorRunKeepsSchedule(t *testing.T) {
 	d := newDisk(t)
 	d.subvol("/tank/projects")
-	d.ok(d.MkdirAll(t.Context(), "/tank/"+ReplicationDir+"/projects"))
-	d.ok(d.Snapshot(t.Context(), "/tank/projects", "/tank/"+ReplicationDir+"/projects/20261125T120000Z", true))
+	d.ok(d.MkdirAll(t.Context(), "/tank/"+reconcile.ReplicationDir+"/projects"))
+	d.ok(d.Snapshot(t.Context(), "/tank/projects", "/tank/"+reconcile.ReplicationDir+"/projects/20261125T120000Z", true))
 	spec := mustSpec(t, "  - {name: projects, appliance: nas1, pool: tank, replication: {to: nas2/tank, schedule: every 1h, retention: 1h}}\n")
 	clock := &fakeClock{t: replicaStart.Add(10 * time.Minute)}
 	tr := &countingTransport{}
-	rp := &Replicator{Appliance: "nas1", Driver: d, Transport: tr, Now: clock.Now}
+	rp := &reconcile.Replicator{Appliance: "nas1", Driver: d, Transport: tr, Now: clock.Now}
 
 	changed := make(chan struct{})
 	var mu sync.Mutex
@@ -858,13 +861,13 @@ func TestReplicatorRunKeepsSchedule(t *testing.T) {
 		t.Errorf("%d attempts for the missed ticks, want 1", n)
 	}
 	st := rp.Status()
-	if want := clock.Now().Add(10 * time.Second); !st[0].NextRun.Equal(want) || st[0].LastResult != ResultFailed {
+	if want := clock.Now().Add(10 * time.Second); !st[0].NextRun.Equal(want) || st[0].LastResult != reconcile.ResultFailed {
 		t.Errorf("status after the failure: %+v; want a retry at %s", st[0], want.Format(time.TimeOnly))
 	}
 	// The target holds nothing, so the failed attempt left nothing behind.
 	subs, err := d.Subvolumes(t.Context(), "/tank")
 	d.ok(err)
-	if snaps := replicationSnapshots(subs, "projects"); len(snaps) != 0 {
+	if snaps := reconcile.ReplicationSnapshots(subs, "projects"); len(snaps) != 0 {
 		t.Errorf("replication snapshots after the failed attempt: %+v", snaps)
 	}
 }
@@ -875,55 +878,26 @@ func TestBackoff(t *testing.T) {
 		limit    time.Duration
 		want     time.Duration
 	}{
-		{1, maxRetry, 10 * time.Second},
-		{2, maxRetry, 20 * time.Second},
-		{6, maxRetry, 320 * time.Second},
-		{7, maxRetry, maxRetry},
-		{1000, maxRetry, maxRetry},
+		{1, reconcile.MaxRetry, 10 * time.Second},
+		{2, reconcile.MaxRetry, 20 * time.Second},
+		{6, reconcile.MaxRetry, 320 * time.Second},
+		{7, reconcile.MaxRetry, reconcile.MaxRetry},
+		{1000, reconcile.MaxRetry, reconcile.MaxRetry},
 		{1, 2 * time.Second, 2 * time.Second},
 		{3, time.Minute, 40 * time.Second},
 		{4, time.Minute, time.Minute},
 	} {
-		if got := backoff(0, c.failures, c.limit); got != c.want {
+		if got := reconcile.Backoff(0, c.failures, c.limit); got != c.want {
 			t.Errorf("backoff after %d failures, limit %v = %v, want %v", c.failures, c.limit, got, c.want)
 		}
 	}
 	hourly, _ := schema.ParseSchedule("0 * * * *")
 	daily, _ := schema.ParseSchedule("every 24h")
-	if got := interval(hourly, replicaStart); got != time.Hour {
+	if got := reconcile.Interval(hourly, replicaStart); got != time.Hour {
 		t.Errorf("interval of an hourly cron line = %v", got)
 	}
-	if got := min(interval(daily, replicaStart), maxRetry); got != maxRetry {
+	if got := min(reconcile.Interval(daily, replicaStart), reconcile.MaxRetry); got != reconcile.MaxRetry {
 		t.Errorf("retry cap of every 24h = %v", got)
-	}
-}
-
-func TestNextStamp(t *testing.T) {
-	at := func(s string) sourceSnap {
-		tm, ok := parseStamp(s)
-		if !ok {
-			t.Fatalf("bad stamp %s", s)
-		}
-		return sourceSnap{name: s, time: tm}
-	}
-	now := time.Date(2026, 11, 25, 12, 0, 0, 700e6, time.UTC)
-	for _, c := range []struct {
-		snaps []sourceSnap
-		want  string
-	}{
-		{nil, "20261125T120000Z"},
-		{[]sourceSnap{at("20261125T110000Z")}, "20261125T120000Z"},
-		{[]sourceSnap{at("20261125T120000Z")}, "20261125T120001Z"}, // same second
-		{[]sourceSnap{at("20261125T130000Z")}, "20261125T130001Z"}, // the clock went back
-	} {
-		if got := nextStamp(now, c.snaps).Format(StampFormat); got != c.want {
-			t.Errorf("nextStamp after %v = %s, want %s", c.snaps, got, c.want)
-		}
-	}
-	for _, bad := range []string{"", "20261125T120000", "20261125t120000Z", "20261325T120000Z", "../20261125T120000Z", "20261125T120000Z/x", "2026-11-25T12:00:00Z"} {
-		if _, ok := parseStamp(bad); ok {
-			t.Errorf("parseStamp(%q) accepted it", bad)
-		}
 	}
 }
 
@@ -973,7 +947,7 @@ func BenchmarkReplicateFull256MiB(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		e := fl.rp.RunOnce(ctx, fl.spec, "projects", nil)
-		if e.Result != ResultOK || e.Kind != KindFull {
+		if e.Result != reconcile.ResultOK || e.Kind != reconcile.KindFull {
 			b.Fatalf("attempt: %+v", e)
 		}
 		b.StopTimer()

@@ -1,10 +1,11 @@
-package reconcile
+package reconcile_test
 
 import (
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -160,7 +161,7 @@ func TestKeep(t *testing.T) {
 			for _, s := range tt.kept {
 				want[s] = true
 			}
-			got := Keep(times, r, tt.keepMin, mustTime(t, tt.now))
+			got := reconcile.Keep(times, r, tt.keepMin, mustTime(t, tt.now))
 			if len(got) != len(times) {
 				t.Fatalf("Keep returned %d results for %d times", len(got), len(times))
 			}

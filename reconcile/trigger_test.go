@@ -1,4 +1,4 @@
-package reconcile
+package reconcile_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -26,7 +28,7 @@ func newGateTransport() *gateTransport {
 	return &gateTransport{entered: make(chan struct{}), release: make(chan struct{})}
 }
 
-func (g *gateTransport) Held(ctx context.Context, target, share string) ([]Subvolume, error) {
+func (g *gateTransport) Held(ctx context.Context, target, share string) ([]reconcile.Subvolume, error) {
 	select {
 	case g.entered <- struct{}{}:
 	case <-ctx.Done():
@@ -40,8 +42,8 @@ func (g *gateTransport) Held(ctx context.Context, target, share string) ([]Subvo
 	}
 }
 
-func (g *gateTransport) Send(ctx context.Context, target string, h SendHeader, stream io.Reader) (ReceiveResult, error) {
-	return ReceiveResult{}, errors.New("gateTransport sends nothing")
+func (g *gateTransport) Send(ctx context.Context, target string, h reconcile.SendHeader, stream io.Reader) (reconcile.ReceiveResult, error) {
+	return reconcile.ReceiveResult{}, errors.New("gateTransport sends nothing")
 }
 
 // waitEntered waits for the next attempt to reach Held.
@@ -67,7 +69,7 @@ func (g *gateTransport) letGo(t *testing.T) {
 // triggerFleet is a Replicator on nas1 (fake driver) whose share projects
 // replicates hourly to nas2, running under Run until the test ends.
 type triggerFleet struct {
-	rp    *Replicator
+	rp    *reconcile.Replicator
 	gate  *gateTransport
 	trail *trailLog
 	spec  *schema.Spec
@@ -77,7 +79,7 @@ type triggerFleet struct {
 
 func newTriggerFleet(t *testing.T) *triggerFleet {
 	t.Helper()
-	d := NewFakeDriver()
+	d := reconciletest.NewFakeDriver()
 	d.AddPool("/srv/nas1/tank")
 	d.AddPool("/srv/nas2/backup")
 	if err := d.CreateSubvolume(t.Context(), "/srv/nas1/tank/projects"); err != nil {
@@ -91,7 +93,8 @@ func newTriggerFleet(t *testing.T) *triggerFleet {
 	}
 	// Failed attempts are not retried within the test: only the schedule's
 	// first run and the triggers run.
-	fl.rp = &Replicator{Appliance: "nas1", Driver: d, Transport: fl.gate, Trail: fl.trail.add, retryBase: time.Hour}
+	fl.rp = &reconcile.Replicator{Appliance: "nas1", Driver: d, Transport: fl.gate, Trail: fl.trail.add}
+	fl.rp.SetRetryBase(time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	fl.stop = cancel
 	never := make(chan struct{})
@@ -109,12 +112,12 @@ func (fl *triggerFleet) shutdown() {
 	<-fl.done
 }
 
-func (fl *triggerFleet) sends() []TrailEntry {
+func (fl *triggerFleet) sends() []reconcile.TrailEntry {
 	fl.trail.mu.Lock()
 	defer fl.trail.mu.Unlock()
-	var out []TrailEntry
+	var out []reconcile.TrailEntry
 	for _, e := range fl.trail.entries {
-		if e.Side == SideSend {
+		if e.Side == reconcile.SideSend {
 			out = append(out, e)
 		}
 	}
@@ -217,12 +220,10 @@ func TestRunNextWaitsForTheRunningAttempt(t *testing.T) {
 		t.Fatalf("Trigger: %v", err)
 	}
 
-	final := make(chan TrailEntry, 1)
+	final := make(chan reconcile.TrailEntry, 1)
 	go func() { final <- fl.rp.RunNext(ctx, fl.spec, "projects", nil) }()
 	waitFor(t, 10*time.Second, "RunNext to wait", func() bool {
-		fl.rp.mu.Lock()
-		defer fl.rp.mu.Unlock()
-		return fl.rp.shares["projects"].waiting == 1
+		return fl.rp.Waiting("projects") == 1
 	})
 	fl.gate.letGo(t)
 	fl.gate.waitEntered(t, "the final send")
@@ -230,7 +231,7 @@ func TestRunNextWaitsForTheRunningAttempt(t *testing.T) {
 		t.Fatalf("the final send: want run 2, got %d", got)
 	}
 	fl.gate.letGo(t)
-	var e TrailEntry
+	var e reconcile.TrailEntry
 	select {
 	case e = <-final:
 	case <-time.After(10 * time.Second):
@@ -252,7 +253,7 @@ func TestRunNextGivesUpWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	e := fl.rp.RunNext(ctx, fl.spec, "projects", nil)
-	if e.Result != ResultFailed || e.ID != "" {
+	if e.Result != reconcile.ResultFailed || e.ID != "" {
 		t.Fatalf("RunNext with an ended context: want an unrecorded failure, got %+v", e)
 	}
 	if got := fl.rp.Current("projects"); got != 1 {
@@ -281,7 +282,7 @@ func TestWaitForARunThatWillNotHappen(t *testing.T) {
 	}()
 	fl.shutdown() // ends the held run through its context
 	wg.Wait()
-	if !errors.Is(waitErr, ErrNoRun) {
+	if !errors.Is(waitErr, reconcile.ErrNoRun) {
 		t.Fatalf("Wait for a queued run when Run stopped: want ErrNoRun, got %v", waitErr)
 	}
 }
@@ -293,7 +294,7 @@ func TestRetryToRetriesAReturningTarget(t *testing.T) {
 	fl := newTriggerFleet(t)
 	fl.gate.waitEntered(t, "the share's first scheduled run")
 	fl.gate.letGo(t)
-	if e, done, err := fl.rp.Wait(ctx, "projects", 1); !done || err != nil || e.Result != ResultFailed {
+	if e, done, err := fl.rp.Wait(ctx, "projects", 1); !done || err != nil || e.Result != reconcile.ResultFailed {
 		t.Fatalf("run 1: want a failure, got %+v, %v, %v", e, done, err)
 	}
 	if st := fl.rp.Status(); len(st) != 1 || st[0].Failures != 1 || time.Until(st[0].NextRun) < 5*time.Minute {

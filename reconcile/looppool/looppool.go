@@ -5,7 +5,6 @@
 package looppool
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 const (
@@ -199,46 +200,16 @@ func backingFile(device string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// Mounted reports whether something is mounted at path, by
-// /proc/self/mountinfo.
+// Mounted reports whether something is mounted at path, by the kernel's
+// mount table (mountinfo, with its octal escapes such as \040 for a space
+// undone). A path that does not exist is not mounted.
 func Mounted(path string) (bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(filepath.Clean(path)))
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	path = filepath.Clean(path)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == path {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
+	return len(mounts) > 0, nil
 }
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134) in a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // run runs a command with LC_ALL=C (its messages are matched) and returns
 // its stdout; an error holds the command line and its stderr.

@@ -182,16 +182,28 @@ func TestCloseBusyUnmountsLazily(t *testing.T) {
 	assertGone(t, p)
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/a`:              "/tmp/a",
-		`/tmp/with\040space`:  "/tmp/with space",
-		`/tmp/tab\011nl\012x`: "/tmp/tab\tnl\nx",
-		`/tmp/back\134slash`:  `/tmp/back\slash`,
-		`/tmp/odd\04`:         `/tmp/odd\04`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+// TestMountedEscapedPaths mounts at paths the kernel escapes in mountinfo
+// (a space, a tab, a newline, a backslash): Mounted finds each of them,
+// and no longer once it is unmounted.
+func TestMountedEscapedPaths(t *testing.T) {
+	requireAvailable(t)
+	for _, name := range []string{"a", "with space", "tab\tnl\nx", `back\slash`} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.Mkdir(path, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "fleetctl-test", path).CombinedOutput(); err != nil {
+			t.Fatalf("mount tmpfs at %q: %v: %s", path, err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", path).Run() }) // when a check below stops the test
+		if !mounted(t, path) {
+			t.Errorf("Mounted(%q) = false after mounting there", path)
+		}
+		if out, err := exec.Command("umount", path).CombinedOutput(); err != nil {
+			t.Fatalf("umount %q: %v: %s", path, err, out)
+		}
+		if mounted(t, path) {
+			t.Errorf("Mounted(%q) = true after unmounting", path)
 		}
 	}
 }

@@ -1,4 +1,7 @@
-package reconcile
+// Package reconciletest holds test doubles for package reconcile: FakeDriver,
+// an in-memory btrfs behind the reconcile.Driver interface. Only tests import
+// it, so the fleetctl binary never links it (nor anything it brings along).
+package reconciletest
 
 import (
 	"cmp"
@@ -11,9 +14,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/fleetctl/fleetctl/reconcile"
 )
 
-// FakeDriver is an in-memory Driver for tests: btrfs filesystems mounted at
+// FakeDriver is an in-memory reconcile.Driver for tests: btrfs filesystems mounted at
 // the paths given to AddPool, each a tree of subvolumes and plain
 // directories, with IDs, UUIDs, received UUIDs (MarkReceived), read-only
 // flags, generations (a write is Touch; a snapshot is a change of its
@@ -65,8 +70,8 @@ func (p *fakePool) remove(rel string) {
 }
 
 type fakeSubvol struct {
-	Subvolume
-	qgroup Qgroup
+	reconcile.Subvolume
+	qgroup reconcile.Qgroup
 }
 
 // emptySubvolumeBytes is what btrfs's qgroup shows for an empty subvolume.
@@ -126,16 +131,16 @@ func (d *FakeDriver) Log() []string {
 }
 
 // Lookup returns the subvolume at the absolute path, if there is one.
-func (d *FakeDriver) Lookup(path string) (Subvolume, bool) {
+func (d *FakeDriver) Lookup(path string) (reconcile.Subvolume, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p, _, rel, err := d.resolve(path)
 	if err != nil {
-		return Subvolume{}, false
+		return reconcile.Subvolume{}, false
 	}
 	sv, ok := p.subvols[rel]
 	if !ok {
-		return Subvolume{}, false
+		return reconcile.Subvolume{}, false
 	}
 	return sv.Subvolume, true
 }
@@ -276,7 +281,7 @@ func (p *fakePool) canCreate(rel string) error {
 
 func (d *FakeDriver) newSubvol(p *fakePool, rel string) *fakeSubvol {
 	d.uuids++
-	sv := &fakeSubvol{Subvolume: Subvolume{
+	sv := &fakeSubvol{Subvolume: reconcile.Subvolume{
 		ID:         p.nextID,
 		Path:       rel,
 		UUID:       fmt.Sprintf("00000000-0000-4000-8000-%012x", d.uuids),
@@ -306,7 +311,7 @@ func (d *FakeDriver) IsBtrfs(ctx context.Context, path string) (bool, error) {
 
 // Subvolumes lists the subvolumes below pool, by ID, with paths relative to
 // pool.
-func (d *FakeDriver) Subvolumes(ctx context.Context, pool string) ([]Subvolume, error) {
+func (d *FakeDriver) Subvolumes(ctx context.Context, pool string) ([]reconcile.Subvolume, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p, _, rel, err := d.begin(ctx, "Subvolumes", "list subvolumes", pool)
@@ -316,7 +321,7 @@ func (d *FakeDriver) Subvolumes(ctx context.Context, pool string) ([]Subvolume, 
 	if !p.exists(rel) {
 		return nil, fmt.Errorf("list subvolumes %s: %w", pool, fs.ErrNotExist)
 	}
-	out := make([]Subvolume, 0, len(p.subvols))
+	out := make([]reconcile.Subvolume, 0, len(p.subvols))
 	for path, sv := range p.subvols {
 		if rel != "" {
 			var ok bool
@@ -328,7 +333,7 @@ func (d *FakeDriver) Subvolumes(ctx context.Context, pool string) ([]Subvolume, 
 		s.Path = path
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b Subvolume) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b reconcile.Subvolume) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -505,7 +510,7 @@ func (d *FakeDriver) EnableQuota(ctx context.Context, pool string) error {
 
 // Qgroups returns the pool's level-0 qgroups by subvolume ID; it fails when
 // quotas are disabled, as btrfs qgroup show does.
-func (d *FakeDriver) Qgroups(ctx context.Context, pool string) (map[uint64]Qgroup, error) {
+func (d *FakeDriver) Qgroups(ctx context.Context, pool string) (map[uint64]reconcile.Qgroup, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p, _, _, err := d.begin(ctx, "Qgroups", "list qgroups", pool)
@@ -515,7 +520,7 @@ func (d *FakeDriver) Qgroups(ctx context.Context, pool string) (map[uint64]Qgrou
 	if !p.quota {
 		return nil, fmt.Errorf("list qgroups %s: %w", pool, errNoQuota)
 	}
-	out := make(map[uint64]Qgroup, len(p.subvols))
+	out := make(map[uint64]reconcile.Qgroup, len(p.subvols))
 	for _, sv := range p.subvols {
 		out[sv.ID] = sv.qgroup
 	}
@@ -636,4 +641,4 @@ func (d *FakeDriver) Receive(ctx context.Context, dir string, r io.Reader) error
 	return fmt.Errorf("receive into %s: %w", dir, errNotModelled)
 }
 
-var _ Driver = (*FakeDriver)(nil)
+var _ reconcile.Driver = (*FakeDriver)(nil)

@@ -1,12 +1,42 @@
-package reconcile
+package reconciletest
 
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"strings"
 	"testing"
 )
+
+// disk is a FakeDriver with /tank and /pool2 mounted and helpers to lay out
+// what a test starts from (the part of reconcile's test disk these tests use).
+type disk struct {
+	*FakeDriver
+	t testing.TB
+}
+
+func newDisk(t testing.TB) disk {
+	d := NewFakeDriver()
+	d.AddPool("/tank")
+	d.AddPool("/pool2")
+	return disk{d, t}
+}
+
+func (d disk) ok(err error) {
+	d.t.Helper()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d disk) subvol(paths ...string) disk {
+	d.t.Helper()
+	for _, p := range paths {
+		d.ok(d.CreateSubvolume(context.Background(), p))
+	}
+	return d
+}
 
 // TestFakeDriverContract checks that the fake refuses what btrfs refuses, so
 // that tests built on it do not pass against a kinder world than the real one.
@@ -146,5 +176,44 @@ func TestFakeDriverCountsMutationsAndFails(t *testing.T) {
 	}
 	if got, want := strings.Join(d.Log(), "; "), "CreateSubvolume /tank/a; DeleteSubvolume /tank/a"; got != want {
 		t.Errorf("log %q; want %q", got, want)
+	}
+}
+
+func TestFakeDriverRename(t *testing.T) {
+	ctx := context.Background()
+	d := newDisk(t)
+	d.subvol("/tank/a")
+	d.ok(d.MkdirAll(ctx, "/tank/a/docs"))
+	d.ok(d.MkdirAll(ctx, "/tank/dir"))
+	d.ok(d.Snapshot(ctx, "/tank/a", "/tank/dir/s", true))
+	a, _ := d.Lookup("/tank/a")
+
+	d.ok(d.Rename(ctx, "/tank/a", "/tank/b"))
+	if b, ok := d.Lookup("/tank/b"); !ok || b.UUID != a.UUID || b.Path != "b" {
+		t.Errorf("renamed subvolume: %+v", b)
+	}
+	if _, ok := d.Lookup("/tank/a"); ok {
+		t.Error("the old name is still there")
+	}
+	if err := d.CreateSubvolume(ctx, "/tank/b/docs/x"); err != nil {
+		t.Errorf("the renamed subvolume lost its directory: %v", err)
+	}
+	d.ok(d.Rename(ctx, "/tank/dir/s", "/tank/dir/t")) // a read-only subvolume, in a writable directory
+	for _, c := range []struct{ from, to, says string }{
+		{"/tank/b", "/tank/dir", "exists"},
+		{"/tank/b", "/pool2/b", "different filesystems"},
+		{"/tank/nothing", "/tank/c", "does not exist"},
+		{"/tank/b", "/tank/b/docs/b", "into itself"},
+		{"/tank/dir/t/docs", "/tank/docs", "read-only"},
+	} {
+		if err := d.Rename(ctx, c.from, c.to); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("Rename(%s, %s) = %v; want it to say %q", c.from, c.to, err, c.says)
+		}
+	}
+	if err := d.Send(ctx, "/tank/dir/t", "", io.Discard); !errors.Is(err, errNotModelled) {
+		t.Errorf("Send on the fake: %v", err)
+	}
+	if err := d.Receive(ctx, "/tank/dir", strings.NewReader("")); !errors.Is(err, errNotModelled) {
+		t.Errorf("Receive on the fake: %v", err)
 	}
 }
