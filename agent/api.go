@@ -13,11 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
-	"github.com/hashicorp/raft"
 )
 
 // The API is JSON over HTTPS on the agent's port. Every request needs a

@@ -2,9 +2,10 @@ package agent
 
 import (
 	"fmt"
-	"github.com/fleetctl/fleetctl/client"
 	"strings"
 	"testing"
+
+	"github.com/fleetctl/fleetctl/client"
 )
 
 // fleetSpec returns a valid spec with shares shares on two appliances; quota

@@ -9,9 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
-	"github.com/hashicorp/raft"
 )
 
 // Membership changes (a node joining, an operator removing one) are decided

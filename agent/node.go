@@ -17,14 +17,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fleetctl/fleetctl/agent/fence"
-	"github.com/fleetctl/fleetctl/pki"
-	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/fleetctl/fleetctl/agent/fence"
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/store"
 )
 

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
-	"github.com/hashicorp/raft"
 )
 
 // unreachableWithin is how long a replication to a dead peer may take to

@@ -14,12 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
-	"github.com/klauspost/compress/zstd"
 )
 
 // This file carries replication between agents: the sending agent streams

@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
-	"github.com/hashicorp/raft"
 )
 
 // A planned switchover (`fleetctl failover SHARE --to APPLIANCE`) moves a

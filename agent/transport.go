@@ -10,8 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetctl/fleetctl/pki"
 	"github.com/hashicorp/raft"
+
+	"github.com/fleetctl/fleetctl/pki"
 )
 
 // An agent listens on one TCP port. Every connection is TLS; ALPN says

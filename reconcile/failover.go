@@ -236,7 +236,3 @@ func (pp *poolPlanner) newestReceived(share string) *receivedSnap {
 	}
 	return &rs[len(rs)-1]
 }
-
-// Activation is schema.Activation, kept under this name for the tests
-// being moved out of this package.
-type Activation = schema.Activation

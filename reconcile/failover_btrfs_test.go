@@ -35,7 +35,7 @@ type failoverFleet struct {
 	rp1, rp2 *reconcile.Replicator
 
 	mu  sync.Mutex
-	act reconcile.Activation
+	act schema.Activation
 }
 
 func newFailoverFleet(t *testing.T) *failoverFleet {
@@ -72,13 +72,13 @@ shares:
 	return fl
 }
 
-func (fl *failoverFleet) active(string) reconcile.Activation {
+func (fl *failoverFleet) active(string) schema.Activation {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	return fl.act
 }
 
-func (fl *failoverFleet) failover(act reconcile.Activation) {
+func (fl *failoverFleet) failover(act schema.Activation) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	fl.act = act
@@ -89,9 +89,9 @@ func (fl *failoverFleet) failover(act reconcile.Activation) {
 func (fl *failoverFleet) reconcile(appliance string) []string {
 	fl.t.Helper()
 	ctx := context.Background()
-	var active map[string]reconcile.Activation
-	if act := fl.active("projects"); act != (reconcile.Activation{}) {
-		active = map[string]reconcile.Activation{"projects": act}
+	var active map[string]schema.Activation
+	if act := fl.active("projects"); act != (schema.Activation{}) {
+		active = map[string]schema.Activation{"projects": act}
 	}
 	plan := reconcile.Plan(reconcile.PlanInput{Spec: fl.spec, Appliance: appliance, Observed: reconcile.Observe(ctx, fl.btrfs, fl.spec, appliance), Now: fl.clock.Now(), Active: active})
 	for _, r := range reconcile.Execute(ctx, fl.btrfs, plan) {
@@ -186,7 +186,7 @@ func TestFailoverOnRealBtrfs(t *testing.T) {
 	writeFile(t, filepath.Join(share1, "a.bin"), 2<<20, 3)
 	writeFile(t, filepath.Join(share1, "late.bin"), 128<<10, 4)
 
-	fl.failover(reconcile.Activation{Appliance: "nas2", Epoch: 1})
+	fl.failover(schema.Activation{Appliance: "nas2", Epoch: 1})
 	fl.clock.Advance(time.Minute)
 
 	// nas2 promotes, then applies the share's quota and snapshots there.

@@ -58,28 +58,28 @@ func (d disk) touch() disk {
 
 // failoverPlan observes d and plans for appliance with projects active as
 // act says (the zero Activation: as the spec says).
-func failoverPlan(t testing.TB, d disk, appliance string, act reconcile.Activation) []reconcile.Action {
+func failoverPlan(t testing.TB, d disk, appliance string, act schema.Activation) []reconcile.Action {
 	return failoverPlanAt(t, d, appliance, act, planNow)
 }
 
-func failoverPlanAt(t testing.TB, d disk, appliance string, act reconcile.Activation, now time.Time) []reconcile.Action {
+func failoverPlanAt(t testing.TB, d disk, appliance string, act schema.Activation, now time.Time) []reconcile.Action {
 	t.Helper()
 	spec := mustSpec(t, failoverShares)
-	var active map[string]reconcile.Activation
-	if act != (reconcile.Activation{}) {
-		active = map[string]reconcile.Activation{"projects": act}
+	var active map[string]schema.Activation
+	if act != (schema.Activation{}) {
+		active = map[string]schema.Activation{"projects": act}
 	}
 	obs := reconcile.Observe(context.Background(), d, spec, appliance)
 	return reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: appliance, Observed: obs, Now: now, Active: active})
 }
 
 func TestPlanFailover(t *testing.T) {
-	onNas2 := reconcile.Activation{Appliance: "nas2", Epoch: 1}
-	backOnNas1 := reconcile.Activation{Appliance: "nas1", Epoch: 2}
+	onNas2 := schema.Activation{Appliance: "nas2", Epoch: 1}
+	backOnNas1 := schema.Activation{Appliance: "nas1", Epoch: 2}
 	tests := []struct {
 		name      string
 		appliance string
-		active    reconcile.Activation
+		active    schema.Activation
 		disk      func(d disk)
 		want      []string
 		reason    string // what the first action's Reason says
@@ -222,9 +222,9 @@ func TestPlanFailover(t *testing.T) {
 				shares = strings.Replace(shares, "quota: 1GiB", "state: absent", 1)
 			}
 			spec := mustSpec(t, shares)
-			var active map[string]reconcile.Activation
-			if tt.active != (reconcile.Activation{}) {
-				active = map[string]reconcile.Activation{"projects": tt.active}
+			var active map[string]schema.Activation
+			if tt.active != (schema.Activation{}) {
+				active = map[string]schema.Activation{"projects": tt.active}
 			}
 			in := reconcile.PlanInput{Spec: spec, Appliance: tt.appliance, Observed: reconcile.Observe(context.Background(), d, spec, tt.appliance), Now: planNow, Active: active}
 			got := reconcile.Plan(in)
@@ -241,7 +241,7 @@ func TestPlanFailover(t *testing.T) {
 				if a.ReportOnly != (a.Symbol() == "!") {
 					t.Errorf("%q: ReportOnly %t", a, a.ReportOnly)
 				}
-				if a.Kind == reconcile.ActionDeleteShare || a.Kind == reconcile.ActionPruneSnapshot || a.Kind == reconcile.ActionCreateShare && tt.active != (reconcile.Activation{}) {
+				if a.Kind == reconcile.ActionDeleteShare || a.Kind == reconcile.ActionPruneSnapshot || a.Kind == reconcile.ActionCreateShare && tt.active != (schema.Activation{}) {
 					t.Errorf("%q after a failover", a)
 				}
 			}
@@ -259,7 +259,7 @@ func TestPlanFailover(t *testing.T) {
 // both plans are reports only.
 func TestPromoteAndKeepDiverged(t *testing.T) {
 	ctx := context.Background()
-	act := reconcile.Activation{Appliance: "nas2", Epoch: 1}
+	act := schema.Activation{Appliance: "nas2", Epoch: 1}
 
 	nas2 := newDisk(t)
 	nas2.received("20261125T110000Z", "sent-2")
@@ -322,7 +322,7 @@ func TestExecutePromotePrerequisite(t *testing.T) {
 	d.received("20261125T110000Z", "sent-2")
 	d.Fail("Snapshot", "/tank/projects", errors.New("no space"))
 	var got []string
-	for _, r := range reconcile.Execute(ctx, d, failoverPlan(t, d, "nas2", reconcile.Activation{Appliance: "nas2", Epoch: 1})) {
+	for _, r := range reconcile.Execute(ctx, d, failoverPlan(t, d, "nas2", schema.Activation{Appliance: "nas2", Epoch: 1})) {
 		word, _, _ := strings.Cut(outcome(r), ":")
 		got = append(got, word)
 	}
@@ -399,7 +399,7 @@ func TestLoopFollowsActivation(t *testing.T) {
 	setup := nas2.Mutations()
 
 	var mu sync.Mutex
-	var active map[string]reconcile.Activation
+	var active map[string]schema.Activation
 	changed := make(chan struct{})
 	reports := make(chan reconcile.Report, 10)
 	l := &reconcile.Loop{
@@ -410,7 +410,7 @@ func TestLoopFollowsActivation(t *testing.T) {
 			defer mu.Unlock()
 			return spec, 1, changed
 		},
-		Active: func() map[string]reconcile.Activation {
+		Active: func() map[string]schema.Activation {
 			mu.Lock()
 			defer mu.Unlock()
 			return active
@@ -427,7 +427,7 @@ func TestLoopFollowsActivation(t *testing.T) {
 		t.Fatalf("the replica before failover: %+v, %q", first, nas2.Log())
 	}
 	mu.Lock()
-	active = map[string]reconcile.Activation{"projects": {Appliance: "nas2", Epoch: 1}}
+	active = map[string]schema.Activation{"projects": {Appliance: "nas2", Epoch: 1}}
 	close(changed)
 	changed = make(chan struct{})
 	mu.Unlock()
@@ -447,8 +447,8 @@ func TestLoopFollowsActivation(t *testing.T) {
 	nas1 := newDisk(t)
 	nas1.subvol("/tank/projects").touch()
 	l1 := &reconcile.Loop{Appliance: "nas1", Driver: nas1, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return planNow },
-		Active: func() map[string]reconcile.Activation {
-			return map[string]reconcile.Activation{"projects": {Appliance: "nas2", Epoch: 1}}
+		Active: func() map[string]schema.Activation {
+			return map[string]schema.Activation{"projects": {Appliance: "nas2", Epoch: 1}}
 		}}
 	rep1, _ := l1.Once(t.Context(), spec, 1)
 	if want := (reconcile.ShareFacts{Name: "projects", Pool: "tank", Exists: true, Demoted: true, Diverged: 1}); len(rep1.Shares) != 1 || rep1.Shares[0] != want || !rep1.Converged || len(rep1.Orphans) != 0 {
@@ -461,7 +461,7 @@ func TestLoopFollowsActivation(t *testing.T) {
 // replication snapshots as parents it holds.
 func TestReceiveAfterFailover(t *testing.T) {
 	spec := mustSpec(t, failoverShares)
-	act := func(string) reconcile.Activation { return reconcile.Activation{Appliance: "nas2", Epoch: 1} }
+	act := func(string) schema.Activation { return schema.Activation{Appliance: "nas2", Epoch: 1} }
 	good := reconcile.SendHeader{ID: "a1", Share: "projects", From: "nas2", Snapshot: "20261125T120000Z", UUID: "u1", Epoch: 1}
 	for _, c := range []struct {
 		name, receiver, peer string

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 // untouchable is a body a refused receive must not read.
@@ -54,7 +55,7 @@ func TestReceiveRefuses(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			d := newDisk(t)
 			trail := &trailLog{}
-			rv := &reconcile.Receiver{Appliance: "nas2", Driver: d, Trail: trail.add, Active: func(string) reconcile.Activation { return reconcile.Activation{Epoch: c.epoch} }}
+			rv := &reconcile.Receiver{Appliance: "nas2", Driver: d, Trail: trail.add, Active: func(string) schema.Activation { return schema.Activation{Epoch: c.epoch} }}
 			if c.receiver != "" {
 				rv.Appliance = c.receiver
 			}

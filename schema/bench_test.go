@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetctl/fleetctl/schema"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 func benchSpec(shares int) []byte {

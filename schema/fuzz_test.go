@@ -6,8 +6,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/fleetctl/fleetctl/schema"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 // FuzzParse checks that Parse never panics, that every failure is a non-empty

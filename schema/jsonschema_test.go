@@ -9,9 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetctl/fleetctl/schema"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 // schemaDoc is JSONSchema() as an editor sees it: encoded to JSON and read

@@ -14,11 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
-	"go.yaml.in/yaml/v3"
 )
 
 type demoCmd struct {

@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rogpeppe/go-internal/testscript"
+
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
-	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // TestMain lets the test binary act as fleetctl inside testscript scripts.

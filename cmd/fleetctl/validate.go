@@ -8,8 +8,9 @@ import (
 	"io"
 	"os"
 
-	"github.com/fleetctl/fleetctl/schema"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 type validateCmd struct {
