@@ -25,6 +25,7 @@ import (
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
 )
 
@@ -43,6 +44,9 @@ type Config struct {
 	// Bootstrap makes a new fleet with this node as its only member, when
 	// the data dir holds no state yet.
 	Bootstrap bool
+	// Fleet is the fleet's name for a bootstrap, as the spec's fleet:
+	// gives it; it names the CA. schema.DefaultFleet when empty.
+	Fleet string
 	// Join is the address of any member, and Token the join token, for a
 	// node whose data dir holds no state yet.
 	Join, Token string
@@ -138,6 +142,9 @@ type Node struct {
 	// reconciler, replication, failback), which Shutdown waits for, so
 	// that no btrfs command of this node runs after it returns.
 	loops sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 
 	// statusMu serializes publishing this appliance's status; lastReport
 	// is the reconciler's last report and publishedFenced the fenced
@@ -266,7 +273,11 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 // createFleet makes the cluster CA, the join token and this node's
 // certificate.
 func (n *Node) createFleet() error {
-	ca, err := pki.NewCA("fleetctl")
+	fleet := n.cfg.Fleet
+	if fleet == "" {
+		fleet = schema.DefaultFleet
+	}
+	ca, err := pki.NewCA(fleet)
 	if err != nil {
 		return err
 	}
@@ -401,8 +412,15 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) FSM() *store.FSM { return n.fsm }
 
 // Shutdown stops serving, leaves Raft state on disk, and returns once
-// everything is closed. A restarted agent comes back from its data dir.
+// everything is closed and every goroutine the node started has ended. A
+// restarted agent comes back from its data dir. Calling it again returns
+// what the first call returned.
 func (n *Node) Shutdown() error {
+	n.shutdownOnce.Do(func() { n.shutdownErr = n.shutdown() })
+	return n.shutdownErr
+}
+
+func (n *Node) shutdown() error {
 	var errs []error
 	if n.stop != nil {
 		// Once stopped nothing renews this appliance's lease: its active

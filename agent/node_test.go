@@ -736,3 +736,32 @@ func TestHclogLevels(t *testing.T) {
 		t.Errorf("want two lines, each with one timestamp, and no info chatter; got:\n%s", got)
 	}
 }
+
+// TestBootstrapNamesTheCAAfterTheFleet: the CA a bootstrap makes belongs to
+// the fleet Config.Fleet names (fleet.yaml's fleet:), and so does every
+// certificate it signs, the joiners' too.
+func TestBootstrapNamesTheCAAfterTheFleet(t *testing.T) {
+	t.Parallel()
+	cfg := bootstrapConfig(t, "n1")
+	cfg.Fleet = "office"
+	n1 := startNode(t, cfg)
+	n2 := startNode(t, joinConfig(t, "n2", n1))
+	waitMembers(t, []*Node{n1, n2}, "n1", "n2")
+	for _, n := range []*Node{n1, n2} {
+		creds, _, _, err := LoadClientCredentials(n.cfg.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.X509KeyPair(creds.CertPEM, creds.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := pki.IdentityOf(c.Leaf)
+		if err != nil {
+			t.Fatalf("%s's certificate: %v", n.Name(), err)
+		}
+		if id.Fleet != "office" {
+			t.Fatalf("%s's certificate belongs to fleet %q, want office", n.Name(), id.Fleet)
+		}
+	}
+}

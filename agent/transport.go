@@ -34,6 +34,11 @@ type mux struct {
 	api    chan net.Conn
 	closed chan struct{}
 	once   sync.Once
+	// raftConns are the Raft connections open in either direction.
+	// hashicorp/raft's transport closes neither the connections it
+	// accepted nor its pooled ones when it shuts down; closing them here
+	// ends the goroutines serving them on both sides.
+	raftConns connSet
 }
 
 func newMux(ln net.Listener, conf *tls.Config, log *slog.Logger) *mux {
@@ -87,10 +92,14 @@ func (m *mux) route(c net.Conn) {
 	default:
 		ch = m.api // the API checks identity per request
 	}
+	var conn net.Conn = tc
+	if ch == m.raft {
+		conn = m.raftConns.add(tc)
+	}
 	select {
-	case ch <- tc:
+	case ch <- conn:
 	case <-m.closed:
-		tc.Close()
+		conn.Close()
 	}
 }
 
@@ -99,8 +108,62 @@ func (m *mux) close() error {
 	m.once.Do(func() {
 		close(m.closed)
 		err = m.ln.Close()
+		m.raftConns.closeAll()
 	})
 	return err
+}
+
+// connSet tracks open connections so that they can all be closed at once.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
+}
+
+// add tracks c until it is closed. Once the set is closed, c is closed at
+// once (its user sees the error on first use).
+func (s *connSet) add(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, set: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return tc
+	}
+	if s.conns == nil {
+		s.conns = map[*trackedConn]struct{}{}
+	}
+	s.conns[tc] = struct{}{}
+	return tc
+}
+
+func (s *connSet) remove(tc *trackedConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, tc)
+}
+
+// closeAll closes every tracked connection and every one added later.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for tc := range conns {
+		tc.Conn.Close()
+	}
+}
+
+// trackedConn is a connection of a connSet; closing it leaves the set.
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.remove(c)
+	return c.Conn.Close()
 }
 
 // chanListener is a net.Listener fed by the mux.
@@ -150,5 +213,5 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, fmt.Errorf("raft dial %s: %w", address, err)
 	}
-	return c, nil
+	return s.m.raftConns.add(c), nil
 }

@@ -22,6 +22,7 @@ type agentCmd struct {
 	Listen    string `required:"" placeholder:"HOST:PORT" help:"Address to listen on, for Raft and the API (TLS only)."`
 	Advertise string `placeholder:"HOST:PORT" help:"Address other members reach this agent at (default: --listen)."`
 	Bootstrap bool   `help:"Start a new fleet with this agent as its first member (only when the data dir is new)."`
+	Fleet     string `default:"fleet" placeholder:"NAME" help:"With --bootstrap: the fleet's name, as fleet.yaml's fleet: gives it. It names the fleet's certificate authority."`
 	Join      string `placeholder:"HOST:PORT" help:"Join the fleet through the agent at this address (only when the data dir is new)."`
 	Token     string `env:"FLEETCTL_JOIN_TOKEN" placeholder:"TOKEN" help:"The fleet's join token, from join-token in the first agent's data dir."`
 	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
@@ -35,10 +36,12 @@ func (agentCmd) Help() string {
 agents of a fleet form a Raft group that stores the fleet spec; every
 connection between them, and from the CLI, is mutually authenticated TLS.
 
-The first agent starts the fleet and makes its certificate authority and
-join token (written to DIR/join-token, mode 0600):
+The first agent starts the fleet and makes its certificate authority,
+named after --fleet (fleet.yaml's fleet: name), and its join token
+(written to DIR/join-token, mode 0600):
 
-  fleetctl agent --name nas1 --data-dir /var/lib/fleetctl --listen 10.0.0.1:7400 --bootstrap
+  fleetctl agent --name nas1 --data-dir /var/lib/fleetctl --listen 10.0.0.1:7400 \
+      --bootstrap --fleet office
 
 Every other agent joins through any member with that token:
 
@@ -95,6 +98,7 @@ func (c *agentCmd) Run(e env) error {
 		Listen:    c.Listen,
 		Advertise: c.Advertise,
 		Bootstrap: c.Bootstrap,
+		Fleet:     c.Fleet,
 		Join:      c.Join,
 		Token:     c.Token,
 		Logger:    log,

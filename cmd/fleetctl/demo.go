@@ -55,6 +55,7 @@ type demoAppliance struct {
 
 // demoFleet is what the demo made, so that it can be torn down.
 type demoFleet struct {
+	name       string // the spec's fleet: name, which names its CA
 	dir        string
 	ownDir     bool
 	appliances []*demoAppliance
@@ -183,6 +184,7 @@ func (f *demoFleet) build(ctx context.Context, e env, spec *schema.Spec, data []
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
 	}
+	f.name = spec.Fleet
 	for _, a := range spec.Appliances {
 		port, err := freeLocalPort()
 		if err != nil {
@@ -252,7 +254,7 @@ func (f *demoFleet) startAgents(ctx context.Context, e env) error {
 	for i, a := range f.appliances {
 		args := []string{"agent", "--name", a.name, "--data-dir", a.dataDir, "--listen", a.addr, "--reconcile-interval", "5s"}
 		if i == 0 {
-			args = append(args, "--bootstrap")
+			args = append(args, "--bootstrap", "--fleet", f.name)
 		} else {
 			args = append(args, "--join", f.appliances[0].addr, "--token", token)
 		}
