@@ -221,14 +221,7 @@ func (n *Node) renew(ctx context.Context, c *client.Client, start time.Time) {
 
 // fenceLoop fences and unfences every fenceTick.
 func (n *Node) fenceLoop(ctx context.Context) {
-	t := time.NewTicker(fenceTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, fenceTick, func() {
 		if n.fenceCheck(ctx) {
 			n.saveFences()
 			select {
@@ -236,7 +229,7 @@ func (n *Node) fenceLoop(ctx context.Context) {
 			default:
 			}
 		}
-	}
+	})
 }
 
 // fenceCheck fences this appliance's active replicated shares when its

@@ -691,3 +691,18 @@ const applyTimeout = 10 * time.Second
 func (n *Node) apply(t store.CommandType, body any) (any, error) {
 	return store.Propose(n.raft, t, body, applyTimeout)
 }
+
+// every calls f every interval until ctx ends; the first call is one
+// interval after the start.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
+	}
+}

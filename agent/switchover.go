@@ -111,42 +111,38 @@ const failbackInterval = 2 * time.Second
 // to it succeeded after the failover. The return is a planned switchover,
 // so nothing written on the active appliance is lost.
 func (n *Node) failbackLoop(ctx context.Context) {
-	t := time.NewTicker(failbackInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n.raft.State() != raft.Leader || !n.leaderReady.Load() {
+	every(ctx, failbackInterval, func() { n.failbackCheck(ctx) })
+}
+
+// failbackCheck switches back every share that may fail back now.
+func (n *Node) failbackCheck(ctx context.Context) {
+	if n.raft.State() != raft.Leader || !n.leaderReady.Load() {
+		return
+	}
+	st := n.fsm.State()
+	if st.Spec == nil || st.Spec.Witness.Failback != schema.FailbackAuto {
+		return
+	}
+	for i := range st.Spec.Shares {
+		sh := &st.Spec.Shares[i]
+		if sh.Replication == nil || sh.Failover != schema.FailoverAuto || sh.State == schema.StateAbsent {
 			continue
 		}
-		st := n.fsm.State()
-		if st.Spec == nil || st.Spec.Witness.Failback != schema.FailbackAuto {
+		fo := st.Failover[sh.Name]
+		pl, _ := st.Place(sh)
+		active := pl.Active.Appliance
+		if active == sh.Appliance || !caughtUp(st.Trails[sh.Name], active, sh.Appliance, fo.ChangedAt) {
 			continue
 		}
-		for i := range st.Spec.Shares {
-			sh := &st.Spec.Shares[i]
-			if sh.Replication == nil || sh.Failover != schema.FailoverAuto || sh.State == schema.StateAbsent {
-				continue
-			}
-			fo := st.Failover[sh.Name]
-			pl, _ := st.Place(sh)
-			active := pl.Active.Appliance
-			if active == sh.Appliance || !caughtUp(st.Trails[sh.Name], active, sh.Appliance, fo.ChangedAt) {
-				continue
-			}
-			n.log.Info("failback: the share's appliance has caught up; switching back", "share", sh.Name, "to", sh.Appliance)
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-			res, err := n.switchover(sctx, sh.Name, sh.Appliance, fmt.Sprintf("failback: %s caught up", sh.Appliance))
-			cancel()
-			if err != nil {
-				n.log.Warn("failback did not happen; will retry", "share", sh.Name, "err", err)
-				continue
-			}
-			n.log.Info("failed back", "share", res.Share, "to", res.To, "epoch", res.Epoch)
+		n.log.Info("failback: the share's appliance has caught up; switching back", "share", sh.Name, "to", sh.Appliance)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		res, err := n.switchover(sctx, sh.Name, sh.Appliance, fmt.Sprintf("failback: %s caught up", sh.Appliance))
+		cancel()
+		if err != nil {
+			n.log.Warn("failback did not happen; will retry", "share", sh.Name, "err", err)
+			continue
 		}
+		n.log.Info("failed back", "share", res.Share, "to", res.To, "epoch", res.Epoch)
 	}
 }
 

@@ -98,18 +98,11 @@ func (w *witness) renew(appliance string, rtt time.Duration, now time.Time, appl
 // runWitness runs the leader's witness until ctx ends; it acts only while
 // this node is the ready leader.
 func (n *Node) runWitness(ctx context.Context) {
-	t := time.NewTicker(WitnessTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, WitnessTick, func() {
 		if n.leaderReady.Load() {
 			n.witnessCheck(ctx)
 		}
-	}
+	})
 }
 
 // witnessCheck looks at every lease once: decideWitness decides, and this

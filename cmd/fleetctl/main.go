@@ -2,8 +2,8 @@
 // desired-state file, fleet.yaml.
 //
 // This package only wires the command line (kong) to the packages that do
-// the work: schema decides what a valid fleet.yaml is, raftstore runs the
-// agent's Raft node and API and is the client of that API. Each subcommand lives
+// the work: schema decides what a valid fleet.yaml is, agent runs an
+// appliance's agent, client talks to the agents' API. Each subcommand lives
 // in a file of its own, with its flags and help beside its code.
 package main
 
