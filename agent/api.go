@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httputil"
 	"sort"
 	"strings"
 	"sync"
@@ -24,136 +23,7 @@ import (
 // The API is JSON over HTTPS on the agent's port. Every request needs a
 // client certificate of the fleet's CA, except POST /v1/join, which a new
 // node makes before it has one and which the join token authenticates
-// instead. Any agent accepts every request: writes, membership changes and
-// consistent reads are forwarded to the leader.
-
-// Headers a forwarding agent adds. They are trusted only from a peer with a
-// node certificate.
-const (
-	headerForwardedBy = "X-Fleetctl-Forwarded-By"
-	headerUser        = "X-Fleetctl-User"
-)
-
-type ctxKey struct{}
-
-// identityOf returns the verified peer of a request that passed authed.
-func identityOf(r *http.Request) pki.Identity {
-	id, _ := r.Context().Value(ctxKey{}).(pki.Identity)
-	return id
-}
-
-func (n *Node) routes() http.Handler {
-	m := http.NewServeMux()
-	m.HandleFunc("POST /v1/join", n.handleJoin)
-	m.Handle("GET /v1/ping", n.authed(n.handlePing))
-	m.Handle("GET /v1/status", n.authed(n.handleStatus))
-	m.Handle("GET /v1/spec", n.authed(n.handleGetSpec))
-	m.Handle("POST /v1/spec", n.authed(n.leaderOnly(n.handleApply)))
-	m.Handle("POST /v1/members", n.authed(n.leaderOnly(n.handleAddMember)))
-	m.Handle("DELETE /v1/members/{name}", n.authed(n.leaderOnly(n.handleRemoveMember)))
-	m.Handle("POST /v1/nodes/{name}/status", n.authed(n.leaderOnly(n.handleSetNodeStatus)))
-	m.Handle("POST /v1/plan", n.authed(n.handlePlan))
-	m.Handle("POST /v1/plan/local", n.authed(n.handlePlanLocal))
-	m.Handle("POST /v1/trails", n.authed(n.leaderOnly(n.handleAppendTrail)))
-	m.Handle("GET /v1/replication/trail", n.authed(n.handleTrail))
-	m.Handle("GET /v1/replication/status", n.authed(n.handleReplicationStatus))
-	m.Handle("GET /v1/replication/progress", n.authed(n.handleProgress))
-	m.Handle("POST /v1/replication/run", n.authed(n.handleRun))
-	m.Handle("GET /v1/replication/wait", n.authed(n.handleWaitRun))
-	m.Handle("GET /v1/replication/held", n.authed(n.handleHeld))
-	m.Handle("POST /v1/replication/receive", n.authed(n.handleReceive))
-	m.Handle("POST /v1/failover", n.authed(n.leaderOnly(n.handleFailover)))
-	m.Handle("POST /v1/switchover/prepare", n.authed(n.handlePrepare))
-	m.Handle("POST /v1/lease", n.authed(n.leaderOnly(n.handleLease)))
-	m.Handle("GET /v1/witness/status", n.authed(n.leaderOnly(n.handleWitnessStatus)))
-	m.Handle("GET /v1/witness/log", n.authed(n.handleWitnessLog))
-	return m
-}
-
-// authed refuses a request without a verified certificate of this fleet.
-func (n *Node) authed(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil {
-			writeError(w, http.StatusUnauthorized, &client.APIError{Code: client.CodeUnauthorized, Message: "TLS is required"})
-			return
-		}
-		id, err := pki.PeerIdentity(*r.TLS)
-		if err != nil {
-			writeError(w, http.StatusUnauthorized, &client.APIError{Code: client.CodeUnauthorized, Message: "a client certificate of this fleet is required (use --data-dir on an appliance or --credential with an exported admin credential)"})
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
-	})
-}
-
-// leaderOnly runs h on the leader and forwards the request there from any
-// other node. A request is forwarded at most once.
-func (n *Node) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if n.raft.State() == raft.Leader {
-			if !n.leaderReady.Load() {
-				writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: "the new leader is still applying earlier entries; retry in a moment"})
-				return
-			}
-			h(w, r)
-			return
-		}
-		if r.Header.Get(headerForwardedBy) != "" {
-			writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("forwarded to %s, which is no longer the leader; retry", n.cfg.Name)})
-			return
-		}
-		addr, id := n.raft.LeaderWithID()
-		if addr == "" {
-			writeError(w, http.StatusServiceUnavailable, n.noLeaderError(r.Context()))
-			return
-		}
-		n.forward(w, r, string(addr), string(id))
-	}
-}
-
-// forwarder is the reverse proxy to one leader, cached in Node.forwarders;
-// it goes through the member's pooled client, so forwarded requests reuse
-// connections. A forwarded request may take long (a switchover), so only
-// the phases of the connection are bounded (peers.go), not the answer.
-type forwarder struct {
-	proxy *httputil.ReverseProxy
-}
-
-func (n *Node) forward(w http.ResponseWriter, r *http.Request, addr, leader string) {
-	key := leader + "@" + addr
-	p, ok := n.forwarders.Load(key)
-	if !ok {
-		hc, err := n.peerClient(leader, addr, peerLong)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
-			return
-		}
-		p, _ = n.forwarders.LoadOrStore(key, &forwarder{proxy: &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.Out.URL.Scheme = "https"
-				pr.Out.URL.Host = addr
-				pr.Out.Host = addr
-			},
-			Transport: hc.Transport,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				writeError(w, http.StatusBadGateway, &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("forwarding to %s at %s: %v", leader, addr, err)})
-			},
-		}})
-	}
-	r.Header.Set(headerForwardedBy, n.cfg.Name)
-	r.Header.Set(headerUser, userOf(r))
-	p.(*forwarder).proxy.ServeHTTP(w, r)
-}
-
-// userOf names who asked, for the record: the forwarding node vouches for
-// the original user.
-func userOf(r *http.Request) string {
-	id := identityOf(r)
-	if u := r.Header.Get(headerUser); u != "" && id.Role == pki.RoleNode {
-		return u
-	}
-	return string(id.Role) + ":" + id.Name
-}
+// instead. Who may call what, and where it runs, is access.go's table.
 
 // noLeaderError explains why there is no leader: how many voters answer.
 func (n *Node) noLeaderError(ctx context.Context) *client.APIError {
@@ -322,7 +192,7 @@ func (n *Node) handleGetSpec(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, client.SpecResponse{YAML: string(st.YAML), Generation: st.Generation, AppliedAt: st.AppliedAt, AppliedBy: st.AppliedBy})
 	}
 	if r.URL.Query().Get("consistent") != "" {
-		n.leaderOnly(serve)(w, r)
+		n.onLeader(serve)(w, r)
 		return
 	}
 	serve(w, r)
@@ -432,15 +302,17 @@ func (n *Node) fetchCredentials(ctx context.Context) error {
 // addSelf asks the leader (through the member it joined by) to add this
 // node to the Raft configuration.
 func (n *Node) addSelf(ctx context.Context) error {
-	conf, err := pki.ClientConfig(n.creds, "", []string{client.ProtoAPI})
+	cl, err := client.NewClient(n.cfg.Join, n.creds, "")
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
-	defer hc.CloseIdleConnections()
-	var resp client.MemberResponse
+	defer cl.Close()
+	var resp *client.MemberResponse
 	err = retry(ctx, 60*time.Second, func() error {
-		return client.PostJSON(ctx, hc, "https://"+n.cfg.Join+"/v1/members", client.MemberRequest{Name: n.cfg.Name, Address: n.cfg.Advertise}, &resp)
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		resp, err = cl.AddMember(rctx, client.MemberRequest{Name: n.cfg.Name, Address: n.cfg.Advertise})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("join via %s: %w", n.cfg.Join, err)

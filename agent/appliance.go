@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fleetctl/fleetctl/client"
-	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -108,8 +107,7 @@ func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
 
 func (n *Node) handleSetNodeStatus(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if u := userOf(r); u != string(pki.RoleNode)+":"+name {
-		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("only the agent %q reports its own status (asked by %s)", name, u)})
+	if !requireSelf(w, r, name, "reports its own status") {
 		return
 	}
 	var st store.NodeStatus

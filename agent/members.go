@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fleetctl/fleetctl/client"
-	"github.com/fleetctl/fleetctl/pki"
 )
 
 // Membership changes (a node joining, an operator removing one) are decided
@@ -325,14 +324,8 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	id := identityOf(r)
-	if id.Role != pki.RoleNode || id.Name != req.Name {
-		// A forwarded request carries the forwarding node's identity; the
-		// original requester is in the user header.
-		if u := userOf(r); u != string(pki.RoleNode)+":"+req.Name {
-			writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("only the node %q itself may add itself (asked by %s)", req.Name, u)})
-			return
-		}
+	if !requireSelf(w, r, req.Name, "adds itself") {
+		return
 	}
 	var voter bool
 	err := n.changeMembers(r.Context(), func(config raft.Configuration) ([]memberStep, error) {

@@ -112,8 +112,6 @@ type Node struct {
 	// a time. A channel rather than a mutex so a waiting request can give up.
 	memberLock chan struct{}
 
-	// forwarders holds a *forwarder per leader ("name@addr").
-	forwarders sync.Map
 	// peers holds the pooled clients to other members (peers.go).
 	peers peerPool
 
@@ -634,6 +632,44 @@ func LoadClientCredentials(dir string) (creds pki.Credentials, name, addr string
 	}
 	creds, _, _, err = d.readCredentials()
 	return creds, id.Name, id.Advertise, err
+}
+
+// LocalAdminValidity is how long the admin credential the CLI makes for
+// itself on an appliance (LocalAdminCredentials) is valid: one command.
+const LocalAdminValidity = time.Hour
+
+// LocalAdminCredentials makes an admin credential for a CLI running on
+// the appliance whose agent data dir is dir, signed in memory with the
+// CA key there (only root can read it, and whoever can already holds the
+// fleet), valid for LocalAdminValidity. Its name is local-<appliance>, so
+// the store records applies made this way as admin:local-nas1. It returns
+// the agent's name and address too.
+func LocalAdminCredentials(dir string) (creds pki.Credentials, name, addr string, err error) {
+	d := dataDir(dir)
+	id, err := d.readIdentity()
+	if err != nil {
+		return creds, "", "", fmt.Errorf("no agent data in %s: %w", dir, err)
+	}
+	node, caKey, _, err := d.readCredentials()
+	if err != nil {
+		return creds, "", "", err
+	}
+	if len(caKey) == 0 {
+		return creds, "", "", fmt.Errorf("%s holds no CA key, so the CLI cannot act as an admin here; use --credential with an admin credential ('fleetctl credential issue' on an appliance that holds one)", dir)
+	}
+	ca, err := pki.LoadCA(node.CACertPEM, caKey)
+	if err != nil {
+		return creds, "", "", err
+	}
+	admin := "local-" + id.Name
+	if len(admin) > 63 {
+		admin = id.Name
+	}
+	cert, key, err := ca.IssueFor(admin, pki.RoleAdmin, nil, LocalAdminValidity)
+	if err != nil {
+		return creds, "", "", err
+	}
+	return pki.Credentials{CACertPEM: node.CACertPEM, CertPEM: cert, KeyPEM: key}, id.Name, id.Advertise, nil
 }
 
 // IssueAdminCredential makes a credential bundle (CA certificate, admin

@@ -142,12 +142,17 @@ func (n *Node) recordTrail(ctx context.Context, e reconcile.TrailEntry) {
 }
 
 func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
-	if identityOf(r).Role != pki.RoleNode {
-		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "only agents record replication attempts"})
-		return
-	}
 	var e store.TrailEntry
 	if !readJSON(w, r, &e) {
+		return
+	}
+	// Each side records its own attempts: the sender its sends, the
+	// receiver its receives.
+	recorder := e.From
+	if e.Side == reconcile.SideReceive {
+		recorder = e.To
+	}
+	if !requireSelf(w, r, recorder, "records its own replication attempts") {
 		return
 	}
 	if _, err := n.apply(store.CmdAppendTrail, store.AppendTrail{Entry: e}); err != nil {
@@ -298,12 +303,13 @@ func (g *gatedReader) Close() error {
 	return nil
 }
 
-// replicationPeer returns the sending agent of a replication request: a
-// node certificate, on a direct (never forwarded) connection.
+// replicationPeer returns the sending agent of a replication request (the
+// access table lets only member agents call these routes; the handlers
+// check that it is the share's source).
 func replicationPeer(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := identityOf(r)
-	if id.Role != pki.RoleNode || r.Header.Get(headerForwardedBy) != "" {
-		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "replication is agent to agent, directly"})
+	if id.Role != pki.RoleNode {
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: "replication is agent to agent"})
 		return "", false
 	}
 	return id.Name, true
@@ -491,7 +497,7 @@ func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if src != n.cfg.Name {
-		n.forwardTo(w, r, src)
+		n.redirectTo(w, r, src)
 		return
 	}
 	p, err := n.localProgress(share)
@@ -574,7 +580,7 @@ func (n *Node) replicationSource(w http.ResponseWriter, r *http.Request, share s
 		return "", false
 	}
 	if src != n.cfg.Name {
-		n.forwardTo(w, r, src)
+		n.redirectTo(w, r, src)
 		return "", false
 	}
 	if n.replicator == nil {
@@ -601,18 +607,14 @@ func (n *Node) sourceOf(share string) (string, error) {
 	return pl.Active.Appliance, nil
 }
 
-// forwardTo passes a request to the agent of appliance name, once.
-func (n *Node) forwardTo(w http.ResponseWriter, r *http.Request, name string) {
-	if r.Header.Get(headerForwardedBy) != "" {
-		writeError(w, http.StatusBadGateway, &client.APIError{Code: client.CodeInternal, Message: "forwarded to " + n.cfg.Name + ", which is not " + name})
-		return
-	}
+// redirectTo sends the caller to the agent of appliance name.
+func (n *Node) redirectTo(w http.ResponseWriter, r *http.Request, name string) {
 	addr, err := n.memberAddr(name)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
 		return
 	}
-	n.forward(w, r, addr, name)
+	redirect(w, r, name, addr)
 }
 
 func (n *Node) handleTrail(w http.ResponseWriter, r *http.Request) {

@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fleetctl/fleetctl/client"
-	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
@@ -162,10 +161,6 @@ func caughtUp(trail []store.TrailEntry, active, home string, since time.Time) bo
 // it to the replica a last time. On failure it makes the share writable
 // again: nothing was switched.
 func (n *Node) handlePrepare(w http.ResponseWriter, r *http.Request) {
-	if identityOf(r).Role != pki.RoleNode {
-		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "only the leader prepares a switchover"})
-		return
-	}
 	var req prepareRequest
 	if !readJSON(w, r, &req) {
 		return

@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fleetctl/fleetctl/client"
-	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
 )
@@ -191,8 +190,7 @@ func (n *Node) handleLease(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if u := userOf(r); u != string(pki.RoleNode)+":"+req.Appliance {
-		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: fmt.Sprintf("only the agent %q renews its own lease (asked by %s)", req.Appliance, u)})
+	if !requireSelf(w, r, req.Appliance, "renews its own lease") {
 		return
 	}
 	rtt := time.Duration(req.PreviousRTTMillis * float64(time.Millisecond))

@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetctl/fleetctl/pki"
@@ -38,13 +40,42 @@ const MaxBody = schema.MaxFileSize + 64<<10
 
 // Client calls an agent's API with a fleet credential.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	creds pki.Credentials
+	http  *http.Client
+
+	mu    sync.Mutex
+	peers map[string]*http.Client // by name@addr, for redirects
 }
+
+// HeaderMember names the member a redirect (307) sends a request to. The
+// client follows a redirect only with it, and checks that the certificate
+// of the agent it reaches names that member.
+const HeaderMember = "X-Fleetctl-Member"
+
+// maxRedirects bounds how many redirects one request follows: to the
+// leader, and once more when leadership moved meanwhile.
+const maxRedirects = 3
 
 // NewClient returns a client for the agent at addr (host:port). wantName,
 // when set, is the appliance the server's certificate must name.
+//
+// An agent answers a request that must run elsewhere (a write on the
+// leader, a replication run on the share's sending agent) with a redirect
+// naming the member; the client follows it with its own certificate, so
+// the member that acts sees who asked, not the agent that passed it on.
 func NewClient(addr string, creds pki.Credentials, wantName string) (*Client, error) {
+	hc, err := httpClient(creds, wantName)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{base: "https://" + addr, creds: creds, http: hc}, nil
+}
+
+// httpClient makes the HTTP client that reaches agents whose certificate
+// names wantName ("" for any member of the fleet). It does not follow
+// redirects itself: Client.once does, checking each target's name.
+func httpClient(creds pki.Credentials, wantName string) (*http.Client, error) {
 	conf, err := pki.ClientConfig(creds, wantName, []string{ProtoAPI})
 	if err != nil {
 		return nil, err
@@ -56,10 +87,30 @@ func NewClient(addr string, creds pki.Credentials, wantName string) (*Client, er
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
 	}
-	return &Client{
-		base: "https://" + addr,
-		http: &http.Client{Timeout: 60 * time.Second, Transport: tr},
+	return &http.Client{
+		Timeout:       60 * time.Second,
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, nil
+}
+
+// peer returns the HTTP client for the member name at addr.
+func (c *Client) peer(name, addr string) (*http.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := name + "@" + addr
+	if hc, ok := c.peers[key]; ok {
+		return hc, nil
+	}
+	hc, err := httpClient(c.creds, name)
+	if err != nil {
+		return nil, err
+	}
+	if c.peers == nil {
+		c.peers = map[string]*http.Client{}
+	}
+	c.peers[key] = hc
+	return hc, nil
 }
 
 // Status returns the fleet's members and their health.
@@ -177,7 +228,21 @@ func (c *Client) RenewLease(ctx context.Context, req LeaseRequest) (*LeaseRespon
 }
 
 // Close releases the client's idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.http.CloseIdleConnections()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, hc := range c.peers {
+		hc.CloseIdleConnections()
+	}
+}
+
+// AddMember asks the leader to add the calling node to the Raft group;
+// only a node, naming itself, may.
+func (c *Client) AddMember(ctx context.Context, req MemberRequest) (*MemberResponse, error) {
+	var out MemberResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/members", req, &out)
+}
 
 // RemoveMember removes a member from the Raft group.
 func (c *Client) RemoveMember(ctx context.Context, name string) error {
@@ -216,21 +281,48 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	hc, base := c.http, c.base
+	for hops := 0; ; hops++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return fmt.Errorf("cannot reach the agent at %s: %w", strings.TrimPrefix(base, "https://"), UnwrapURLError(err))
+		}
+		if resp.StatusCode != http.StatusTemporaryRedirect {
+			defer resp.Body.Close()
+			return DecodeResponse(resp, out)
+		}
+		resp.Body.Close()
+		name, addr, err := redirectTarget(resp)
+		if err != nil {
+			return err
+		}
+		if hops+1 >= maxRedirects {
+			return fmt.Errorf("the agents passed the request on %d times (last to %s); the fleet may be electing a leader: retry", maxRedirects, name)
+		}
+		if hc, err = c.peer(name, addr); err != nil {
+			return err
+		}
+		base = "https://" + addr
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
+}
+
+// redirectTarget reads the member and address a redirect sends to.
+func redirectTarget(resp *http.Response) (name, addr string, err error) {
+	name = resp.Header.Get(HeaderMember)
+	loc, perr := url.Parse(resp.Header.Get("Location"))
+	if name == "" || perr != nil || loc.Scheme != "https" || loc.Host == "" {
+		return "", "", fmt.Errorf("the agent answered with a redirect that names no member (%s %q)", HeaderMember, name)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s: %w", c.base[len("https://"):], UnwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	return DecodeResponse(resp, out)
+	return name, loc.Host, nil
 }
 
 // UnwrapURLError returns the error under a *url.Error, which repeats the

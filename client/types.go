@@ -15,8 +15,14 @@ const (
 	CodeConflict     = "generation_mismatch"
 	CodeNotFound     = "not_found"
 	CodeUnauthorized = "unauthorized"
-	CodeBadRequest   = "bad_request"
-	CodeInternal     = "internal"
+	// CodeForbidden: the caller's identity may not do this (see the
+	// agent's access table).
+	CodeForbidden = "forbidden"
+	// CodeRedirect comes with a 307: ask the member client.HeaderMember
+	// names; Client follows it.
+	CodeRedirect   = "redirect"
+	CodeBadRequest = "bad_request"
+	CodeInternal   = "internal"
 )
 
 // APIError is an error the API returns, with a reason fit to print.

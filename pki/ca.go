@@ -179,7 +179,7 @@ func (ca *CA) SignCSR(csrPEM []byte, name string, role Role, hosts []string) ([]
 	if len(csr.IPAddresses) > 0 || len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
 		return nil, fmt.Errorf("sign request for %s: request names IP addresses, URIs or emails; only the CN is accepted", name)
 	}
-	der, err := ca.issue(csr.PublicKey, name, role, hosts)
+	der, err := ca.issue(csr.PublicKey, name, role, hosts, CertValidity)
 	if err != nil {
 		return nil, err
 	}
@@ -190,18 +190,25 @@ func (ca *CA) SignCSR(csrPEM []byte, name string, role Role, hosts []string) ([]
 // credentials made where the CA is: the bootstrap agent's own certificate
 // and exported admin credentials. See SignCSR for what the certificate holds.
 func (ca *CA) Issue(name string, role Role, hosts []string) (certPEM, keyPEM []byte, err error) {
+	return ca.IssueFor(name, role, hosts, CertValidity)
+}
+
+// IssueFor is Issue with a certificate valid for validity (at most until
+// the CA expires): a short-lived credential, such as the admin credential
+// the CLI makes for itself on an appliance.
+func (ca *CA) IssueFor(name string, role Role, hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, keyPEM, err := NewKey()
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue %s %s: %w", role, name, err)
 	}
-	der, err := ca.issue(key.Public(), name, role, hosts)
+	der, err := ca.issue(key.Public(), name, role, hosts, validity)
 	if err != nil {
 		return nil, nil, err
 	}
 	return encodePEM(pemCert, der), keyPEM, nil
 }
 
-func (ca *CA) issue(pub crypto.PublicKey, name string, role Role, hosts []string) ([]byte, error) {
+func (ca *CA) issue(pub crypto.PublicKey, name string, role Role, hosts []string, validity time.Duration) ([]byte, error) {
 	id := Identity{Fleet: ca.Fleet, Role: role, Name: name}
 	if err := id.check(); err != nil {
 		return nil, fmt.Errorf("issue certificate: %w", err)
@@ -222,7 +229,7 @@ func (ca *CA) issue(pub crypto.PublicKey, name string, role Role, hosts []string
 		usage = append(usage, x509.ExtKeyUsageServerAuth)
 	}
 	now := time.Now()
-	notAfter := now.Add(CertValidity)
+	notAfter := now.Add(validity)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}

@@ -15,7 +15,7 @@ import (
 // clientFlags are how every client command finds an agent and the
 // credential to talk to it with.
 type clientFlags struct {
-	DataDir    string `name:"data-dir" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"Data dir of the agent on this appliance: its address and credentials are used."`
+	DataDir    string `name:"data-dir" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"Data dir of the agent on this appliance: the CLI talks to that agent as an admin (local-NAME), with a short-lived credential signed by the CA key there."`
 	Server     string `env:"FLEETCTL_SERVER" placeholder:"HOST:PORT" help:"Address of any agent of the fleet (default: the agent of --data-dir)."`
 	Credential string `env:"FLEETCTL_CREDENTIAL" placeholder:"FILE" help:"Admin credential exported with 'fleetctl credential issue', for a CLI away from the appliances."`
 }
@@ -37,7 +37,7 @@ func (f clientFlags) client() (*client.Client, error) {
 		}
 		return client.NewClient(f.Server, creds, "")
 	case f.DataDir != "":
-		creds, name, addr, err := agent.LoadClientCredentials(f.DataDir)
+		creds, name, addr, err := agent.LocalAdminCredentials(f.DataDir)
 		if err != nil {
 			return nil, err
 		}
