@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -806,6 +807,99 @@ func (b *Btrfs) Rename(ctx context.Context, from, to string) error {
 	}
 	b.observe("rename", to)
 	if err := os.Rename(from, to); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// Entries lists what is below dir, relative to it and sorted, without
+// following symlinks or descending into subvolumes.
+func (b *Btrfs) Entries(ctx context.Context, dir string) ([]string, error) {
+	wrap := func(err error) error { return fmt.Errorf("list %s: %w", dir, err) }
+	if err := checkAbs(dir); err != nil {
+		return nil, wrap(err)
+	}
+	var out []string
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(filepath.Join(dir, rel))
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			r := filepath.Join(rel, e.Name())
+			out = append(out, r)
+			if !e.IsDir() { // a symlink to a directory is not one
+				continue
+			}
+			if sub, err := isSubvolume(filepath.Join(dir, r)); err != nil {
+				return err
+			} else if !sub {
+				if err := walk(r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(""); err != nil {
+		return nil, wrap(err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// RemoveAll removes path and everything below it, bottom up, following no
+// symlink and removing nothing inside a subvolume.
+func (b *Btrfs) RemoveAll(ctx context.Context, path string) error {
+	wrap := func(err error) error { return fmt.Errorf("remove %s: %w", path, err) }
+	if err := ctx.Err(); err != nil {
+		return wrap(err)
+	}
+	if err := checkAbs(path); err != nil {
+		return wrap(err)
+	}
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	b.observe("remove", path)
+	var errs []error
+	var remove func(p string)
+	remove = func(p string) {
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return
+		case err != nil:
+			errs = append(errs, err)
+			return
+		}
+		if fi.IsDir() {
+			if sub, err := isSubvolume(p); err != nil {
+				errs = append(errs, err)
+				return
+			} else if sub {
+				errs = append(errs, fmt.Errorf("%s is a subvolume", p))
+				return
+			}
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			for _, e := range ents {
+				remove(filepath.Join(p, e.Name()))
+			}
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	remove(path)
+	if err := errors.Join(errs...); err != nil {
 		return wrap(err)
 	}
 	return nil

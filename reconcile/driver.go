@@ -123,6 +123,15 @@ type Driver interface {
 	// Rename renames a file or subvolume within its filesystem; it fails,
 	// changing nothing, when to exists.
 	Rename(ctx context.Context, from, to string) error
+	// Entries lists what is below the directory dir, relative to it and
+	// sorted: every file, directory and symlink (not followed), and every
+	// subvolume, but nothing inside a subvolume.
+	Entries(ctx context.Context, dir string) ([]string, error)
+	// RemoveAll removes the file, symlink or plain directory at path and
+	// everything below it, following no symlink. It removes nothing inside
+	// a subvolume: it fails when path is one or holds one, having removed
+	// the rest. A path that does not exist is not an error.
+	RemoveAll(ctx context.Context, path string) error
 	// Send writes the btrfs send stream of the read-only snapshot to w as
 	// btrfs makes it, never holding the whole stream: incremental from
 	// the read-only snapshot parent, or full when parent is "". It returns

@@ -26,8 +26,10 @@ import (
 // renamed to its final name, <share>.<stamp>, only once it is verified: the
 // stream ended with btrfs's end command and nothing after it, btrfs
 // receive succeeded, and the new subvolume is read-only with the sent
-// snapshot's UUID as its received UUID. Whatever a failed receive created
-// is deleted before Receive returns, and CleanStaging deletes what a crash
+// snapshot's UUID as its received UUID, and the stream changed nothing in
+// the directory beside it. Whatever a failed receive created, the partial
+// subvolume and anything a crafted stream wrote beside it, is deleted
+// before Receive returns, and CleanStaging deletes the subvolumes a crash
 // left. So a final name always means a complete snapshot.
 type Receiver struct {
 	// Appliance is this appliance's name in the spec.
@@ -339,9 +341,7 @@ func (rv *Receiver) receive(ctx context.Context, sh *schema.Share, pool string, 
 	if err != nil {
 		return res, nil, err
 	}
-	before := map[string]bool{}
 	for _, s := range receivedSnapshots(subs, share) {
-		before[s.sv.Path] = true
 		if s.name == final {
 			return res, nil, fmt.Errorf("%s already holds %s", rv.Appliance, filepath.Join(dir, final))
 		}
@@ -351,32 +351,16 @@ func (rv *Receiver) receive(ctx context.Context, sh *schema.Share, pool string, 
 	if h.ParentUUID != "" && !holds(heldSnapshots(subs, share), h.ParentUUID) {
 		return res, nil, fmt.Errorf("%s no longer holds the parent %s (UUID %s) of this incremental; the next attempt will ask what it holds", rv.Appliance, h.Parent, h.ParentUUID)
 	}
+	before, err := rv.snapshotDir(ctx, subs, share, dir)
+	if err != nil {
+		return res, nil, err
+	}
 
 	// Whatever this receive created is deleted when it fails, even when
 	// the failure is that ctx ended.
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	undo := func(cause error) error {
-		var errs []error
-		if subs, err := rv.Driver.Subvolumes(cleanup, pool); err != nil {
-			errs = append(errs, err)
-		} else {
-			created := receivedSnapshots(subs, share)
-			// Deepest first, so nothing still holds a nested subvolume.
-			slices.SortFunc(created, func(a, b receivedSnap) int { return len(b.sv.Path) - len(a.sv.Path) })
-			for _, s := range created {
-				if !before[s.sv.Path] {
-					if err := rv.Driver.DeleteSubvolume(cleanup, filepath.Join(pool, s.sv.Path)); err != nil {
-						errs = append(errs, err)
-					}
-				}
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("%w; and deleting what it created failed (CleanStaging will retry): %w", cause, err)
-		}
-		return cause
-	}
+	undo := func(cause error) error { return rv.undo(cleanup, pool, share, dir, before, cause) }
 
 	check := newStreamCheck(body)
 	err = rv.Driver.Receive(ctx, dir, check)
@@ -389,18 +373,16 @@ func (rv *Receiver) receive(ctx context.Context, sh *schema.Share, pool string, 
 		return res, nil, undo(err)
 	}
 
-	subs, err = rv.Driver.Subvolumes(ctx, pool)
+	ch, err := rv.changes(ctx, pool, share, dir, before)
 	if err != nil {
 		return res, nil, undo(err)
 	}
 	var got *Subvolume
 	var extra []string
-	for _, s := range receivedSnapshots(subs, share) {
-		switch {
-		case before[s.sv.Path]:
-		case s.sv.Path == staging:
+	for _, s := range ch.created {
+		if s.sv.Path == staging {
 			got = &s.sv
-		default:
+		} else {
 			extra = append(extra, s.name)
 		}
 	}
@@ -409,6 +391,10 @@ func (rv *Receiver) receive(ctx context.Context, sh *schema.Share, pool string, 
 		return res, nil, undo(fmt.Errorf("btrfs receive succeeded but created no %s (it created %q)", h.Snapshot, extra))
 	case len(extra) > 0:
 		return res, nil, undo(fmt.Errorf("the stream created %q besides %s", extra, h.Snapshot))
+	case len(ch.moved) > 0 || len(ch.gone) > 0:
+		return res, nil, undo(fmt.Errorf("the stream renamed or deleted earlier receives: %s", ch.tampered()))
+	case len(ch.strays) > 0:
+		return res, nil, undo(fmt.Errorf("the stream wrote %q beside %s, outside its subvolume", ch.strays, h.Snapshot))
 	case !got.ReadOnly || got.ReceivedUUID == "":
 		return res, nil, undo(fmt.Errorf("btrfs receive succeeded but left %s writable or without a received UUID: an incomplete receive", h.Snapshot))
 	case h.UUID != "" && got.ReceivedUUID != h.UUID:
@@ -419,6 +405,151 @@ func (rv *Receiver) receive(ctx context.Context, sh *schema.Share, pool string, 
 	}
 	res = ReceiveResult{Name: final, ReceivedUUID: got.ReceivedUUID, Bytes: check.count()}
 	return res, rv.prune(cleanup, sh, pool, final), nil
+}
+
+// dirState is what a share's received directory held before a receive:
+// its subvolumes, by ID, with their paths relative to the pool, and every
+// other entry below it (not inside a subvolume), relative to it.
+type dirState struct {
+	subvols map[uint64]string
+	entries map[string]bool
+}
+
+// snapshotDir records what the received directory dir holds; subs are
+// the pool's subvolumes.
+func (rv *Receiver) snapshotDir(ctx context.Context, subs []Subvolume, share, dir string) (dirState, error) {
+	st := dirState{subvols: map[uint64]string{}, entries: map[string]bool{}}
+	names := map[string]bool{}
+	for _, s := range receivedSnapshots(subs, share) {
+		st.subvols[s.sv.ID] = s.sv.Path
+		names[s.name] = true
+	}
+	entries, err := rv.Driver.Entries(ctx, dir)
+	if err != nil {
+		return st, err
+	}
+	for _, e := range entries {
+		// A subvolume's name is not kept as an entry: should a stream
+		// rename the subvolume, whatever takes its name is the stream's.
+		if !names[e] {
+			st.entries[e] = true
+		}
+	}
+	return st, nil
+}
+
+// dirChanges is what a receive changed in the share's received directory.
+type dirChanges struct {
+	created []receivedSnap    // new subvolumes
+	moved   map[string]string // earlier subvolumes renamed: from the old path to the new, relative to the pool
+	gone    []string          // earlier subvolumes no longer there, relative to the pool
+	strays  []string          // new files, directories and symlinks, relative to dir; none below another
+}
+
+func (c dirChanges) tampered() string {
+	var s []string
+	for from, to := range c.moved {
+		s = append(s, fmt.Sprintf("%s renamed to %s", from, to))
+	}
+	slices.Sort(s)
+	for _, p := range c.gone {
+		s = append(s, p+" deleted")
+	}
+	return strings.Join(s, ", ")
+}
+
+// changes compares the received directory dir with what it held before.
+func (rv *Receiver) changes(ctx context.Context, pool, share, dir string, before dirState) (dirChanges, error) {
+	var ch dirChanges
+	subs, err := rv.Driver.Subvolumes(ctx, pool)
+	if err != nil {
+		return ch, err
+	}
+	names := map[string]bool{}
+	seen := map[uint64]bool{}
+	for _, s := range receivedSnapshots(subs, share) {
+		names[s.name] = true
+		old, ok := before.subvols[s.sv.ID]
+		switch {
+		case !ok:
+			ch.created = append(ch.created, s)
+		case old != s.sv.Path:
+			if ch.moved == nil {
+				ch.moved = map[string]string{}
+			}
+			ch.moved[old] = s.sv.Path
+		}
+		seen[s.sv.ID] = true
+	}
+	for id, path := range before.subvols {
+		if !seen[id] {
+			ch.gone = append(ch.gone, path)
+		}
+	}
+	slices.Sort(ch.gone)
+	entries, err := rv.Driver.Entries(ctx, dir)
+	if err != nil {
+		return ch, err
+	}
+	stray := map[string]bool{}
+	for _, e := range entries { // sorted: a directory before what it holds
+		if before.entries[e] || names[e] || strayBelow(stray, e) {
+			continue
+		}
+		stray[e] = true
+		ch.strays = append(ch.strays, e)
+	}
+	return ch, nil
+}
+
+// strayBelow says whether path lies in one of the stray directories.
+func strayBelow(stray map[string]bool, path string) bool {
+	for d := filepath.Dir(path); d != "."; d = filepath.Dir(d) {
+		if stray[d] {
+			return true
+		}
+	}
+	return false
+}
+
+// undo puts the received directory dir back as it was before a failed
+// receive, as far as it can: it deletes the subvolumes the receive
+// created (deepest first), removes every file, directory and symlink that
+// appeared beside them, and renames earlier receives the stream renamed
+// back. Earlier receives are never deleted. It returns cause, with what
+// could not be undone.
+func (rv *Receiver) undo(ctx context.Context, pool, share, dir string, before dirState, cause error) error {
+	ch, err := rv.changes(ctx, pool, share, dir, before)
+	if err != nil {
+		return fmt.Errorf("%w; and finding what it created failed (CleanStaging will delete its subvolumes): %w", cause, err)
+	}
+	var errs []error
+	// Deepest first, so nothing still holds a nested subvolume.
+	slices.SortFunc(ch.created, func(a, b receivedSnap) int { return len(b.sv.Path) - len(a.sv.Path) })
+	for _, s := range ch.created {
+		if err := rv.Driver.DeleteSubvolume(ctx, filepath.Join(pool, s.sv.Path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, s := range ch.strays {
+		path := filepath.Join(dir, s)
+		rv.log().Warn("removing what a failed receive wrote outside its subvolume", "share", share, "path", path)
+		if err := rv.Driver.RemoveAll(ctx, path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for from, to := range ch.moved {
+		if err := rv.Driver.Rename(ctx, filepath.Join(pool, to), filepath.Join(pool, from)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(ch.gone) > 0 {
+		errs = append(errs, fmt.Errorf("the stream deleted earlier receives %q", ch.gone))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w; and undoing what it did failed (CleanStaging will delete its subvolumes): %w", cause, err)
+	}
+	return cause
 }
 
 // prune deletes the share's received snapshots that its replication

@@ -174,3 +174,56 @@ func TestStreamCheck(t *testing.T) {
 		t.Errorf("read after close: %v", err)
 	}
 }
+
+// TestBtrfsEntriesRemoveAll lists and removes plain files beside
+// subvolumes: never through a symlink, never inside a subvolume.
+func TestBtrfsEntriesRemoveAll(t *testing.T) {
+	b, pool, _ := realPool(t)
+	ctx := t.Context()
+	dir := pool + "/d"
+	for _, err := range []error{
+		b.MkdirAll(ctx, dir+"/plain/deeper"),
+		os.WriteFile(dir+"/plain/deeper/f", []byte("x"), 0o644),
+		os.WriteFile(pool+"/outside", []byte("keep"), 0o644),
+		os.Symlink(pool, dir+"/plain/up"),
+		os.Symlink("/", dir+"/root"),
+		b.CreateSubvolume(ctx, dir+"/sub"),
+		os.WriteFile(dir+"/sub/inside", []byte("keep"), 0o644),
+		b.CreateSubvolume(ctx, dir+"/plain/nested"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := b.Entries(ctx, dir)
+	want := []string{"plain", "plain/deeper", "plain/deeper/f", "plain/nested", "plain/up", "root", "sub"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Entries: %q, %v; want %q", got, err, want)
+	}
+	if err := b.RemoveAll(ctx, dir+"/sub"); err == nil || !strings.Contains(err.Error(), "is a subvolume") {
+		t.Errorf("RemoveAll of a subvolume: %v", err)
+	}
+	// A plain directory holding a subvolume: the rest goes, the subvolume
+	// stays, and the failure says so.
+	if err := b.RemoveAll(ctx, dir+"/plain"); err == nil || !strings.Contains(err.Error(), "plain/nested is a subvolume") {
+		t.Errorf("RemoveAll of a directory holding a subvolume: %v", err)
+	}
+	for _, err := range []error{
+		b.RemoveAll(ctx, dir+"/root"),
+		b.DeleteSubvolume(ctx, dir+"/plain/nested"),
+		b.RemoveAll(ctx, dir+"/plain"),
+		b.RemoveAll(ctx, dir+"/missing"),
+	} {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if got, err := b.Entries(ctx, dir); err != nil || !slices.Equal(got, []string{"sub"}) {
+		t.Errorf("Entries after RemoveAll: %q, %v", got, err)
+	}
+	for _, f := range []string{pool + "/outside", dir + "/sub/inside"} {
+		if data, err := os.ReadFile(f); err != nil || string(data) != "keep" {
+			t.Errorf("%s: %q, %v", f, data, err)
+		}
+	}
+}

@@ -2,8 +2,12 @@ package reconcile_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,5 +198,162 @@ func TestCleanStaging(t *testing.T) {
 	fl.clock.Advance(time.Hour)
 	if e := fl.run(ctx, reconcile.ResultOK); e.Kind != reconcile.KindIncremental || e.Parent != base.Snapshot {
 		t.Errorf("attempt after CleanStaging: %+v", e)
+	}
+}
+
+// craftedStream builds a btrfs send stream (version 1) command by command,
+// as a sender that means harm would.
+type craftedStream struct{ bytes.Buffer }
+
+func newCraftedStream() *craftedStream {
+	s := &craftedStream{}
+	s.WriteString("btrfs-stream\x00")
+	s.Write([]byte{1, 0, 0, 0})
+	return s
+}
+
+// The commands and attributes of btrfs's send.h.
+const (
+	cmdSubvol, cmdMkfile, cmdMkdir, cmdSymlink, cmdRename, cmdWrite, cmdEnd = 1, 3, 4, 8, 9, 15, 21
+	attrUUID, attrCtransid, attrIno, attrPath, attrPathTo, attrPathLink     = 1, 2, 3, 15, 16, 17
+	attrOffset, attrData                                                    = 18, 19
+)
+
+func tlv(typ uint16, data []byte) []byte {
+	b := binary.LittleEndian.AppendUint16(nil, typ)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(data)))
+	return append(b, data...)
+}
+
+func tlvU64(typ uint16, v uint64) []byte {
+	return tlv(typ, binary.LittleEndian.AppendUint64(nil, v))
+}
+
+func (s *craftedStream) cmd(c uint16, attrs ...[]byte) *craftedStream {
+	payload := bytes.Join(attrs, nil)
+	h := binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))
+	h = binary.LittleEndian.AppendUint16(h, c)
+	h = append(h, 0, 0, 0, 0)
+	// btrfs's CRC32C: seed 0, no final inversion.
+	sum := ^crc32.Update(^uint32(0), crc32.MakeTable(crc32.Castagnoli), append(h, payload...))
+	binary.LittleEndian.PutUint32(h[6:], sum)
+	s.Write(h)
+	s.Write(payload)
+	return s
+}
+
+func (s *craftedStream) subvol(name string, uuid [16]byte) *craftedStream {
+	return s.cmd(cmdSubvol, tlv(attrPath, []byte(name)), tlv(attrUUID, uuid[:]), tlvU64(attrCtransid, 7))
+}
+
+func (s *craftedStream) mkfile(path string, ino uint64) *craftedStream {
+	return s.cmd(cmdMkfile, tlv(attrPath, []byte(path)), tlvU64(attrIno, ino))
+}
+
+func (s *craftedStream) mkdir(path string, ino uint64) *craftedStream {
+	return s.cmd(cmdMkdir, tlv(attrPath, []byte(path)), tlvU64(attrIno, ino))
+}
+
+func (s *craftedStream) write(path, data string) *craftedStream {
+	return s.cmd(cmdWrite, tlv(attrPath, []byte(path)), tlvU64(attrOffset, 0), tlv(attrData, []byte(data)))
+}
+
+func (s *craftedStream) symlink(path string, ino uint64, target string) *craftedStream {
+	return s.cmd(cmdSymlink, tlv(attrPath, []byte(path)), tlvU64(attrIno, ino), tlv(attrPathLink, []byte(target)))
+}
+
+func (s *craftedStream) rename(from, to string) *craftedStream {
+	return s.cmd(cmdRename, tlv(attrPath, []byte(from)), tlv(attrPathTo, []byte(to)))
+}
+
+func (s *craftedStream) end() *craftedStream { return s.cmd(cmdEnd) }
+
+// TestReceiveRemovesStrays sends crafted streams that write beside their
+// subvolume, through ".." or a symlink to "/" (which --chroot turns into
+// the received directory), or rename an earlier receive. Each fails, and
+// leaves the received directory holding just the earlier receive, as it
+// was; nothing outside it changes.
+func TestReceiveRemovesStrays(t *testing.T) {
+	fl := newReplicaFleet(t, 0, "{to: nas2/backup, schedule: every 1h, retention: 1h}")
+	ctx := t.Context()
+	fl.write("a.bin", 64<<10, 1)
+	base := fl.run(ctx, reconcile.ResultOK)
+	earlier := "projects." + base.Snapshot
+	outside := func() map[string]string {
+		all := treeHashes(t, fl.dst)
+		for p := range all {
+			if p == reconcile.ReceivedDir+"/projects" || strings.HasPrefix(p, reconcile.ReceivedDir+"/projects/") {
+				delete(all, p)
+			}
+		}
+		return all
+	}
+	was := outside()
+	uuid := [16]byte{0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab}
+	const uuidText = "abababab-abab-abab-abab-abababababab"
+
+	for i, c := range []struct {
+		name   string
+		stream func(stamp string) *craftedStream
+		says   string
+	}{
+		{"dot-dot", func(stamp string) *craftedStream {
+			return newCraftedStream().subvol(stamp, uuid).
+				mkfile("../stray", 257).write("../stray", "hello").
+				mkdir("../dir", 258).mkdir("../dir/sub", 259).mkfile("../dir/sub/f", 260).end()
+		}, `the stream wrote ["dir" "stray"] beside`},
+		{"symlink to the root", func(stamp string) *craftedStream {
+			return newCraftedStream().subvol(stamp, uuid).
+				symlink("root", 257, "/").mkdir("root/d", 258).mkfile("root/d/f", 259).write("root/d/f", "hello").
+				symlink("../link", 260, "/etc").end()
+		}, `the stream wrote ["d" "link"] beside`},
+		{"fails after writing beside", func(stamp string) *craftedStream {
+			return newCraftedStream().subvol(stamp, uuid).
+				mkfile("../stray", 257).write("../stray", "hello").
+				write("missing", "no such file").end()
+		}, "btrfs receive"},
+		{"moves its subvolume into a stray directory", func(stamp string) *craftedStream {
+			return newCraftedStream().subvol(stamp, uuid).
+				mkdir("../d", 257).rename("../"+stamp, "../d/"+stamp).end()
+		}, ""},
+		{"renames an earlier receive", func(stamp string) *craftedStream {
+			return newCraftedStream().subvol(stamp, uuid).
+				rename("../"+earlier, "../moved").mkdir("../"+earlier, 257).end()
+		}, "renamed or deleted earlier receives: " + reconcile.ReceivedDir + "/projects/" + earlier + " renamed to " + reconcile.ReceivedDir + "/projects/moved"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stamp := fmt.Sprintf("20261125T13%02d00Z", i)
+			h := reconcile.SendHeader{ID: fmt.Sprint("crafted", i), Share: "projects", From: "nas1", Snapshot: stamp, UUID: uuidText}
+			_, err := fl.rv.Receive(ctx, fl.spec, "nas1", h, c.stream(stamp))
+			if err == nil || !strings.Contains(err.Error(), c.says) {
+				t.Errorf("Receive: %v; want an error saying %q", err, c.says)
+			}
+			if err != nil && strings.Contains(err.Error(), "undoing") {
+				t.Errorf("Receive did not undo what it did: %v", err)
+			}
+			ents, rerr := os.ReadDir(fl.receivedDir())
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			if want := []string{earlier}; !slices.Equal(names, want) {
+				t.Errorf("the received directory holds %q, want %q", names, want)
+			}
+			if got, want := fl.received(), []string{earlier}; !slices.Equal(got, want) {
+				t.Errorf("received: %q, want %q", got, want)
+			}
+			fl.checkSame(base.Snapshot)
+			if now := outside(); !maps.Equal(now, was) {
+				t.Errorf("outside the received directory, nas2 changed: %v, was %v", now, was)
+			}
+		})
+	}
+
+	fl.clock.Advance(time.Hour)
+	if e := fl.run(ctx, reconcile.ResultOK); e.Kind != reconcile.KindIncremental || e.Parent != base.Snapshot {
+		t.Errorf("attempt after the crafted streams: %+v", e)
 	}
 }

@@ -79,6 +79,7 @@ const emptySubvolumeBytes = 16 << 10
 
 var (
 	errNotSubvolume = errors.New("not a subvolume")
+	errNotPlain     = errors.New("a subvolume")
 	errNested       = errors.New("holds nested subvolumes")
 	errReadOnly     = errors.New("read-only file system")
 	errNoQuota      = errors.New("quotas not enabled")
@@ -115,7 +116,7 @@ func (d *FakeDriver) Fail(op, path string, err error) {
 
 // Mutations counts the calls of mutating methods (CreateSubvolume,
 // DeleteSubvolume, Snapshot, SetReadOnly, EnableQuota, SetQuota, MkdirAll,
-// Rename) that succeeded.
+// Rename, RemoveAll) that succeeded.
 func (d *FakeDriver) Mutations() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -628,6 +629,87 @@ func (d *FakeDriver) Rename(ctx context.Context, from, to string) error {
 		p.add(nrel, e.sv)
 	}
 	d.mutated(p, "Rename "+from+" "+to)
+	return nil
+}
+
+// Entries lists the plain directories and subvolumes below dir, relative
+// to it and sorted, without what is inside a subvolume. (FakeDriver has no
+// files.)
+func (d *FakeDriver) Entries(ctx context.Context, dir string) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "Entries", "list", dir)
+	if err != nil {
+		return nil, err
+	}
+	if !p.exists(rel) {
+		return nil, fmt.Errorf("list %s: %w", dir, fs.ErrNotExist)
+	}
+	prefix := rel + "/"
+	if rel == "" {
+		prefix = ""
+	}
+	var out []string
+	add := func(path string) {
+		r, ok := strings.CutPrefix(path, prefix)
+		if !ok {
+			return
+		}
+		for up := parentOf(path); up != rel && up != ""; up = parentOf(up) {
+			if p.subvols[up] != nil {
+				return // inside a subvolume below dir
+			}
+		}
+		out = append(out, r)
+	}
+	for path := range p.subvols {
+		add(path)
+	}
+	for path := range p.dirs {
+		add(path)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// RemoveAll removes the plain directory at path and the plain directories
+// below it; it fails, removing nothing, when path is a subvolume or holds
+// one.
+func (d *FakeDriver) RemoveAll(ctx context.Context, path string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.begin(ctx, "RemoveAll", "remove", path)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error { return fmt.Errorf("remove %s: %w", path, err) }
+	switch {
+	case rel == "":
+		return fail(errors.New("the top-level subvolume cannot be removed"))
+	case p.subvols[rel] != nil:
+		return fail(errNotPlain)
+	case !p.dirs[rel]:
+		return nil
+	case !p.writable(parentOf(rel)):
+		return fail(errReadOnly)
+	}
+	var inside []string
+	for other := range p.subvols {
+		if strings.HasPrefix(other, rel+"/") {
+			return fail(fmt.Errorf("%w (%s)", errNotPlain, other))
+		}
+	}
+	for dir := range p.dirs {
+		if strings.HasPrefix(dir, rel+"/") {
+			inside = append(inside, dir)
+		}
+	}
+	slices.SortFunc(inside, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	for _, dir := range inside {
+		p.remove(dir)
+	}
+	p.remove(rel)
+	d.mutated(p, "RemoveAll "+path)
 	return nil
 }
 
