@@ -268,7 +268,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	for {
 		err := c.once(ctx, method, path, b, out)
 		var ae *APIError
-		if !errors.As(err, &ae) || ae.Code != CodeNoLeader || time.Now().After(deadline) {
+		if !errors.As(err, &ae) || ae.Code != CodeNoLeader && ae.Code != CodeUnreachable || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -293,6 +293,11 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)
+		if err != nil && hops > 0 {
+			// The member the fleet sent us to is gone (a leader that
+			// died, not yet replaced): ask the first agent again.
+			return &APIError{Code: CodeUnreachable, Message: fmt.Sprintf("cannot reach the agent at %s: %v", strings.TrimPrefix(base, "https://"), UnwrapURLError(err))}
+		}
 		if err != nil {
 			return fmt.Errorf("cannot reach the agent at %s: %w", strings.TrimPrefix(base, "https://"), UnwrapURLError(err))
 		}

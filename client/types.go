@@ -20,9 +20,12 @@ const (
 	CodeForbidden = "forbidden"
 	// CodeRedirect comes with a 307: ask the member client.HeaderMember
 	// names; Client follows it.
-	CodeRedirect   = "redirect"
-	CodeBadRequest = "bad_request"
-	CodeInternal   = "internal"
+	CodeRedirect = "redirect"
+	// CodeUnreachable: the member a redirect named did not answer (a
+	// leader that just died); Client asks again.
+	CodeUnreachable = "unreachable"
+	CodeBadRequest  = "bad_request"
+	CodeInternal    = "internal"
 )
 
 // APIError is an error the API returns, with a reason fit to print.
