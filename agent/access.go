@@ -76,7 +76,7 @@ type route struct {
 // their handler (replicationSource), because which agent that is depends
 // on the request.
 var routeTable = []route{
-	{"POST /v1/join", accessToken, onAny, (*Node).handleJoin},
+	{"POST /v1/join", accessToken, onLeader, (*Node).handleJoin},
 	{"GET /v1/ping", accessAny, onAny, (*Node).handlePing},
 	{"GET /v1/status", accessAny, onAny, (*Node).handleStatus},
 	{"GET /v1/spec", accessAny, onAny, (*Node).handleGetSpec}, // ?consistent=1 runs on the leader
@@ -97,6 +97,13 @@ var routeTable = []route{
 	{"POST /v1/replication/receive", accessNode, onAny, (*Node).handleReceive},
 	{"POST /v1/failover", accessAdmin, onLeader, (*Node).handleFailover},
 	{"POST /v1/switchover/prepare", accessLeader, onAny, (*Node).handlePrepare},
+	{"POST /v1/certs/self", accessNode, onLeader, (*Node).handleRecordSelf},
+	{"POST /v1/certs", accessNode, onLeader, (*Node).handleRecordCert},
+	{"GET /v1/certs", accessAny, onAny, (*Node).handleListCerts},
+	{"POST /v1/certs/revoke", accessAdmin, onLeader, (*Node).handleRevokeCert},
+	{"POST /v1/tokens", accessAdmin, onLeader, (*Node).handleCreateToken},
+	{"GET /v1/tokens", accessAdmin, onAny, (*Node).handleListTokens},
+	{"DELETE /v1/tokens/{id}", accessAdmin, onLeader, (*Node).handleRevokeToken},
 	{"GET /v1/witness/status", accessAny, onLeader, (*Node).handleWitnessStatus},
 	{"GET /v1/witness/log", accessAny, onAny, (*Node).handleWitnessLog},
 }
@@ -141,6 +148,10 @@ func (n *Node) authorize(rt route) http.Handler {
 		id, err := pki.PeerIdentity(*r.TLS)
 		if err != nil {
 			writeError(w, http.StatusUnauthorized, &client.APIError{Code: client.CodeUnauthorized, Message: "a client certificate of this fleet is required (use --data-dir on an appliance or --credential with an exported admin credential)"})
+			return
+		}
+		if ok, why := n.acceptsSoon(r.Context(), r.TLS.PeerCertificates[0]); !ok {
+			writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: why})
 			return
 		}
 		if why := n.refuse(rt.who, id); why != "" {

@@ -2,8 +2,14 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +116,13 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 		t.Helper()
 		wantAPIError(t, what, err, client.CodeForbidden)
 	}
+	refused := func(what string, err error) {
+		t.Helper()
+		var ae *client.APIError
+		if err == nil || errors.As(err, &ae) && ae.Code != client.CodeForbidden {
+			t.Fatalf("%s: want 403 or a refused connection, got %v", what, err)
+		}
+	}
 
 	// An agent's certificate is not an admin's, header or no header.
 	nc, ncreds := nodeClient(t, follower, leader.cfg.Advertise)
@@ -139,14 +152,149 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 	// A certificate of the fleet's CA for a node that never became a
 	// member (as the join token hands out) reads nothing and writes
 	// nothing.
+	// (A certificate the fleet did not record is refused at the
+	// handshake; TestRevocation covers that.)
 	intruder, _ := issued(t, leader, pki.RoleNode, "intruder")
 	_, err = intruder.Status(t.Context())
-	forbidden("status with a non-member's node certificate", err)
+	refused("status with a non-member's node certificate", err)
 	_, err = intruder.RenewLease(t.Context(), client.LeaseRequest{Appliance: "intruder"})
-	forbidden("a lease renewed by a non-member", err)
+	refused("a lease renewed by a non-member", err)
 
 	if after := leader.FSM().State(); after.Generation != before.Generation || len(after.Nodes) != len(before.Nodes) || len(after.Trails) != 0 {
 		t.Fatalf("a refused request changed the store: generation %d → %d, %d → %d node statuses, trails %v",
 			before.Generation, after.Generation, len(before.Nodes), len(after.Nodes), after.Trails)
+	}
+}
+
+// wantLockedOut polls until creds get nothing from n's API (403 or a
+// refused connection) and its Raft port refuses them, within 5 s.
+func wantLockedOut(t *testing.T, n *Node, who string, creds pki.Credentials) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	c, err := client.NewClient(n.cfg.Advertise, creds, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		_, err := c.Status(ctx)
+		cancel()
+		var ae *client.APIError
+		if err != nil && (!errors.As(err, &ae) || ae.Code == client.CodeForbidden) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still let in by %s's API 5 s after the revocation (%v)", who, n.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if id, _ := pki.IdentityOf(mustLeaf(t, creds)); id.Role == pki.RoleNode {
+		conf, err := pki.ClientConfig(creds, n.Name(), []string{protoRaft})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := requestVote(n, conf); err == nil {
+			t.Fatalf("%s: %s's Raft port still answers: %+v", who, n.Name(), resp)
+		}
+	}
+}
+
+func mustLeaf(t *testing.T, creds pki.Credentials) *x509.Certificate {
+	t.Helper()
+	c, err := tls.X509KeyPair(creds.CertPEM, creds.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Leaf
+}
+
+// TestRevocation: a removed member and a revoked admin are locked out of
+// every port within 5 s, also with certificates the removed member signs
+// with the CA key it kept; the join tokens it may have seen stop working.
+func TestRevocation(t *testing.T) {
+	t.Parallel()
+	nodes := newFleet(t, 3, 0)
+	leader := readyLeader(t, nodes)
+	var gone, stay *Node
+	for _, n := range nodes {
+		if n != leader {
+			if gone == nil {
+				gone = n
+			} else {
+				stay = n
+			}
+		}
+	}
+	admin := clientFor(t, leader)
+	goneCreds, _, _, err := LoadClientCredentials(gone.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before: the member reads, and its Raft port is open to it.
+	if _, err := client.NewClient(stay.cfg.Advertise, goneCreds, ""); err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := IssueAdminCredential(t.Context(), leader.cfg.DataDir, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := pki.ParseBundle(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := client.NewClient(stay.cfg.Advertise, alice, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.Status(t.Context()); err != nil {
+		t.Fatalf("status as alice before the revocation: %v", err)
+	}
+	certs, err := admin.Certs(t.Context())
+	if err != nil || !slices.ContainsFunc(certs, func(c client.CertInfo) bool { return c.Role == "admin" && c.Name == "alice" }) {
+		t.Fatalf("credential list: want alice's certificate listed, got %+v, %v", certs, err)
+	}
+
+	if err := admin.RemoveMember(t.Context(), gone.Name()); err != nil {
+		t.Fatalf("members remove %s: %v", gone.Name(), err)
+	}
+	for _, n := range []*Node{leader, stay} {
+		wantLockedOut(t, n, "the removed member's certificate", goneCreds)
+	}
+	// It kept the CA key: what it signs now is refused too, under its own
+	// name, a new one, or a member's.
+	node, caKey, _, err := gone.dir.readCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(node.CACertPEM, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, forged := range []struct {
+		role pki.Role
+		name string
+	}{{pki.RoleNode, gone.Name()}, {pki.RoleNode, "newcomer"}, {pki.RoleNode, stay.Name()}, {pki.RoleAdmin, "mallory"}} {
+		cert, key, err := ca.Issue(forged.name, forged.role, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantLockedOut(t, leader, fmt.Sprintf("a %s certificate for %s signed by the removed member", forged.role, forged.name), pki.Credentials{CACertPEM: node.CACertPEM, CertPEM: cert, KeyPEM: key})
+	}
+	// Join tokens were rotated: the old one no longer joins.
+	cfg := joinConfig(t, "newcomer", leader)
+	if _, err := tryStart(t, t.Context(), cfg); err == nil {
+		t.Fatalf("join with a token from before the removal: want it refused")
+	}
+
+	// An admin credential revoked: refused within 5 s, on a connection
+	// that was already open too.
+	if res, err := admin.RevokeCert(t.Context(), client.RevokeRequest{Name: "alice"}); err != nil || res.Revoked != 1 {
+		t.Fatalf("credential revoke alice: want 1 revoked, got %+v, %v", res, err)
+	}
+	wantLockedOut(t, stay, "alice's revoked credential", alice)
+	if _, err := admin.Status(t.Context()); err != nil {
+		t.Fatalf("the other admin credential stopped working: %v", err)
 	}
 }

@@ -240,19 +240,38 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	st := n.fsm.State()
 	tok, err := pki.ParseToken(req.Token)
-	if err != nil || !n.token.SecretMatches(tok) {
-		n.log.Warn("join refused: wrong token", "name", req.Name, "remote", r.RemoteAddr)
-		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "the join token does not match this fleet's (see join-token in the bootstrap agent's data dir)"})
+	if err != nil || tok.CAPin != pki.SPKIPin(n.ca.Cert) || !tokenValid(st, tok, time.Now()) {
+		n.log.Warn("join refused: unknown, expired or revoked token", "name", req.Name, "remote", r.RemoteAddr)
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "the join token is not one this fleet accepts: wrong, expired (tokens last 24 h unless made with --ttl) or revoked; make a new one with 'fleetctl token create'"})
 		return
 	}
 	if !schema.ValidName(req.Name) {
 		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: fmt.Sprintf("%q is not a valid appliance name: lowercase letters, digits and '-', at most 63", req.Name)})
 		return
 	}
-	cert, err := n.ca.SignCSR([]byte(req.CSR), req.Name, pki.RoleNode, []string{hostOf(req.Address)})
+	if n.isMember(req.Name) {
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: fmt.Sprintf("%s is a member of the fleet already; a join cannot take its name. If that appliance lost its data dir, remove it first: fleetctl members remove %s", req.Name, req.Name)})
+		return
+	}
+	certPEM, err := n.ca.SignCSR([]byte(req.CSR), req.Name, pki.RoleNode, []string{hostOf(req.Address)})
 	if err != nil {
 		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate request: " + err.Error()})
+		return
+	}
+	cert, err := parseCertPEM(certPEM)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
+		return
+	}
+	id, _ := pki.SecretHash(tok)
+	rec, err := certRecord(cert, "join token "+id, time.Now())
+	if err == nil {
+		_, err = n.apply(store.CmdRecordCert, rec)
+	}
+	if err != nil {
+		writeApplyError(w, err)
 		return
 	}
 	caKey, err := n.ca.KeyPEM()
@@ -261,7 +280,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("issued a node certificate", "name", req.Name, "address", req.Address)
-	writeJSON(w, http.StatusOK, client.JoinResponse{CACert: string(n.creds.CACertPEM), CAKey: string(caKey), Cert: string(cert), Token: n.token.String()})
+	writeJSON(w, http.StatusOK, client.JoinResponse{CACert: string(n.creds.CACertPEM), CAKey: string(caKey), Cert: string(certPEM), Token: req.Token})
 }
 
 // fetchCredentials asks a member for a certificate with the join token,

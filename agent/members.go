@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 )
 
 // Membership changes (a node joining, an operator removing one) are decided
@@ -327,6 +328,15 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 	if !requireSelf(w, r, req.Name, "adds itself") {
 		return
 	}
+	// Only a certificate a join recorded lately adds a member: a removed
+	// member's certificate never brings it back.
+	if st := n.fsm.State(); len(st.Certs) > 0 {
+		rec, ok := st.Certs[pki.Fingerprint(r.TLS.PeerCertificates[0])]
+		if !ok || time.Since(rec.IssuedAt) > joinWindow {
+			writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: fmt.Sprintf("%s's certificate was not issued by a join in the last %s; join again with a new data dir and a join token", req.Name, joinWindow)})
+			return
+		}
+	}
 	var voter bool
 	err := n.changeMembers(r.Context(), func(config raft.Configuration) ([]memberStep, error) {
 		p := planJoin(config, raft.ServerID(req.Name), raft.ServerAddress(req.Address), n.cfg.MaxVoters)
@@ -366,6 +376,15 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("removed member", "name", name, "by", userOf(r))
+	// Its certificates and every join token it may have seen stop
+	// working. A leader that removed itself is no longer the leader: its
+	// successor forgets its certificates (sweepCerts).
+	if name != n.cfg.Name {
+		if err := n.forgetNode(name, userOf(r)); err != nil {
+			writeMemberError(w, fmt.Errorf("%s was removed, but revoking its certificates failed (the leader retries within %s): %w", name, joinWindow, err))
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, client.MemberResponse{Name: name})
 }
 

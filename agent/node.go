@@ -141,6 +141,10 @@ type Node struct {
 	// that no btrfs command of this node runs after it returns.
 	loops sync.WaitGroup
 
+	// bootstrapToken says this run bootstrapped the fleet and has yet to
+	// record the join token it wrote to the data dir.
+	bootstrapToken atomic.Bool
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 
@@ -197,6 +201,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}()
 	go n.watchLeadership(runCtx)
 	n.goLoop(func() { n.runWitness(runCtx) })
+	n.goLoop(func() { n.recordSelfLoop(runCtx) })
+	n.goLoop(func() { n.dropRevokedLoop(runCtx) })
+	n.goLoop(func() { every(runCtx, sweepInterval, n.sweepCerts) })
 	n.startLease(runCtx, early)
 
 	if fresh && cfg.Bootstrap {
@@ -205,7 +212,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.Shutdown()
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
-		n.log.Info("bootstrapped a new fleet", "join_token_file", n.dir.path(fileToken))
+		n.log.Info("bootstrapped a new fleet", "join_token_file", n.dir.path(fileToken), "join_token_ttl", DefaultTokenTTL)
+		n.bootstrapToken.Store(true)
 	}
 	if fresh && cfg.Join != "" {
 		if err := n.addSelf(ctx); err != nil {
@@ -315,7 +323,7 @@ func (n *Node) startRaft(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	n.mux = newMux(ln, serverConf, n.log)
+	n.mux = newMux(ln, serverConf, n.acceptsConn, n.log)
 	n.fsm = store.NewFSM(n.log)
 	stream := &streamLayer{
 		chanListener: chanListener{m: n.mux, ch: n.mux.raft, addr: advertiseAddr(n.cfg.Advertise)},
@@ -390,6 +398,9 @@ func (n *Node) watchLeadership(ctx context.Context) {
 			n.wit.startTerm(time.Now(), n.fsm.State())
 			n.leaderReady.Store(true)
 			n.log.Info("leader ready")
+			if n.bootstrapToken.CompareAndSwap(true, false) {
+				n.goLoop(n.recordBootstrapToken)
+			}
 		}
 	}
 }
@@ -634,28 +645,40 @@ func LoadClientCredentials(dir string) (creds pki.Credentials, name, addr string
 	return creds, id.Name, id.Advertise, err
 }
 
-// LocalAdminValidity is how long the admin credential the CLI makes for
-// itself on an appliance (LocalAdminCredentials) is valid: one command.
-const LocalAdminValidity = time.Hour
+// LocalAdminValidity is how long the admin credential the CLI keeps on
+// an appliance (LocalAdmin) is valid; it is renewed a day before.
+const LocalAdminValidity = 30 * 24 * time.Hour
 
-// LocalAdminCredentials makes an admin credential for a CLI running on
-// the appliance whose agent data dir is dir, signed in memory with the
-// CA key there (only root can read it, and whoever can already holds the
-// fleet), valid for LocalAdminValidity. Its name is local-<appliance>, so
-// the store records applies made this way as admin:local-nas1. It returns
-// the agent's name and address too.
-func LocalAdminCredentials(dir string) (creds pki.Credentials, name, addr string, err error) {
+// fileLocalAdmin is where LocalAdmin keeps it, in the data dir (0600).
+const fileLocalAdmin = "local-admin.pem"
+
+// LocalAdmin returns the admin credential of a CLI running on the
+// appliance whose agent data dir is dir, with the agent's name and
+// address. It is kept in the data dir; when there is none, or it expires
+// within a day, a new one is signed with the CA key there (only root can
+// read it, and whoever can already holds the fleet) and recorded with the
+// fleet through the local agent, which must be running. Its name is
+// local-<appliance>: the store records applies made this way as
+// admin:local-nas1.
+func LocalAdmin(ctx context.Context, dir string) (creds pki.Credentials, name, addr string, err error) {
 	d := dataDir(dir)
 	id, err := d.readIdentity()
 	if err != nil {
 		return creds, "", "", fmt.Errorf("no agent data in %s: %w", dir, err)
+	}
+	if b, err := os.ReadFile(d.path(fileLocalAdmin)); err == nil {
+		if c, err := pki.ParseBundle(b); err == nil {
+			if cert, err := parseCertPEM(c.CertPEM); err == nil && time.Until(cert.NotAfter) > 24*time.Hour {
+				return c, id.Name, id.Advertise, nil
+			}
+		}
 	}
 	node, caKey, _, err := d.readCredentials()
 	if err != nil {
 		return creds, "", "", err
 	}
 	if len(caKey) == 0 {
-		return creds, "", "", fmt.Errorf("%s holds no CA key, so the CLI cannot act as an admin here; use --credential with an admin credential ('fleetctl credential issue' on an appliance that holds one)", dir)
+		return creds, "", "", fmt.Errorf("%s holds no CA key, so the CLI cannot act as an admin here; use --credential with an admin credential", dir)
 	}
 	ca, err := pki.LoadCA(node.CACertPEM, caKey)
 	if err != nil {
@@ -665,18 +688,56 @@ func LocalAdminCredentials(dir string) (creds pki.Credentials, name, addr string
 	if len(admin) > 63 {
 		admin = id.Name
 	}
-	cert, key, err := ca.IssueFor(admin, pki.RoleAdmin, nil, LocalAdminValidity)
+	certPEM, keyPEM, err := ca.IssueFor(admin, pki.RoleAdmin, nil, LocalAdminValidity)
 	if err != nil {
 		return creds, "", "", err
 	}
-	return pki.Credentials{CACertPEM: node.CACertPEM, CertPEM: cert, KeyPEM: key}, id.Name, id.Advertise, nil
+	if err := recordAdminCert(ctx, node, id.Name, id.Advertise, certPEM); err != nil {
+		return creds, "", "", err
+	}
+	creds = pki.Credentials{CACertPEM: node.CACertPEM, CertPEM: certPEM, KeyPEM: keyPEM}
+	if err := writeFileAtomic(d.path(fileLocalAdmin), creds.Bundle(), 0o600); err != nil {
+		return creds, "", "", fmt.Errorf("keep the local admin credential: %w", err)
+	}
+	return creds, id.Name, id.Advertise, nil
+}
+
+// recordAdminCert has the fleet accept an admin certificate, through the
+// agent name at addr with that agent's own node credentials.
+func recordAdminCert(ctx context.Context, node pki.Credentials, name, addr string, certPEM []byte) error {
+	cl, err := client.NewClient(addr, node, name)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	info, err := cl.RecordCert(ctx, certPEM)
+	if err != nil {
+		return fmt.Errorf("record the admin certificate with the fleet through the agent at %s (it must be running and the fleet must have a leader): %w", addr, err)
+	}
+	// The leader recorded it; wait until this agent has applied the
+	// record too, so the credential works here at once.
+	for {
+		certs, err := cl.Certs(ctx)
+		if err == nil && slices.ContainsFunc(certs, func(c client.CertInfo) bool { return c.Fingerprint == info.Fingerprint }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the agent at %s did not apply the record of the admin certificate: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // IssueAdminCredential makes a credential bundle (CA certificate, admin
 // certificate and key) for a CLI user named name, signed by the CA in the
-// agent data dir dir.
-func IssueAdminCredential(dir, name string) ([]byte, error) {
+// agent data dir dir, and has the fleet accept it through that agent.
+func IssueAdminCredential(ctx context.Context, dir, name string) ([]byte, error) {
 	d := dataDir(dir)
+	id, err := d.readIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("no agent data in %s: %w", dir, err)
+	}
 	creds, caKey, _, err := d.readCredentials()
 	if err != nil {
 		return nil, err
@@ -687,6 +748,9 @@ func IssueAdminCredential(dir, name string) ([]byte, error) {
 	}
 	cert, key, err := ca.Issue(name, pki.RoleAdmin, nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := recordAdminCert(ctx, creds, id.Name, id.Advertise, cert); err != nil {
 		return nil, err
 	}
 	return pki.Credentials{CACertPEM: creds.CACertPEM, CertPEM: cert, KeyPEM: key}.Bundle(), nil

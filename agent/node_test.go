@@ -271,7 +271,7 @@ func waitSpec(t testing.TB, nodes []*Node, gen uint64, yaml string) {
 // appliance makes it (LocalAdminCredentials).
 func clientFor(t testing.TB, n *Node) *client.Client {
 	t.Helper()
-	creds, name, addr, err := LocalAdminCredentials(n.cfg.DataDir)
+	creds, name, addr, err := LocalAdmin(t.Context(), n.cfg.DataDir)
 	if err != nil {
 		t.Fatalf("load %s's client credentials: %v", n.Name(), err)
 	}
@@ -613,19 +613,35 @@ func TestNodeRemoveAndRejoinAfterDataLoss(t *testing.T) {
 	if _, err := c.Apply(ctx, client.ApplyRequest{YAML: specTwo}); err != nil {
 		t.Fatalf("apply while n3 is out: %v", err)
 	}
+	// Removing a member revoked every join token: the old one is refused.
 	cfg := joinConfig(t, "n3", n1)
 	cfg.Listen = n3.cfg.Listen
+	if _, err := tryStart(t, ctx, cfg); err == nil || !strings.Contains(err.Error(), "token create") {
+		t.Fatalf("join with the token from before the removal: want it refused (make a new one), got %v", err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Token = newToken(t, c)
 	n3 = startNode(t, cfg)
 	waitMembers(t, []*Node{n1, n2, n3}, "n1", "n2", "n3")
 	waitSpec(t, []*Node{n1, n2, n3}, 2, specTwo)
 
 	// n3 loses its disk again and comes back on another port, and nobody
-	// removed it first: the leader replaces the stale member.
+	// removed it first: a join cannot take a member's name.
 	stop(t, n3)
 	if err := os.RemoveAll(n3.cfg.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	n3 = startNode(t, joinConfig(t, "n3", n1))
+	cfg = joinConfig(t, "n3", n1)
+	cfg.Token = newToken(t, c)
+	if _, err := tryStart(t, ctx, cfg); err == nil || !strings.Contains(err.Error(), "members remove n3") {
+		t.Fatalf("join with the name of a member: want it refused (remove it first), got %v", err)
+	}
+	if err := c.RemoveMember(ctx, "n3"); err != nil {
+		t.Fatalf("remove n3: %v", err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Token = newToken(t, c)
+	n3 = startNode(t, cfg)
 	waitMembers(t, []*Node{n1, n2, n3}, "n1", "n2", "n3")
 	for _, n := range []*Node{n1, n2, n3} {
 		if s, _ := serverNamed(configOf(n), "n3"); string(s.Address) != n3.cfg.Advertise || s.Suffrage != raft.Voter {
@@ -668,11 +684,12 @@ func TestNodeNonVotersBeyondMaxVoters(t *testing.T) {
 func TestNodeNoLeaderError(t *testing.T) {
 	t.Parallel()
 	nodes := newFleet(t, 3, 0)
+	c := clientFor(t, nodes[0])
 	stop(t, nodes[1])
 	stop(t, nodes[2])
 
 	start := time.Now()
-	_, err := clientFor(t, nodes[0]).Apply(t.Context(), client.ApplyRequest{YAML: specOne})
+	_, err := c.Apply(t.Context(), client.ApplyRequest{YAML: specOne})
 	took := time.Since(start)
 	ae := wantAPIError(t, "apply with 2 of 3 voters down", err, client.CodeNoLeader)
 	if !strings.Contains(ae.Message, "1 of 3 voters reachable") {
@@ -686,7 +703,7 @@ func TestNodeNoLeaderError(t *testing.T) {
 func TestAdminCredential(t *testing.T) {
 	t.Parallel()
 	n1 := startNode(t, bootstrapConfig(t, "n1"))
-	bundle, err := IssueAdminCredential(n1.cfg.DataDir, "alice")
+	bundle, err := IssueAdminCredential(t.Context(), n1.cfg.DataDir, "alice")
 	if err != nil {
 		t.Fatalf("issue an admin credential: %v", err)
 	}
@@ -764,4 +781,14 @@ func TestBootstrapNamesTheCAAfterTheFleet(t *testing.T) {
 			t.Fatalf("%s's certificate belongs to fleet %q, want office", n.Name(), id.Fleet)
 		}
 	}
+}
+
+// newToken makes a join token through the admin client c.
+func newToken(t testing.TB, c *client.Client) string {
+	t.Helper()
+	res, err := c.CreateToken(t.Context(), client.TokenRequest{Description: "test"})
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	return res.Token
 }

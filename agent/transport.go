@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,11 @@ const handshakeTimeout = 10 * time.Second
 // mux accepts TLS connections on one listener and hands each to the Raft
 // stream layer or the API server by its negotiated protocol.
 type mux struct {
-	ln     net.Listener
-	conf   *tls.Config
+	ln   net.Listener
+	conf *tls.Config
+	// accept says whether the fleet accepts a peer's certificate now
+	// (certs.go); connections with one it does not are closed.
+	accept func(*x509.Certificate) bool
 	log    *slog.Logger
 	raft   chan net.Conn
 	api    chan net.Conn
@@ -41,10 +45,11 @@ type mux struct {
 	raftConns connSet
 }
 
-func newMux(ln net.Listener, conf *tls.Config, log *slog.Logger) *mux {
+func newMux(ln net.Listener, conf *tls.Config, accept func(*x509.Certificate) bool, log *slog.Logger) *mux {
 	return &mux{
 		ln:     ln,
 		conf:   conf,
+		accept: accept,
 		log:    log,
 		raft:   make(chan net.Conn),
 		api:    make(chan net.Conn),
@@ -78,6 +83,17 @@ func (m *mux) route(c net.Conn) {
 		return
 	}
 	cs := tc.ConnectionState()
+	var peer *x509.Certificate
+	if len(cs.PeerCertificates) > 0 {
+		peer = cs.PeerCertificates[0]
+		// Raft connections are checked here; API requests one by one,
+		// where a record this agent has not applied yet may be waited for.
+		if cs.NegotiatedProtocol == protoRaft && !m.accept(peer) {
+			m.log.Warn("refused a connection with a certificate the fleet does not accept (revoked, or never issued by the fleet)", "remote", c.RemoteAddr(), "subject", peer.Subject.CommonName)
+			tc.Close()
+			return
+		}
+	}
 	var ch chan net.Conn
 	switch cs.NegotiatedProtocol {
 	case protoRaft:
@@ -94,7 +110,7 @@ func (m *mux) route(c net.Conn) {
 	}
 	var conn net.Conn = tc
 	if ch == m.raft {
-		conn = m.raftConns.add(tc)
+		conn = m.raftConns.add(tc, peer)
 	}
 	select {
 	case ch <- conn:
@@ -122,8 +138,8 @@ type connSet struct {
 
 // add tracks c until it is closed. Once the set is closed, c is closed at
 // once (its user sees the error on first use).
-func (s *connSet) add(c net.Conn) net.Conn {
-	tc := &trackedConn{Conn: c, set: s}
+func (s *connSet) add(c net.Conn, peer *x509.Certificate) net.Conn {
+	tc := &trackedConn{Conn: c, set: s, peer: peer}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -155,10 +171,29 @@ func (s *connSet) closeAll() {
 	}
 }
 
+// closeIf closes every tracked connection whose peer certificate drop
+// says to drop.
+func (s *connSet) closeIf(drop func(*x509.Certificate) bool) int {
+	s.mu.Lock()
+	var doomed []*trackedConn
+	for tc := range s.conns {
+		if tc.peer != nil && drop(tc.peer) {
+			doomed = append(doomed, tc)
+			delete(s.conns, tc)
+		}
+	}
+	s.mu.Unlock()
+	for _, tc := range doomed {
+		tc.Conn.Close()
+	}
+	return len(doomed)
+}
+
 // trackedConn is a connection of a connSet; closing it leaves the set.
 type trackedConn struct {
 	net.Conn
-	set *connSet
+	set  *connSet
+	peer *x509.Certificate // the other side's certificate
 }
 
 func (c *trackedConn) Close() error {
@@ -213,5 +248,11 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, fmt.Errorf("raft dial %s: %w", address, err)
 	}
-	return s.m.raftConns.add(c), nil
+	var peer *x509.Certificate
+	if tc, ok := c.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			peer = certs[0]
+		}
+	}
+	return s.m.raftConns.add(c, peer), nil
 }

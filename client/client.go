@@ -237,6 +237,48 @@ func (c *Client) Close() {
 	}
 }
 
+// RecordSelf asks the leader to record the calling agent's own node
+// certificate (agents only).
+func (c *Client) RecordSelf(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/certs/self", struct{}{}, &struct{}{})
+}
+
+// RecordCert asks the fleet to accept an admin certificate the calling
+// agent signed (agents only).
+func (c *Client) RecordCert(ctx context.Context, certPEM []byte) (*CertInfo, error) {
+	var out CertInfo
+	return &out, c.do(ctx, http.MethodPost, "/v1/certs", RecordCertRequest{CertPEM: string(certPEM)}, &out)
+}
+
+// Certs lists the certificates the fleet accepts.
+func (c *Client) Certs(ctx context.Context) ([]CertInfo, error) {
+	var out []CertInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/certs", nil, &out)
+}
+
+// RevokeCert revokes an admin's certificates.
+func (c *Client) RevokeCert(ctx context.Context, req RevokeRequest) (*RevokeResponse, error) {
+	var out RevokeResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/certs/revoke", req, &out)
+}
+
+// CreateToken makes a join token.
+func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (*TokenResponse, error) {
+	var out TokenResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/tokens", req, &out)
+}
+
+// Tokens lists the join tokens in force.
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var out []TokenInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+}
+
+// RevokeToken revokes the join token with this ID.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, &struct{}{})
+}
+
 // AddMember asks the leader to add the calling node to the Raft group;
 // only a node, naming itself, may.
 func (c *Client) AddMember(ctx context.Context, req MemberRequest) (*MemberResponse, error) {

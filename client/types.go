@@ -315,3 +315,56 @@ type FailoverResponse struct {
 	// Snapshot is the final snapshot sent before the switch.
 	Snapshot string `json:"snapshot"`
 }
+
+// RecordCertRequest asks the fleet to accept an admin certificate a member
+// signed with the CA key in its data dir (POST /v1/certs, agents only).
+type RecordCertRequest struct {
+	CertPEM string `json:"cert_pem"`
+}
+
+// CertInfo is a certificate the fleet accepts (GET /v1/certs).
+type CertInfo struct {
+	Fingerprint string    `json:"fingerprint"`
+	Role        string    `json:"role"`
+	Name        string    `json:"name"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"not_after"`
+	IssuedAt    time.Time `json:"issued_at"`
+	IssuedBy    string    `json:"issued_by"`
+}
+
+// RevokeRequest takes an admin's certificates back: all of them, or the
+// one with Fingerprint (POST /v1/certs/revoke).
+type RevokeRequest struct {
+	Role        string `json:"role,omitempty"`
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// RevokeResponse says how many certificates were revoked.
+type RevokeResponse struct {
+	Revoked int `json:"revoked"`
+}
+
+// TokenRequest asks for a new join token (POST /v1/tokens).
+type TokenRequest struct {
+	// TTL is how long it works, like "24h"; the default when empty.
+	TTL string `json:"ttl,omitempty"`
+	// Description says what it is for.
+	Description string `json:"description,omitempty"`
+}
+
+// TokenInfo is a join token as the fleet lists it: never its secret.
+type TokenInfo struct {
+	ID          string    `json:"id"`
+	Expires     time.Time `json:"expires"`
+	CreatedAt   time.Time `json:"created_at"`
+	CreatedBy   string    `json:"created_by"`
+	Description string    `json:"description,omitempty"`
+}
+
+// TokenResponse carries a new join token: the only time it is shown.
+type TokenResponse struct {
+	Token string    `json:"token"`
+	Info  TokenInfo `json:"info"`
+}

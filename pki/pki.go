@@ -16,7 +16,9 @@
 package pki
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -133,4 +135,19 @@ func parseIdentityURI(u *url.URL) (Identity, error) {
 		return Identity{}, err
 	}
 	return id, nil
+}
+
+// Fingerprint is the hex SHA-256 of a certificate's DER: how the fleet
+// records the certificates it accepts.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// SecretHash is the hex SHA-256 of a join token's secret, which is all
+// the fleet keeps of it; its first 8 hex digits are the token's ID.
+func SecretHash(t Token) (id, hash string) {
+	sum := sha256.Sum256(t.Secret[:])
+	h := hex.EncodeToString(sum[:])
+	return h[:8], h
 }

@@ -64,6 +64,15 @@ const (
 	// with a compare-and-set on the share's epoch; its body is FailoverShare
 	// and its result FailoverResult, or an error wrapping ErrEpochMismatch.
 	CmdFailover CommandType = 5
+	// CmdRecordCert adds a certificate to those the fleet accepts; its
+	// body is CertRecord and its result nil.
+	CmdRecordCert CommandType = 6
+	// CmdForgetCerts takes certificates back (revocation); its body is
+	// ForgetCerts and its result the number forgotten (int).
+	CmdForgetCerts CommandType = 7
+	// CmdJoinTokens creates or revokes join tokens; its body is
+	// JoinTokenChange and its result nil.
+	CmdJoinTokens CommandType = 8
 
 	// Ignorable is the flag bit that tells an agent which does not know a
 	// command (its type, or its version) to log and skip it instead of
@@ -86,6 +95,12 @@ func (t CommandType) String() string {
 		name = "witness-event"
 	case CmdFailover:
 		name = "failover"
+	case CmdRecordCert:
+		name = "record-cert"
+	case CmdForgetCerts:
+		name = "forget-certs"
+	case CmdJoinTokens:
+		name = "join-tokens"
 	default:
 		name = fmt.Sprintf("command type %d", uint8(t&^Ignorable))
 	}
@@ -230,6 +245,9 @@ var handlers = map[commandKey]handler{
 	{CmdAppendTrail, 1}:   appendTrailV1,
 	{CmdWitnessEvent, 1}:  witnessEventV1,
 	{CmdFailover, 1}:      failoverV1,
+	{CmdRecordCert, 1}:    recordCertV1,
+	{CmdForgetCerts, 1}:   forgetCertsV1,
+	{CmdJoinTokens, 1}:    joinTokensV1,
 }
 
 // EncodeCommand makes the log entry for a command of type t (which may carry

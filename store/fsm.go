@@ -74,6 +74,11 @@ type State struct {
 	// back, degraded and recovered, failovers), oldest first, the newest
 	// MaxWitnessLog entries.
 	WitnessLog []WitnessEvent
+	// Certs are the certificates the fleet accepts, by fingerprint
+	// (certs.go).
+	Certs map[string]CertRecord
+	// Tokens are the join tokens in force, by ID.
+	Tokens map[string]JoinToken
 }
 
 // NodeStatus is what an appliance last reported about itself: how far its
@@ -284,6 +289,10 @@ type snapshotV1 struct {
 	// WitnessLog was added after the first release of version 1; a
 	// snapshot without it restores an empty log.
 	WitnessLog []WitnessEvent `json:"witness_log,omitempty"`
+	// Certs and Tokens were added later still; a snapshot without them
+	// restores none.
+	Certs  map[string]CertRecord `json:"certs,omitempty"`
+	Tokens map[string]JoinToken  `json:"tokens,omitempty"`
 }
 
 // Snapshot captures the current state for Raft to persist. It only takes the
@@ -309,6 +318,8 @@ func (snap fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		Trails:     s.Trails,
 		Failover:   s.Failover,
 		WitnessLog: s.WitnessLog,
+		Certs:      s.Certs,
+		Tokens:     s.Tokens,
 	})
 	if err != nil {
 		_ = sink.Cancel()
@@ -358,6 +369,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		Trails:     snap.Trails,
 		Failover:   snap.Failover,
 		WitnessLog: snap.WitnessLog,
+		Certs:      snap.Certs,
+		Tokens:     snap.Tokens,
 	}
 	if snap.Generation > 0 {
 		s.Spec, s.SpecErr = decodeSpec(snap.YAML)

@@ -36,6 +36,19 @@ var goldenEntries = []struct {
 	{"3-append-trail.v1", CmdAppendTrail, AppendTrail{Entry: goldenTrailEntry}},
 	{"4-witness-event.v1", CmdWitnessEvent | Ignorable, goldenWitnessEvent},
 	{"5-failover.v1", CmdFailover, FailoverShare{Share: "projects", From: "nas1", To: "nas2", ExpectedEpoch: 0, Reason: "nas1 unreachable for 9s > failover_after 8s", At: goldenAt}},
+	{"6-record-cert.v1", CmdRecordCert, goldenCert("aa11", "node", "nas1")},
+	{"7-record-cert.v1", CmdRecordCert, goldenCert("bb22", "node", "nas3")},
+	{"8-forget-certs.v1", CmdForgetCerts, ForgetCerts{Role: "node", Name: "nas3", By: "admin:alice", Reason: "members remove nas3", At: goldenAt}},
+	{"9-join-tokens.v1", CmdJoinTokens, JoinTokenChange{Create: &goldenToken, Revoke: []string{"old"}, At: goldenAt}},
+}
+
+// goldenFirstRelease is how many of goldenEntries the first release
+// wrote: snapshot.v1.json is their state. snapshot.v1-certs.json is the
+// state of all of them, with the fields version 1 gained since.
+const goldenFirstRelease = 5
+
+func goldenCert(fp, role, name string) CertRecord {
+	return CertRecord{Fingerprint: fp, Role: role, Name: name, Serial: "0a" + fp, NotAfter: goldenAt.AddDate(1, 0, 0), IssuedAt: goldenAt, IssuedBy: "admin:local-nas1"}
 }
 
 var (
@@ -49,13 +62,14 @@ var (
 		Start: goldenAt, End: goldenAt.Add(5 * time.Second), Kind: "incremental",
 		Parent: "20261101T090000Z", Snapshot: "20261101T100000Z", Bytes: 4096, Result: "ok", Note: "final",
 	}
+	goldenToken        = JoinToken{ID: "c0ffee", SecretHash: "5ec2e7", Expires: goldenAt.Add(24 * time.Hour), CreatedAt: goldenAt, CreatedBy: "admin:alice", Description: "nas4"}
 	goldenWitnessEvent = WitnessEvent{At: goldenAt, Member: "nas1", Share: "projects", Event: EventFenced, Detail: "nas1 made projects read-only"}
 )
 
-// goldenState is the state the golden log replays to, and the golden
-// snapshot restores to.
-func goldenState() *State {
-	return &State{
+// goldenState is the state the first n golden entries replay to, and
+// the golden snapshot of them restores to.
+func goldenState(n int) *State {
+	s := &State{
 		Generation: 1,
 		YAML:       []byte(specOne),
 		AppliedAt:  appliedAt,
@@ -70,6 +84,11 @@ func goldenState() *State {
 			Detail: "nas1 unreachable for 9s > failover_after 8s; projects now active on nas2, epoch 1",
 		}},
 	}
+	if n > goldenFirstRelease {
+		s.Certs = map[string]CertRecord{"aa11": goldenCert("aa11", "node", "nas1")}
+		s.Tokens = map[string]JoinToken{"c0ffee": goldenToken}
+	}
+	return s
 }
 
 func readGolden(t *testing.T, name string) []byte {
@@ -126,44 +145,53 @@ func TestGoldenLogEncoding(t *testing.T) {
 func TestGoldenLogReplays(t *testing.T) {
 	f := newTestFSM()
 	wantResults := map[string]any{
-		"1-apply-spec.v1": ApplyResult{Generation: 1},
-		"5-failover.v1":   FailoverResult{Epoch: 1},
+		"1-apply-spec.v1":   ApplyResult{Generation: 1},
+		"5-failover.v1":     FailoverResult{Epoch: 1},
+		"8-forget-certs.v1": 1,
 	}
 	for i, g := range goldenEntries {
 		resp := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: readGolden(t, filepath.Join("log", g.file))})
 		if want := wantResults[g.file]; !reflect.DeepEqual(resp, want) {
 			t.Fatalf("%s: want result %#v, got %#v", g.file, want, resp)
 		}
+		if i+1 == goldenFirstRelease {
+			sameGolden(t, goldenState(i+1), f.State())
+		}
 	}
 	got := f.State()
 	if got.Spec == nil || got.Spec.Appliance("nas1") == nil || got.SpecErr != nil {
 		t.Fatalf("the golden spec did not decode: %v", got.SpecErr)
 	}
-	sameGolden(t, got)
+	sameGolden(t, goldenState(len(goldenEntries)), got)
+	if !got.Accepts("node", "nas1", "aa11") || got.Accepts("admin", "nas1", "aa11") || got.Accepts("node", "nas3", "bb22") || got.HasCerts("node", "nas3") {
+		t.Fatalf("Accepts: want nas1's recorded certificate alone accepted, got %+v", got.Certs)
+	}
 }
 
-// TestGoldenSnapshot: the golden snapshot restores to the golden state,
+// TestGoldenSnapshot: each golden snapshot restores to its golden state,
 // and this agent writes that state's snapshot byte for byte as it.
 func TestGoldenSnapshot(t *testing.T) {
-	want := readGolden(t, "snapshot.v1.json")
-	f := newTestFSM()
-	restore(t, f, want)
-	sameGolden(t, f.State())
-	if f.State().Spec == nil {
-		t.Fatalf("the golden snapshot's spec did not decode: %v", f.State().SpecErr)
-	}
-	if got := persist(t, f); !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
-		t.Fatalf("this agent writes the golden state's snapshot differently:\nwant %s\ngot  %s", want, got)
+	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": len(goldenEntries)} {
+		want := readGolden(t, file)
+		f := newTestFSM()
+		restore(t, f, want)
+		sameGolden(t, goldenState(n), f.State())
+		if f.State().Spec == nil {
+			t.Fatalf("%s: the spec did not decode: %v", file, f.State().SpecErr)
+		}
+		if got := persist(t, f); !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+			t.Fatalf("%s: this agent writes the golden state's snapshot differently:\nwant %s\ngot  %s", file, want, got)
+		}
 	}
 }
 
-// sameGolden fails unless got holds the golden state (the decoded spec
-// aside: the tests check it decoded).
-func sameGolden(t *testing.T, got *State) {
+// sameGolden fails unless got holds want (the decoded spec aside: the
+// tests check it decoded).
+func sameGolden(t *testing.T, want, got *State) {
 	t.Helper()
 	g := *got
 	g.Spec, g.SpecErr = nil, nil
-	if want := goldenState(); !reflect.DeepEqual(&g, want) {
+	if !reflect.DeepEqual(&g, want) {
 		t.Fatalf("state differs from the golden state:\nwant %+v\ngot  %+v", want, &g)
 	}
 }

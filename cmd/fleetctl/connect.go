@@ -37,7 +37,9 @@ func (f clientFlags) client() (*client.Client, error) {
 		}
 		return client.NewClient(f.Server, creds, "")
 	case f.DataDir != "":
-		creds, name, addr, err := agent.LocalAdminCredentials(f.DataDir)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		creds, name, addr, err := agent.LocalAdmin(ctx, f.DataDir)
 		if err != nil {
 			return nil, err
 		}

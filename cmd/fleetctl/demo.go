@@ -106,7 +106,7 @@ func (c *demoCmd) Run(e env) error {
 		return err
 	}
 	first := f.appliances[0]
-	creds, _, _, err := agent.LocalAdminCredentials(first.dataDir)
+	creds, _, _, err := agent.LocalAdmin(ctx, first.dataDir)
 	if err != nil {
 		return err
 	}

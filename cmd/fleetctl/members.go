@@ -16,8 +16,9 @@ type membersRemoveCmd struct {
 
 func (membersRemoveCmd) Help() string {
 	return `Removes a member from the fleet's Raft group, for an appliance that is gone
-for good or whose data dir was lost (it can then join again with the join
-token). The member's shares and data are not touched. The fleet keeps an
+for good or whose data dir was lost (it can then join again with a new join
+token: removing a member revokes its certificates and every join token). The
+member's shares and data are not touched. The fleet keeps an
 odd number of voters (1 of 2 members, 3 of 3 or 4, 5 of 5 or more): the
 removal promotes a non-voter or demotes a voter to keep it so.`
 }
@@ -32,5 +33,6 @@ func (c *membersRemoveCmd) Run(e env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "removed %s from the fleet\n", c.Name)
+	fmt.Fprintf(e.stderr, "%s's certificates are revoked, and so is every join token; make a new one with 'fleetctl token create'\n", c.Name)
 	return nil
 }

@@ -1,0 +1,431 @@
+package agent
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
+	"github.com/fleetctl/fleetctl/store"
+)
+
+// Certificates the fleet accepts, and join tokens. The CA signs; the
+// replicated state decides (store/certs.go). A certificate is accepted
+// when it is signed by the fleet's CA and recorded in the state. Records
+// are made by a join (the leader records the certificate it signs), by
+// `credential issue` and the CLI's own credential on an appliance (the
+// local agent records the admin certificate signed there), and once by
+// every member for its own certificate (fleets from before the records).
+// Members remove and credential revoke forget them, and every port refuses
+// a certificate that is no longer recorded within seconds.
+
+// joinWindow is how long after a join's certificate was recorded its
+// agent may add itself to the Raft group (join step 2); a certificate
+// recorded earlier never adds a member again, so a removed member cannot
+// come back with it. It is also how long the leader leaves the
+// certificate of a node that is not a member before forgetting it.
+const joinWindow = 10 * time.Minute
+
+// DefaultTokenTTL is how long a join token works unless told otherwise.
+const DefaultTokenTTL = 24 * time.Hour
+
+// accepts says whether the fleet accepts cert, and if not, why. On an
+// agent whose state records no certificate at all (a fleet from before
+// the records, or a new agent that has not caught up) the CA's signature
+// is enough. A member's node certificate is accepted while no certificate
+// is recorded for its name, so that it can record its own.
+func (n *Node) accepts(st *store.State, cert *x509.Certificate) (bool, string) {
+	if len(st.Certs) == 0 {
+		return true, ""
+	}
+	id, err := pki.IdentityOf(cert)
+	if err != nil {
+		return false, err.Error()
+	}
+	if st.Accepts(string(id.Role), id.Name, pki.Fingerprint(cert)) {
+		return true, ""
+	}
+	if id.Role == pki.RoleNode && !st.HasCerts(string(id.Role), id.Name) && n.isMember(id.Name) {
+		return true, ""
+	}
+	return false, fmt.Sprintf("the fleet does not accept this certificate of %s:%s (revoked, or never issued by the fleet)", id.Role, id.Name)
+}
+
+// acceptsConn is the mux's check of a connection's peer certificate.
+func (n *Node) acceptsConn(cert *x509.Certificate) bool {
+	ok, _ := n.accepts(n.fsm.State(), cert)
+	return ok
+}
+
+// certRecord is the record of cert, recorded by whom at when.
+func certRecord(cert *x509.Certificate, by string, at time.Time) (store.CertRecord, error) {
+	id, err := pki.IdentityOf(cert)
+	if err != nil {
+		return store.CertRecord{}, err
+	}
+	return store.CertRecord{
+		Fingerprint: pki.Fingerprint(cert), Role: string(id.Role), Name: id.Name,
+		Serial: cert.SerialNumber.Text(16), NotAfter: cert.NotAfter.UTC(), IssuedAt: at.UTC(), IssuedBy: by,
+	}, nil
+}
+
+// parseCertPEM reads one PEM certificate.
+func parseCertPEM(b []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// handleRecordSelf records the caller's own node certificate.
+func (n *Node) handleRecordSelf(w http.ResponseWriter, r *http.Request) {
+	cert := r.TLS.PeerCertificates[0]
+	rec, err := certRecord(cert, userOf(r), time.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: err.Error()})
+		return
+	}
+	if n.fsm.State().Accepts(rec.Role, rec.Name, rec.Fingerprint) && len(n.fsm.State().Certs) > 0 {
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	if _, err := n.apply(store.CmdRecordCert, rec); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// handleRecordCert records an admin certificate a member agent signed
+// with the CA key in its data dir (credential issue, the CLI's own
+// credential on an appliance). Members hold the CA key: they are trusted
+// to say what they signed.
+func (n *Node) handleRecordCert(w http.ResponseWriter, r *http.Request) {
+	var req client.RecordCertRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	cert, err := parseCertPEM([]byte(req.CertPEM))
+	if err == nil {
+		_, err = verifyFleetCert(n.creds.CACertPEM, cert)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate: " + err.Error()})
+		return
+	}
+	rec, err := certRecord(cert, userOf(r), time.Now())
+	if err != nil || rec.Role != string(pki.RoleAdmin) {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "only admin certificates are recorded this way (node certificates by joining)"})
+		return
+	}
+	if _, err := n.apply(store.CmdRecordCert, rec); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, client.CertInfo(rec))
+}
+
+// verifyFleetCert checks that cert is signed by the fleet's CA.
+func verifyFleetCert(caPEM []byte, cert *x509.Certificate) (pki.Identity, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return pki.Identity{}, errors.New("no CA certificate")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return pki.Identity{}, err
+	}
+	return pki.IdentityOf(cert)
+}
+
+// handleListCerts lists the certificates the fleet accepts.
+func (n *Node) handleListCerts(w http.ResponseWriter, r *http.Request) {
+	st := n.fsm.State()
+	out := []client.CertInfo{}
+	for _, rec := range st.Certs {
+		out = append(out, client.CertInfo(rec))
+	}
+	slices.SortFunc(out, func(a, b client.CertInfo) int {
+		if c := cmpStrings(a.Role+":"+a.Name, b.Role+":"+b.Name); c != 0 {
+			return c
+		}
+		return a.IssuedAt.Compare(b.IssuedAt)
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func cmpStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// handleRevokeCert forgets an admin's certificates (all of them, or the
+// one with the fingerprint given): revocation. A node's certificates go
+// with `members remove`.
+func (n *Node) handleRevokeCert(w http.ResponseWriter, r *http.Request) {
+	var req client.RevokeRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Role == "" {
+		req.Role = string(pki.RoleAdmin)
+	}
+	if req.Role != string(pki.RoleAdmin) {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "a node's certificates are revoked by removing the member: fleetctl members remove " + req.Name})
+		return
+	}
+	res, err := n.apply(store.CmdForgetCerts, store.ForgetCerts{Role: req.Role, Name: req.Name, Fingerprint: req.Fingerprint, By: userOf(r), Reason: "credential revoke", At: time.Now().UTC()})
+	if err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	count, _ := res.(int)
+	if count == 0 {
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no recorded certificate of %s:%s", req.Role, req.Name)})
+		return
+	}
+	n.log.Warn("revoked certificates", "role", req.Role, "name", req.Name, "count", count, "by", userOf(r))
+	writeJSON(w, http.StatusOK, client.RevokeResponse{Revoked: count})
+}
+
+// forgetNode forgets every certificate of the node name and revokes
+// every join token: what a removed member held no longer opens anything.
+func (n *Node) forgetNode(name, by string) error {
+	at := time.Now().UTC()
+	if _, err := n.apply(store.CmdForgetCerts, store.ForgetCerts{Role: string(pki.RoleNode), Name: name, By: by, Reason: "members remove " + name, At: at}); err != nil {
+		return err
+	}
+	_, err := n.apply(store.CmdJoinTokens, store.JoinTokenChange{Revoke: []string{"*"}, At: at})
+	return err
+}
+
+// sweepCerts, on the leader, forgets the certificates of nodes that are
+// not members and whose certificate was recorded longer ago than
+// joinWindow: a leader that removed itself, or a join that never finished.
+func (n *Node) sweepCerts() {
+	if n.raft.State() != raft.Leader || !n.leaderReady.Load() {
+		return
+	}
+	st := n.fsm.State()
+	now := time.Now()
+	stale := map[string]bool{}
+	for _, rec := range st.Certs {
+		if rec.Role == string(pki.RoleNode) && now.Sub(rec.IssuedAt) > joinWindow && !n.isMember(rec.Name) {
+			stale[rec.Name] = true
+		}
+	}
+	for name := range stale {
+		if _, err := n.apply(store.CmdForgetCerts, store.ForgetCerts{Role: string(pki.RoleNode), Name: name, By: "node:" + n.cfg.Name, Reason: name + " is not a member", At: now.UTC()}); err != nil {
+			n.log.Warn("could not forget a former member's certificates", "name", name, "err", err)
+			continue
+		}
+		n.log.Info("forgot the certificates of a node that is not a member", "name", name)
+	}
+}
+
+// recordSelfLoop records this agent's own certificate once the fleet has
+// a leader, unless it is recorded already.
+func (n *Node) recordSelfLoop(ctx context.Context) {
+	cert, err := parseCertPEM(n.creds.CertPEM)
+	if err != nil {
+		n.log.Error("cannot read this agent's certificate", "err", err)
+		return
+	}
+	fp := pki.Fingerprint(cert)
+	wait := 500 * time.Millisecond
+	for {
+		st := n.fsm.State()
+		if st.Accepts(string(pki.RoleNode), n.cfg.Name, fp) {
+			return
+		}
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			cl, err := client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+			if err == nil {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err = cl.RecordSelf(rctx)
+				cancel()
+				cl.Close()
+			}
+			if err != nil {
+				n.log.Debug("could not record this agent's certificate yet", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// tokenValid says whether tok is a join token the fleet accepts at now.
+func tokenValid(st *store.State, tok pki.Token, now time.Time) bool {
+	id, hash := pki.SecretHash(tok)
+	t, ok := st.Tokens[id]
+	return ok && subtle.ConstantTimeCompare([]byte(t.SecretHash), []byte(hash)) == 1 && now.Before(t.Expires)
+}
+
+// handleCreateToken makes a join token, records its hash and returns it:
+// the only time the secret is shown.
+func (n *Node) handleCreateToken(w http.ResponseWriter, r *http.Request) {
+	var req client.TokenRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ttl := DefaultTokenTTL
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: fmt.Sprintf("--ttl %q: %v", req.TTL, err)})
+			return
+		}
+		ttl = d
+	}
+	if ttl < time.Second || ttl > 30*24*time.Hour {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: fmt.Sprintf("--ttl %s: want between 1s and 720h", ttl)})
+		return
+	}
+	tok, rec, err := n.newToken(ttl, userOf(r), req.Description)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
+		return
+	}
+	if _, err := n.apply(store.CmdJoinTokens, store.JoinTokenChange{Create: &rec, At: rec.CreatedAt}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, client.TokenResponse{Token: tok.String(), Info: tokenInfo(rec)})
+}
+
+// newToken makes a join token pinned to this fleet's CA and its record.
+func (n *Node) newToken(ttl time.Duration, by, desc string) (pki.Token, store.JoinToken, error) {
+	tok, err := pki.NewToken(n.ca.Cert)
+	if err != nil {
+		return tok, store.JoinToken{}, err
+	}
+	return tok, tokenRecord(tok, ttl, by, desc, time.Now()), nil
+}
+
+func tokenRecord(tok pki.Token, ttl time.Duration, by, desc string, now time.Time) store.JoinToken {
+	id, hash := pki.SecretHash(tok)
+	return store.JoinToken{ID: id, SecretHash: hash, Expires: now.Add(ttl).UTC(), CreatedAt: now.UTC(), CreatedBy: by, Description: desc}
+}
+
+// handleListTokens lists the join tokens in force (never their secrets).
+func (n *Node) handleListTokens(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	out := []client.TokenInfo{}
+	for _, t := range n.fsm.State().Tokens {
+		if now.Before(t.Expires) {
+			out = append(out, tokenInfo(t))
+		}
+	}
+	slices.SortFunc(out, func(a, b client.TokenInfo) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleRevokeToken revokes one join token by ID.
+func (n *Node) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, ok := n.fsm.State().Tokens[id]; !ok {
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no join token %q (fleetctl token list)", id)})
+		return
+	}
+	if _, err := n.apply(store.CmdJoinTokens, store.JoinTokenChange{Revoke: []string{id}, At: time.Now().UTC()}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func tokenInfo(t store.JoinToken) client.TokenInfo {
+	return client.TokenInfo{ID: t.ID, Expires: t.Expires, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, Description: t.Description}
+}
+
+// sweepInterval is how often the leader looks for certificates of nodes
+// that are not members.
+const sweepInterval = 10 * time.Second
+
+// recordBootstrapToken records the join token a bootstrap wrote to the
+// data dir, valid for DefaultTokenTTL from now.
+func (n *Node) recordBootstrapToken() {
+	rec := tokenRecord(n.token, DefaultTokenTTL, "node:"+n.cfg.Name, "made by --bootstrap", time.Now())
+	if _, err := n.apply(store.CmdJoinTokens, store.JoinTokenChange{Create: &rec, At: rec.CreatedAt}); err != nil {
+		n.log.Warn("could not record the bootstrap join token; make one with 'fleetctl token create'", "err", err)
+	}
+}
+
+// dropRevokedLoop closes the Raft connections whose peer certificate the
+// fleet stopped accepting, each time the recorded certificates change.
+// (API requests are checked one by one; new connections at the handshake.)
+func (n *Node) dropRevokedLoop(ctx context.Context) {
+	var last map[string]store.CertRecord
+	for {
+		st, changed := n.fsm.Watch()
+		if !sameCerts(last, st.Certs) {
+			last = st.Certs
+			if k := n.mux.raftConns.closeIf(func(c *x509.Certificate) bool { ok, _ := n.accepts(st, c); return !ok }); k > 0 {
+				n.log.Warn("closed Raft connections of certificates the fleet no longer accepts", "connections", k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// sameCerts says whether a and b are the same published map (the store
+// never modifies a published one).
+func sameCerts(a, b map[string]store.CertRecord) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 {
+		return true
+	}
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// recordLag bounds how long an API request with a certificate this agent
+// does not accept waits for the record to arrive: a credential recorded a
+// moment ago through the leader reaches a follower within milliseconds.
+const recordLag = 2 * time.Second
+
+// acceptsSoon is accepts, waiting up to recordLag for the state to change
+// when the certificate is not accepted yet.
+func (n *Node) acceptsSoon(ctx context.Context, cert *x509.Certificate) (bool, string) {
+	deadline := time.NewTimer(recordLag)
+	defer deadline.Stop()
+	for {
+		st, changed := n.fsm.Watch()
+		ok, why := n.accepts(st, cert)
+		if ok {
+			return true, ""
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false, why
+		case <-ctx.Done():
+			return false, why
+		}
+	}
+}
