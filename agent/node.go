@@ -67,6 +67,10 @@ type Config struct {
 	// writable and how long its lease holds, and told before a share
 	// becomes writable.
 	Guard Guard
+	// AcceptEmptyRaftDB starts the node on an empty raft.db in a data dir
+	// whose agent was a member (it has an identity), as the member it
+	// was: its Raft term, vote and log are lost. Start refuses without it.
+	AcceptEmptyRaftDB bool
 }
 
 // Guard is what the node needs of its guard process: Beat never blocks,
@@ -235,6 +239,21 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 		if err := n.loadCredentials(); err != nil {
 			return false, err
 		}
+		db, err := n.dir.checkRaftDB()
+		if err != nil {
+			return false, raftDBAdvice(err, id.Name)
+		}
+		if db == raftDBEmpty {
+			if !n.cfg.AcceptEmptyRaftDB {
+				return false, fmt.Errorf("%w: %s is empty, but this data dir's agent was a member of a fleet as %q: its Raft term, vote and log are gone, and starting without them could let it vote twice in one term. "+
+					"Restore the data dir from a backup; or remove this appliance from the fleet ('fleetctl members remove %s' on another member) and start it again with an empty data dir and --join; "+
+					"or, knowing the risk, start it with --accept-empty-raft-db", ErrRaftDBEmpty, n.dir.path(fileRaftDB), id.Name, id.Name)
+			}
+			// Neither a new fleet (--bootstrap) nor a join: the member
+			// it was, which the leader sends the log to.
+			n.log.Warn("raft.db is empty and --accept-empty-raft-db is given: starting as a member with no Raft term, vote or log; --bootstrap and --join are ignored", "file", n.dir.path(fileRaftDB))
+			return false, nil
+		}
 		has, err := n.dir.hasRaftState()
 		if err != nil {
 			return false, err
@@ -250,6 +269,11 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 	}
 	if n.cfg.Name == "" {
 		return false, errors.New("a new data dir needs --name")
+	}
+	// No identity, so no fleet to lose; but a raft.db left here is
+	// opened all the same, and must not crash the agent.
+	if _, err := n.dir.checkRaftDB(); err != nil {
+		return false, raftDBAdvice(err, n.cfg.Name)
 	}
 	switch {
 	case n.cfg.Bootstrap && n.cfg.Join != "":
@@ -268,6 +292,15 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 		return false, err
 	}
 	return true, nil
+}
+
+// raftDBAdvice adds what to do to checkRaftDB's error about a damaged
+// raft.db.
+func raftDBAdvice(err error, name string) error {
+	if !errors.Is(err, ErrRaftDBDamaged) {
+		return fmt.Errorf("check %s: %w", fileRaftDB, err)
+	}
+	return fmt.Errorf("%w: restore the data dir from a backup, or remove this appliance from the fleet ('fleetctl members remove %s' on another member) and start it again with an empty data dir and --join", err, name)
 }
 
 // createFleet makes the cluster CA, the join token and this node's

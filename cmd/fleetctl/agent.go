@@ -29,6 +29,9 @@ type agentCmd struct {
 
 	ReconcileInterval time.Duration `default:"30s" help:"How often to look for drift (a share deleted or a quota changed by hand) when the spec does not change."`
 	Btrfs             string        `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
+
+	// AcceptEmptyRaftDB is the way past agent.ErrRaftDBEmpty.
+	AcceptEmptyRaftDB bool `name:"accept-empty-raft-db" help:"Start even though DIR/raft.db is empty in a data dir whose agent was a member: it starts as that member with no Raft term, vote or log, and could vote twice in one term. Without it such an agent refuses to start."`
 }
 
 func (agentCmd) Help() string {
@@ -57,6 +60,12 @@ the spec merely stopped naming; only state: absent deletes.
 Restarted on the same data dir, an agent comes back with its identity and
 state; --bootstrap and --join are then ignored. A member whose data dir was
 lost is removed with 'fleetctl members remove NAME' and joins again.
+
+An agent whose DIR/raft.db is damaged (truncated, garbled) refuses to
+start and says so; so does one whose raft.db is empty though it has been
+a member, since its term and vote are gone (--accept-empty-raft-db starts
+it anyway). Restore the data dir from a backup, or remove the member and
+join it again with an empty data dir.
 
 Never two writable copies: a replicated share is writable only on the
 appliance the fleet says is active for it, and only while that appliance's
@@ -102,6 +111,8 @@ func (c *agentCmd) Run(e env) error {
 		Join:      c.Join,
 		Token:     c.Token,
 		Logger:    log,
+
+		AcceptEmptyRaftDB: c.AcceptEmptyRaftDB,
 
 		Driver:            reconcile.NewBtrfs(c.Btrfs),
 		ReconcileInterval: c.ReconcileInterval,
