@@ -590,7 +590,7 @@ func (d dataDir) ensure() error {
 
 func (d dataDir) readIdentity() (identity, error) {
 	var id identity
-	b, err := os.ReadFile(d.path(fileIdentity))
+	b, err := pki.ReadFile(d.path(fileIdentity))
 	if err != nil {
 		return id, err
 	}
@@ -645,7 +645,7 @@ func (d dataDir) readCredentials() (c pki.Credentials, caKey []byte, token pki.T
 			return nil
 		}
 		var b []byte
-		b, err = os.ReadFile(d.path(name))
+		b, err = pki.ReadFile(d.path(name))
 		return b
 	}
 	c.CACertPEM, caKey, c.CertPEM, c.KeyPEM = read(fileCACert), read(fileCAKey), read(fileCert), read(fileKey)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
 )
@@ -290,7 +291,7 @@ func (f *demoFleet) startAgents(ctx context.Context, e env) error {
 func waitFile(ctx context.Context, path string, limit time.Duration) (string, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		b, err := os.ReadFile(path)
+		b, err := pki.ReadFile(path)
 		if err == nil && len(b) > 0 {
 			return strings.TrimSpace(string(b)), nil
 		}
