@@ -2,10 +2,12 @@ package agent
 
 import (
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fleetctl/fleetctl/client"
@@ -122,4 +124,59 @@ func TestNodeStartsOnEmptyRaftDBOfNewDataDir(t *testing.T) {
 	}
 	n := startNode(t, cfg)
 	readyLeader(t, []*Node{n})
+}
+
+func TestNodeSecretsAndDataDirArePrivate(t *testing.T) {
+	t.Parallel()
+	// A data dir made beforehand by hand, world-readable, with files of
+	// the names the agent writes its secrets to.
+	cfg := bootstrapConfig(t, "n1")
+	if err := os.Chmod(cfg.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{fileCAKey, fileKey, fileToken, fileCACert, fileCert, fileIdentity}
+	for _, name := range secrets {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, name), []byte("left over\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// With identity.json left over, the agent would take the dir as its
+	// own: only the credential files stay.
+	if err := os.Remove(filepath.Join(cfg.DataDir, fileIdentity)); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	startNode(t, cfg)
+
+	if fi, err := os.Stat(cfg.DataDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir: want mode 0700, got %v, %v", fi.Mode(), err)
+	}
+	if !strings.Contains(logs.String(), "0755") {
+		t.Fatalf("the agent changed the data dir's mode from 0755 without a word; its log:\n%s", logs.String())
+	}
+	for _, name := range secrets {
+		fi, err := os.Stat(filepath.Join(cfg.DataDir, name))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: want mode 0600, got %v, %v", name, fi.Mode(), err)
+		}
+	}
+}
+
+// lockedBuffer is a log a node writes to from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

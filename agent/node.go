@@ -174,8 +174,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.ReconcileInterval = DefaultReconcileInterval
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{}), memberLock: make(chan struct{}, 1)}
-	if err := n.dir.ensure(); err != nil {
+	was, err := n.dir.ensure()
+	if err != nil {
 		return nil, err
+	}
+	if was != 0 {
+		n.log.Warn(fmt.Sprintf("made the data dir private: it was mode %04o, now 0700", was), "data_dir", cfg.DataDir)
 	}
 	fresh, err := n.loadOrCreateIdentity(ctx)
 	n.fresh = fresh
@@ -581,11 +585,24 @@ type identity struct {
 
 func (d dataDir) path(name string) string { return filepath.Join(string(d), name) }
 
-func (d dataDir) ensure() error {
+// ensure makes the data dir, or makes an existing one private: it holds
+// the CA key, so it is 0700 even when it was made beforehand with a wider
+// mode. was is the mode it had when ensure changed it, else 0.
+func (d dataDir) ensure() (was os.FileMode, err error) {
 	if err := os.MkdirAll(string(d), 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+		return 0, fmt.Errorf("data dir: %w", err)
 	}
-	return nil
+	fi, err := os.Stat(string(d))
+	if err != nil {
+		return 0, fmt.Errorf("data dir: %w", err)
+	}
+	if fi.Mode().Perm() == 0o700 {
+		return 0, nil
+	}
+	if err := os.Chmod(string(d), 0o700); err != nil {
+		return 0, fmt.Errorf("data dir: make it private (mode 0700): %w", err)
+	}
+	return fi.Mode().Perm(), nil
 }
 
 func (d dataDir) readIdentity() (identity, error) {
@@ -605,7 +622,7 @@ func (d dataDir) writeIdentity(id identity) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(d.path(fileIdentity), append(b, '\n'), 0o600)
+	return pki.WriteFile(d.path(fileIdentity), append(b, '\n'))
 }
 
 func (d dataDir) hasRaftState() (bool, error) {
@@ -632,7 +649,7 @@ func (d dataDir) writeCredentials(c pki.Credentials, caKey []byte, token pki.Tok
 		{fileCACert, c.CACertPEM}, {fileCAKey, caKey}, {fileCert, c.CertPEM}, {fileKey, c.KeyPEM},
 		{fileToken, []byte(token.String() + "\n")},
 	} {
-		if err := writeFileAtomic(d.path(f.name), f.data, 0o600); err != nil {
+		if err := pki.WriteFile(d.path(f.name), f.data); err != nil {
 			return err
 		}
 	}
@@ -687,32 +704,6 @@ func IssueAdminCredential(dir, name string) ([]byte, error) {
 		return nil, err
 	}
 	return pki.Credentials{CACertPEM: creds.CACertPEM, CertPEM: cert, KeyPEM: key}.Bundle(), nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// into place, so a crash never leaves a half-written credential.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // applyTimeout bounds committing one command: a leader that cannot reach a

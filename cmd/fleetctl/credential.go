@@ -2,9 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/fleetctl/fleetctl/agent"
+	"github.com/fleetctl/fleetctl/pki"
 )
 
 type credentialCmd struct {
@@ -40,7 +40,7 @@ func (c *credentialIssueCmd) Run(e env) error {
 		_, err := e.stdout.Write(b)
 		return err
 	}
-	if err := os.WriteFile(c.Out, b, 0o600); err != nil {
+	if err := pki.WriteFile(c.Out, b); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "wrote admin credential for %s to %s\n", c.Name, c.Out)
