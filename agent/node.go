@@ -287,7 +287,7 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 	case n.cfg.Join != "":
 		err = n.fetchCredentials(ctx)
 	default:
-		return false, fmt.Errorf("data dir %s is new: give --bootstrap to start a fleet, or --join ADDRESS --token TOKEN to join one", n.cfg.DataDir)
+		return false, fmt.Errorf("data dir %s is new: give --bootstrap to start a fleet, or --join ADDRESS --token-file FILE to join one", n.cfg.DataDir)
 	}
 	if err != nil {
 		return false, err
@@ -672,6 +672,14 @@ func (d dataDir) readCredentials() (c pki.Credentials, caKey []byte, token pki.T
 	}
 	token, err = pki.ParseToken(string(trimNewline(tok)))
 	return c, caKey, token, err
+}
+
+// HasIdentity says whether dir is the data dir of an agent that has been
+// bootstrapped or has joined a fleet (it holds the agent's identity): such
+// an agent needs no join token.
+func HasIdentity(dir string) bool {
+	_, err := os.Stat(dataDir(dir).path(fileIdentity))
+	return err == nil
 }
 
 // LoadClientCredentials reads the credentials and advertised address of the
