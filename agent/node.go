@@ -302,7 +302,7 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 // raft.db.
 func raftDBAdvice(err error, name string) error {
 	if !errors.Is(err, ErrRaftDBDamaged) {
-		return fmt.Errorf("check %s: %w", fileRaftDB, err)
+		return fmt.Errorf("read %s: %w", fileRaftDB, err)
 	}
 	return fmt.Errorf("%w: restore the data dir from a backup, or remove this appliance from the fleet ('fleetctl members remove %s' on another member) and start it again with an empty data dir and --join", err, name)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors Start returns for a raft.db it will not open; callers compare
@@ -63,17 +64,14 @@ func (d dataDir) checkRaftDB() (raftDBState, error) {
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrRaftDBDamaged) {
-			return 0, err
-		}
-		return 0, damaged("%v", err)
+		return 0, classify(err, damaged)
 	}
 	// Then everything: the freelist (loaded in Open, in this goroutine,
 	// so that Check's own goroutine finds it loaded), every page a
 	// bucket reaches, and bbolt's check that each page is used once.
 	err = readBolt(path, true, func(tx *bolt.Tx) error {
 		if err := walkBuckets(tx.Cursor(), tx.Bucket); err != nil {
-			return err
+			return damaged("%v", err)
 		}
 		var problems []error
 		for err := range tx.Check() {
@@ -83,14 +81,32 @@ func (d dataDir) checkRaftDB() (raftDBState, error) {
 		case 0:
 			return nil
 		case 1:
-			return problems[0]
+			return damaged("%v", problems[0])
 		}
-		return fmt.Errorf("%w (and %d more problems)", problems[0], len(problems)-1)
+		return damaged("%v (and %d more problems)", problems[0], len(problems)-1)
 	})
 	if err != nil {
-		return 0, damaged("%v", err)
+		return 0, classify(err, damaged)
 	}
 	return raftDBSound, nil
+}
+
+// errBoltPanicked marks a fault or panic of bbolt's that readBolt
+// recovered: the file is not what bbolt takes it for.
+var errBoltPanicked = errors.New("bbolt cannot read it")
+
+// classify says whether readBolt's err is about the file's content
+// (damaged) or about reaching it (permission, a lock held elsewhere), which
+// restoring the data dir would not cure.
+func classify(err error, damaged func(string, ...any) error) error {
+	switch {
+	case errors.Is(err, ErrRaftDBDamaged):
+		return err
+	case errors.Is(err, errBoltPanicked), errors.Is(err, berrors.ErrInvalid),
+		errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return damaged("%v", err)
+	}
+	return err
 }
 
 // readBolt opens the bbolt file at path read-only and runs f in a read
@@ -107,7 +123,7 @@ func readBolt(path string, preload bool, f func(*bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("bbolt cannot read it: %v", r)
+			err = fmt.Errorf("%w: %v", errBoltPanicked, r)
 			if file != nil {
 				file.Close()
 			}
