@@ -5,6 +5,8 @@
 //
 //   - node.go: Config, Start and Shutdown; the Raft node (hashicorp/raft
 //     with raft-boltdb) over the FSM of package store; the data dir.
+//   - raftdb.go: the check of raft.db before raft-boltdb opens it, so a
+//     damaged or emptied file stops Start with an error, not a crash.
 //   - transport.go: the one TCP port, TLS on every connection, ALPN
 //     choosing between the Raft transport and the API.
 //   - api.go: the HTTPS API's routes, authentication and forwarding to the

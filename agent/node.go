@@ -67,6 +67,10 @@ type Config struct {
 	// writable and how long its lease holds, and told before a share
 	// becomes writable.
 	Guard Guard
+	// AcceptEmptyRaftDB starts the node on an empty raft.db in a data dir
+	// whose agent was a member (it has an identity), as the member it
+	// was: its Raft term, vote and log are lost. Start refuses without it.
+	AcceptEmptyRaftDB bool
 }
 
 // Guard is what the node needs of its guard process: Beat never blocks,
@@ -172,8 +176,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.ReconcileInterval = DefaultReconcileInterval
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{}), memberLock: make(chan struct{}, 1)}
-	if err := n.dir.ensure(); err != nil {
+	was, err := n.dir.ensure()
+	if err != nil {
 		return nil, err
+	}
+	if was != 0 {
+		n.log.Warn(fmt.Sprintf("made the data dir private: it was mode %04o, now 0700", was), "data_dir", cfg.DataDir)
 	}
 	fresh, err := n.loadOrCreateIdentity(ctx)
 	n.fresh = fresh
@@ -241,6 +249,21 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 		if err := n.loadCredentials(); err != nil {
 			return false, err
 		}
+		db, err := n.dir.checkRaftDB()
+		if err != nil {
+			return false, raftDBAdvice(err, id.Name)
+		}
+		if db == raftDBEmpty {
+			if !n.cfg.AcceptEmptyRaftDB {
+				return false, fmt.Errorf("%w: %s is empty, but this data dir's agent was a member of a fleet as %q: its Raft term, vote and log are gone, and starting without them could let it vote twice in one term. "+
+					"Restore the data dir from a backup; or remove this appliance from the fleet ('fleetctl members remove %s' on another member) and start it again with an empty data dir and --join; "+
+					"or, knowing the risk, start it with --accept-empty-raft-db", ErrRaftDBEmpty, n.dir.path(fileRaftDB), id.Name, id.Name)
+			}
+			// Neither a new fleet (--bootstrap) nor a join: the member
+			// it was, which the leader sends the log to.
+			n.log.Warn("raft.db is empty and --accept-empty-raft-db is given: starting as a member with no Raft term, vote or log; --bootstrap and --join are ignored", "file", n.dir.path(fileRaftDB))
+			return false, nil
+		}
 		has, err := n.dir.hasRaftState()
 		if err != nil {
 			return false, err
@@ -257,6 +280,11 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 	if n.cfg.Name == "" {
 		return false, errors.New("a new data dir needs --name")
 	}
+	// No identity, so no fleet to lose; but a raft.db left here is
+	// opened all the same, and must not crash the agent.
+	if _, err := n.dir.checkRaftDB(); err != nil {
+		return false, raftDBAdvice(err, n.cfg.Name)
+	}
 	switch {
 	case n.cfg.Bootstrap && n.cfg.Join != "":
 		return false, errors.New("give either --bootstrap (a new fleet) or --join (an existing one), not both")
@@ -265,7 +293,7 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 	case n.cfg.Join != "":
 		err = n.fetchCredentials(ctx)
 	default:
-		return false, fmt.Errorf("data dir %s is new: give --bootstrap to start a fleet, or --join ADDRESS --token TOKEN to join one", n.cfg.DataDir)
+		return false, fmt.Errorf("data dir %s is new: give --bootstrap to start a fleet, or --join ADDRESS --token-file FILE to join one", n.cfg.DataDir)
 	}
 	if err != nil {
 		return false, err
@@ -274,6 +302,15 @@ func (n *Node) loadOrCreateIdentity(ctx context.Context) (fresh bool, err error)
 		return false, err
 	}
 	return true, nil
+}
+
+// raftDBAdvice adds what to do to checkRaftDB's error about a damaged
+// raft.db.
+func raftDBAdvice(err error, name string) error {
+	if !errors.Is(err, ErrRaftDBDamaged) {
+		return fmt.Errorf("read %s: %w", fileRaftDB, err)
+	}
+	return fmt.Errorf("%w: restore the data dir from a backup, or remove this appliance from the fleet ('fleetctl members remove %s' on another member) and start it again with an empty data dir and --join", err, name)
 }
 
 // createFleet makes the cluster CA, the join token and this node's
@@ -557,16 +594,29 @@ type identity struct {
 
 func (d dataDir) path(name string) string { return filepath.Join(string(d), name) }
 
-func (d dataDir) ensure() error {
+// ensure makes the data dir, or makes an existing one private: it holds
+// the CA key, so it is 0700 even when it was made beforehand with a wider
+// mode. was is the mode it had when ensure changed it, else 0.
+func (d dataDir) ensure() (was os.FileMode, err error) {
 	if err := os.MkdirAll(string(d), 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+		return 0, fmt.Errorf("data dir: %w", err)
 	}
-	return nil
+	fi, err := os.Stat(string(d))
+	if err != nil {
+		return 0, fmt.Errorf("data dir: %w", err)
+	}
+	if fi.Mode().Perm() == 0o700 {
+		return 0, nil
+	}
+	if err := os.Chmod(string(d), 0o700); err != nil {
+		return 0, fmt.Errorf("data dir: make it private (mode 0700): %w", err)
+	}
+	return fi.Mode().Perm(), nil
 }
 
 func (d dataDir) readIdentity() (identity, error) {
 	var id identity
-	b, err := os.ReadFile(d.path(fileIdentity))
+	b, err := pki.ReadFile(d.path(fileIdentity))
 	if err != nil {
 		return id, err
 	}
@@ -581,7 +631,7 @@ func (d dataDir) writeIdentity(id identity) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(d.path(fileIdentity), append(b, '\n'), 0o600)
+	return pki.WriteFile(d.path(fileIdentity), append(b, '\n'))
 }
 
 func (d dataDir) hasRaftState() (bool, error) {
@@ -608,7 +658,7 @@ func (d dataDir) writeCredentials(c pki.Credentials, caKey []byte, token pki.Tok
 		{fileCACert, c.CACertPEM}, {fileCAKey, caKey}, {fileCert, c.CertPEM}, {fileKey, c.KeyPEM},
 		{fileToken, []byte(token.String() + "\n")},
 	} {
-		if err := writeFileAtomic(d.path(f.name), f.data, 0o600); err != nil {
+		if err := pki.WriteFile(d.path(f.name), f.data); err != nil {
 			return err
 		}
 	}
@@ -621,7 +671,7 @@ func (d dataDir) readCredentials() (c pki.Credentials, caKey []byte, token pki.T
 			return nil
 		}
 		var b []byte
-		b, err = os.ReadFile(d.path(name))
+		b, err = pki.ReadFile(d.path(name))
 		return b
 	}
 	c.CACertPEM, caKey, c.CertPEM, c.KeyPEM = read(fileCACert), read(fileCAKey), read(fileCert), read(fileKey)
@@ -631,6 +681,14 @@ func (d dataDir) readCredentials() (c pki.Credentials, caKey []byte, token pki.T
 	}
 	token, err = pki.ParseToken(string(trimNewline(tok)))
 	return c, caKey, token, err
+}
+
+// HasIdentity says whether dir is the data dir of an agent that has been
+// bootstrapped or has joined a fleet (it holds the agent's identity): such
+// an agent needs no join token.
+func HasIdentity(dir string) bool {
+	_, err := os.Stat(dataDir(dir).path(fileIdentity))
+	return err == nil
 }
 
 // LoadClientCredentials reads the credentials and advertised address of the
@@ -666,7 +724,7 @@ func LocalAdmin(ctx context.Context, dir string) (creds pki.Credentials, name, a
 	if err != nil {
 		return creds, "", "", fmt.Errorf("no agent data in %s: %w", dir, err)
 	}
-	if b, err := os.ReadFile(d.path(fileLocalAdmin)); err == nil {
+	if b, err := pki.ReadFile(d.path(fileLocalAdmin)); err == nil {
 		if c, err := pki.ParseBundle(b); err == nil {
 			if cert, err := parseCertPEM(c.CertPEM); err == nil && time.Until(cert.NotAfter) > 24*time.Hour {
 				return c, id.Name, id.Advertise, nil
@@ -696,7 +754,7 @@ func LocalAdmin(ctx context.Context, dir string) (creds pki.Credentials, name, a
 		return creds, "", "", err
 	}
 	creds = pki.Credentials{CACertPEM: node.CACertPEM, CertPEM: certPEM, KeyPEM: keyPEM}
-	if err := writeFileAtomic(d.path(fileLocalAdmin), creds.Bundle(), 0o600); err != nil {
+	if err := pki.WriteFile(d.path(fileLocalAdmin), creds.Bundle()); err != nil {
 		return creds, "", "", fmt.Errorf("keep the local admin credential: %w", err)
 	}
 	return creds, id.Name, id.Advertise, nil
@@ -754,32 +812,6 @@ func IssueAdminCredential(ctx context.Context, dir, name string) ([]byte, error)
 		return nil, err
 	}
 	return pki.Credentials{CACertPEM: creds.CACertPEM, CertPEM: cert, KeyPEM: key}.Bundle(), nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// into place, so a crash never leaves a half-written credential.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // applyTimeout bounds committing one command: a leader that cannot reach a

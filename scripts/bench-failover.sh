@@ -43,9 +43,8 @@ shares:
 YAML
   "$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --bootstrap 2>"$work/n1.log" & pids+=($!)
   "$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
-  local tok; tok=$(cat "$work/d1/join-token")
-  "$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token "$tok" 2>"$work/n2.log" & pids+=($!)
-  "$bin" agent --name w --data-dir "$work/d3" --listen "127.0.0.1:$P3" --join "127.0.0.1:$P1" --token "$tok" 2>"$work/w.log" & pids+=($!)
+  "$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
+  "$bin" agent --name w --data-dir "$work/d3" --listen "127.0.0.1:$P3" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/w.log" & pids+=($!)
   for _ in $(seq 150); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^w .*healthy' && break; sleep 0.2; done
   "$bin" apply --data-dir "$work/d1" -f "$work/fleet.yaml" --wait >/dev/null 2>&1
   until "$bin" replication trail data --data-dir "$work/d1" 2>/dev/null | grep -q 'send .* full .* ok$'; do sleep 0.2; done

@@ -71,7 +71,7 @@ shares:
 YAML
 "$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --bootstrap 2>"$work/n1.log" & pids+=($!)
 "$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
-"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token "$(cat "$work/d1/join-token")" 2>"$work/n2.log" & pids+=($!)
+"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
 for _ in $(seq 100); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^n2 .*healthy' && break; sleep 0.2; done
 
 # fleetctl: applying the spec makes the first (full) replication due at

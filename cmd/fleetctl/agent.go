@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/agent/fence"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile"
 )
 
@@ -24,11 +28,15 @@ type agentCmd struct {
 	Bootstrap bool   `help:"Start a new fleet with this agent as its first member (only when the data dir is new)."`
 	Fleet     string `default:"fleet" placeholder:"NAME" help:"With --bootstrap: the fleet's name, as fleet.yaml's fleet: gives it. It names the fleet's certificate authority."`
 	Join      string `placeholder:"HOST:PORT" help:"Join the fleet through the agent at this address (only when the data dir is new)."`
-	Token     string `env:"FLEETCTL_JOIN_TOKEN" placeholder:"TOKEN" help:"The fleet's join token, from join-token in the first agent's data dir."`
+	Token     string `env:"FLEETCTL_JOIN_TOKEN" placeholder:"TOKEN" help:"The fleet's join token. On the command line it shows in every process list: prefer --token-file, or FLEETCTL_JOIN_TOKEN."`
+	TokenFile string `name:"token-file" placeholder:"FILE" help:"File holding the fleet's join token: join-token in the first agent's data dir, or a copy of it (mode 0600). Read only while this agent has not joined yet."`
 	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
 
 	ReconcileInterval time.Duration `default:"30s" help:"How often to look for drift (a share deleted or a quota changed by hand) when the spec does not change."`
 	Btrfs             string        `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
+
+	// AcceptEmptyRaftDB is the way past agent.ErrRaftDBEmpty.
+	AcceptEmptyRaftDB bool `name:"accept-empty-raft-db" help:"Start even though DIR/raft.db is empty in a data dir whose agent was a member: it starts as that member with no Raft term, vote or log, and could vote twice in one term. Without it such an agent refuses to start."`
 }
 
 func (agentCmd) Help() string {
@@ -43,10 +51,14 @@ named after --fleet (fleet.yaml's fleet: name), and its join token
   fleetctl agent --name nas1 --data-dir /var/lib/fleetctl --listen 10.0.0.1:7400 \
       --bootstrap --fleet office
 
-Every other agent joins through any member with that token:
+Every other agent joins through any member with that token, read from a
+copy of that file (--token-file; or FLEETCTL_JOIN_TOKEN, or --token, but
+give it one way only, and never in argv, where every user sees it):
 
   fleetctl agent --name nas2 --data-dir /var/lib/fleetctl --listen 10.0.0.2:7400 \
-      --join 10.0.0.1:7400 --token "$(cat join-token)"
+      --join 10.0.0.1:7400 --token-file /root/join-token
+
+Once joined, the agent needs the token no more: delete the copy.
 
 Each agent keeps its own appliance's btrfs at the stored spec: shares
 (subvolumes) on its pools, their quotas, snapshots and retention. It
@@ -57,6 +69,12 @@ the spec merely stopped naming; only state: absent deletes.
 Restarted on the same data dir, an agent comes back with its identity and
 state; --bootstrap and --join are then ignored. A member whose data dir was
 lost is removed with 'fleetctl members remove NAME' and joins again.
+
+An agent whose DIR/raft.db is damaged (truncated, garbled) refuses to
+start and says so; so does one whose raft.db is empty though it has been
+a member, since its term and vote are gone (--accept-empty-raft-db starts
+it anyway). Restore the data dir from a backup, or remove the member and
+join it again with an empty data dir.
 
 Never two writable copies: a replicated share is writable only on the
 appliance the fleet says is active for it, and only while that appliance's
@@ -77,6 +95,10 @@ func (c *agentCmd) Run(e env) error {
 	defer stop()
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	token, err := c.joinToken()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	lock, err := fence.LockAgent(c.DataDir, 15*time.Second)
 	if err != nil {
@@ -100,8 +122,10 @@ func (c *agentCmd) Run(e env) error {
 		Bootstrap: c.Bootstrap,
 		Fleet:     c.Fleet,
 		Join:      c.Join,
-		Token:     c.Token,
+		Token:     token,
 		Logger:    log,
+
+		AcceptEmptyRaftDB: c.AcceptEmptyRaftDB,
 
 		Driver:            reconcile.NewBtrfs(c.Btrfs),
 		ReconcileInterval: c.ReconcileInterval,
@@ -118,6 +142,35 @@ func (c *agentCmd) Run(e env) error {
 	log.Info("stopping")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return node.Shutdown()
+}
+
+// joinToken returns the join token that --token, FLEETCTL_JOIN_TOKEN or
+// --token-file gives, one of them at most. The file is read with
+// pki.ReadFile's limit, its trailing white space dropped, and only while
+// the data dir has no identity: an agent that has joined needs no token,
+// and its copy of the file may be gone.
+func (c *agentCmd) joinToken() (string, error) {
+	if c.TokenFile == "" {
+		return c.Token, nil
+	}
+	if c.Token != "" {
+		return "", errors.New("give the join token one way: --token-file FILE, --token TOKEN or FLEETCTL_JOIN_TOKEN, not two")
+	}
+	if agent.HasIdentity(c.DataDir) {
+		return "", nil
+	}
+	b, err := pki.ReadFile(c.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	token := strings.TrimRightFunc(string(b), unicode.IsSpace)
+	if token == "" {
+		return "", fmt.Errorf("--token-file %s: the file is empty; it should hold the join token from join-token in the first agent's data dir", c.TokenFile)
+	}
+	if _, err := pki.ParseToken(token); err != nil {
+		return "", fmt.Errorf("--token-file %s: %w", c.TokenFile, err)
+	}
+	return token, nil
 }
 
 // watchdogged is the guard, and under a systemd unit with WatchdogSec

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/fleetctl/fleetctl/agent"
@@ -27,7 +26,7 @@ func (f clientFlags) client() (*client.Client, error) {
 		if f.Server == "" {
 			return nil, errors.New("--credential needs --server HOST:PORT (any agent of the fleet)")
 		}
-		b, err := os.ReadFile(f.Credential)
+		b, err := pki.ReadFile(f.Credential)
 		if err != nil {
 			return nil, fmt.Errorf("credential: %w", err)
 		}

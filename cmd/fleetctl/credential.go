@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetctl/fleetctl/client"
-
 	"github.com/fleetctl/fleetctl/agent"
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 )
 
 type credentialCmd struct {
@@ -109,7 +108,7 @@ func (c *credentialIssueCmd) Run(e env) error {
 		_, err := e.stdout.Write(b)
 		return err
 	}
-	if err := os.WriteFile(c.Out, b, 0o600); err != nil {
+	if err := pki.WriteFile(c.Out, b); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "wrote admin credential for %s to %s\n", c.Name, c.Out)

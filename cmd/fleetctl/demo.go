@@ -18,6 +18,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
 )
@@ -250,13 +251,15 @@ func (f *demoFleet) startAgents(ctx context.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	var token string
+	// The others join with the first agent's join token, read from its
+	// data dir (mode 0600): never in argv, where every user sees it.
+	tokenFile := filepath.Join(f.appliances[0].dataDir, "join-token")
 	for i, a := range f.appliances {
 		args := []string{"agent", "--name", a.name, "--data-dir", a.dataDir, "--listen", a.addr, "--reconcile-interval", "5s"}
 		if i == 0 {
 			args = append(args, "--bootstrap", "--fleet", f.name)
 		} else {
-			args = append(args, "--join", f.appliances[0].addr, "--token", token)
+			args = append(args, "--join", f.appliances[0].addr, "--token-file", tokenFile)
 		}
 		logf, err := os.OpenFile(filepath.Join(f.dir, a.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
@@ -274,12 +277,12 @@ func (f *demoFleet) startAgents(ctx context.Context, e env) error {
 		}
 		logf.Close()
 		if i == 0 {
-			if token, err = waitFile(ctx, filepath.Join(a.dataDir, "join-token"), 30*time.Second); err != nil {
+			if err = waitFile(ctx, tokenFile, 30*time.Second); err != nil {
 				return fmt.Errorf("agent %s did not make its join token (see %s.log): %w", a.name, a.name, err)
 			}
 			// The agent writes its identity just after its credentials;
 			// the demo's client reads both.
-			if _, err = waitFile(ctx, filepath.Join(a.dataDir, "identity.json"), 30*time.Second); err != nil {
+			if err = waitFile(ctx, filepath.Join(a.dataDir, "identity.json"), 30*time.Second); err != nil {
 				return fmt.Errorf("agent %s did not record its identity (see %s.log): %w", a.name, a.name, err)
 			}
 		}
@@ -287,19 +290,21 @@ func (f *demoFleet) startAgents(ctx context.Context, e env) error {
 	return nil
 }
 
-func waitFile(ctx context.Context, path string, limit time.Duration) (string, error) {
+// waitFile waits until the file at path holds something: the agents
+// write their files whole (renamed into place), so then it is complete.
+func waitFile(ctx context.Context, path string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		b, err := os.ReadFile(path)
+		b, err := pki.ReadFile(path)
 		if err == nil && len(b) > 0 {
-			return strings.TrimSpace(string(b)), nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no %s after %v", path, limit)
+			return fmt.Errorf("no %s after %v", path, limit)
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -68,6 +69,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"envsubst":      cmdEnvsubst,
 			"netns":         cmdNetns,
 			"watchwritable": cmdWatchWritable,
+			"damage":        cmdDamage,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond != "btrfs" {
@@ -125,6 +127,38 @@ func cmdEnvfile(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: envfile NAME FILE")
 	}
 	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile(args[1])))
+}
+
+// cmdDamage damages a file the way a disk or an operator might:
+//
+//	damage half d1/raft.db    truncate to half its size
+//	damage garble d1/raft.db  overwrite all past the first two pages (bbolt's meta pages)
+//	damage empty d1/raft.db   truncate to 0 bytes
+//
+// The garbage is the same on every run.
+func cmdDamage(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: damage half|garble|empty FILE")
+	}
+	path := ts.MkAbs(args[1])
+	fi, err := os.Stat(path)
+	ts.Check(err)
+	switch args[0] {
+	case "half":
+		ts.Check(os.Truncate(path, fi.Size()/2))
+	case "empty":
+		ts.Check(os.Truncate(path, 0))
+	case "garble":
+		b, err := os.ReadFile(path)
+		ts.Check(err)
+		rnd := mrand.New(mrand.NewPCG(1, 2))
+		for i := 2 * os.Getpagesize(); i < len(b); i++ {
+			b[i] = byte(rnd.Uint32())
+		}
+		ts.Check(os.WriteFile(path, b, fi.Mode()))
+	default:
+		ts.Fatalf("damage: %q is not half, garble or empty", args[0])
+	}
 }
 
 // handedOut are the ports freePort has returned in this test process:
