@@ -231,6 +231,10 @@ func TestRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	goneAdmin, _, _, err := LocalAdmin(t.Context(), gone.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Before: the member reads, and its Raft port is open to it.
 	if _, err := client.NewClient(stay.cfg.Advertise, goneCreds, ""); err != nil {
 		t.Fatal(err)
@@ -261,6 +265,7 @@ func TestRevocation(t *testing.T) {
 	}
 	for _, n := range []*Node{leader, stay} {
 		wantLockedOut(t, n, "the removed member's certificate", goneCreds)
+		wantLockedOut(t, n, "the admin credential the CLI kept on the removed member", goneAdmin)
 	}
 	// It kept the CA key: what it signs now is refused too, under its own
 	// name, a new one, or a member's.

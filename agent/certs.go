@@ -203,12 +203,15 @@ func (n *Node) handleRevokeCert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, client.RevokeResponse{Revoked: count})
 }
 
-// forgetNode forgets every certificate of the node name and revokes
-// every join token: what a removed member held no longer opens anything.
+// forgetNode forgets every certificate of the node name, and the admin
+// credential the CLI kept on it (local-<name>), and revokes every join
+// token: what a removed member held no longer opens anything.
 func (n *Node) forgetNode(name, by string) error {
 	at := time.Now().UTC()
-	if _, err := n.apply(store.CmdForgetCerts, store.ForgetCerts{Role: string(pki.RoleNode), Name: name, By: by, Reason: "members remove " + name, At: at}); err != nil {
-		return err
+	for _, id := range []pki.Identity{{Role: pki.RoleNode, Name: name}, {Role: pki.RoleAdmin, Name: localAdminName(name)}} {
+		if _, err := n.apply(store.CmdForgetCerts, store.ForgetCerts{Role: string(id.Role), Name: id.Name, By: by, Reason: "members remove " + name, At: at}); err != nil {
+			return err
+		}
 	}
 	_, err := n.apply(store.CmdJoinTokens, store.JoinTokenChange{Revoke: []string{"*"}, At: at})
 	return err

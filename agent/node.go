@@ -742,11 +742,7 @@ func LocalAdmin(ctx context.Context, dir string) (creds pki.Credentials, name, a
 	if err != nil {
 		return creds, "", "", err
 	}
-	admin := "local-" + id.Name
-	if len(admin) > 63 {
-		admin = id.Name
-	}
-	certPEM, keyPEM, err := ca.IssueFor(admin, pki.RoleAdmin, nil, LocalAdminValidity)
+	certPEM, keyPEM, err := ca.IssueFor(localAdminName(id.Name), pki.RoleAdmin, nil, LocalAdminValidity)
 	if err != nil {
 		return creds, "", "", err
 	}
@@ -837,4 +833,13 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 		}
 		f()
 	}
+}
+
+// localAdminName is the name of the admin credential the CLI keeps on the
+// appliance name (LocalAdmin).
+func localAdminName(appliance string) string {
+	if admin := "local-" + appliance; len(admin) <= 63 {
+		return admin
+	}
+	return appliance
 }
