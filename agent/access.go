@@ -99,6 +99,7 @@ var routeTable = []route{
 	{"POST /v1/switchover/prepare", accessLeader, onAny, (*Node).handlePrepare},
 	{"POST /v1/certs/self", accessNode, onLeader, (*Node).handleRecordSelf},
 	{"POST /v1/certs", accessNode, onLeader, (*Node).handleRecordCert},
+	{"POST /v1/certs/renew", accessNode, onLeader, (*Node).handleRenewCert},
 	{"GET /v1/certs", accessAny, onAny, (*Node).handleListCerts},
 	{"POST /v1/certs/revoke", accessAdmin, onLeader, (*Node).handleRevokeCert},
 	{"POST /v1/tokens", accessAdmin, onLeader, (*Node).handleCreateToken},

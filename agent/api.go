@@ -177,6 +177,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	local := n.fsm.State()
 	st.Appliances, st.AppliancesGeneration = applianceStatuses(local), local.Generation
 	st.Shares = shareFailovers(local)
+	st.Warnings = certWarnings(local, n.ca.Cert, time.Now())
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -280,7 +281,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("issued a node certificate", "name", req.Name, "address", req.Address)
-	writeJSON(w, http.StatusOK, client.JoinResponse{CACert: string(n.creds.CACertPEM), CAKey: string(caKey), Cert: string(certPEM), Token: req.Token})
+	writeJSON(w, http.StatusOK, client.JoinResponse{CACert: string(n.credentials().CACertPEM), CAKey: string(caKey), Cert: string(certPEM), Token: req.Token})
 }
 
 // fetchCredentials asks a member for a certificate with the join token,
@@ -321,7 +322,7 @@ func (n *Node) fetchCredentials(ctx context.Context) error {
 // addSelf asks the leader (through the member it joined by) to add this
 // node to the Raft configuration.
 func (n *Node) addSelf(ctx context.Context) error {
-	cl, err := client.NewClient(n.cfg.Join, n.creds, "")
+	cl, err := client.NewClient(n.cfg.Join, n.credentials(), "")
 	if err != nil {
 		return err
 	}

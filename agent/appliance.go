@@ -84,7 +84,7 @@ func (n *Node) publishStatus(ctx context.Context, rep reconcile.Report) error {
 // sendStatus publishes rep with the shares fenced now. n.statusMu is held,
 // so that the last status published is the last one built.
 func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
-	cl, err := client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+	cl, err := client.NewClient(n.cfg.Advertise, n.credentials(), n.cfg.Name)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -118,7 +119,7 @@ func (n *Node) handleRecordCert(w http.ResponseWriter, r *http.Request) {
 	}
 	cert, err := parseCertPEM([]byte(req.CertPEM))
 	if err == nil {
-		_, err = verifyFleetCert(n.creds.CACertPEM, cert)
+		_, err = verifyFleetCert(n.credentials().CACertPEM, cert)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate: " + err.Error()})
@@ -244,7 +245,7 @@ func (n *Node) sweepCerts() {
 // recordSelfLoop records this agent's own certificate once the fleet has
 // a leader, unless it is recorded already.
 func (n *Node) recordSelfLoop(ctx context.Context) {
-	cert, err := parseCertPEM(n.creds.CertPEM)
+	cert, err := parseCertPEM(n.credentials().CertPEM)
 	if err != nil {
 		n.log.Error("cannot read this agent's certificate", "err", err)
 		return
@@ -257,7 +258,7 @@ func (n *Node) recordSelfLoop(ctx context.Context) {
 			return
 		}
 		if addr, _ := n.raft.LeaderWithID(); addr != "" {
-			cl, err := client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name)
+			cl, err := client.NewClient(n.cfg.Advertise, n.credentials(), n.cfg.Name)
 			if err == nil {
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				err = cl.RecordSelf(rctx)
@@ -431,4 +432,163 @@ func (n *Node) acceptsSoon(ctx context.Context, cert *x509.Certificate) (bool, s
 			return false, why
 		}
 	}
+}
+
+// DefaultCertRenewBefore is how long before it expires an agent renews its
+// own certificate: a third of its life.
+const DefaultCertRenewBefore = pki.CertValidity / 3
+
+// certCheckInterval is how often an agent looks at its certificate's
+// expiry.
+const certCheckInterval = time.Hour
+
+// certRenewLoop renews this agent's certificate once it expires within
+// Config.CertRenewBefore: a new key, signed by the leader and recorded,
+// written to the data dir and presented from the next connection on.
+func (n *Node) certRenewLoop(ctx context.Context) {
+	before := n.cfg.CertRenewBefore
+	if before == 0 {
+		before = DefaultCertRenewBefore
+	}
+	interval := min(certCheckInterval, max(before/4, time.Second))
+	retry := time.Second
+	for {
+		wait := interval
+		leaf := n.credentials().Live.Leaf()
+		if time.Until(leaf.NotAfter) < before {
+			var err error
+			if addr, _ := n.raft.LeaderWithID(); addr == "" {
+				err = errors.New("the fleet has no leader")
+			} else {
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err = n.renewCert(rctx)
+				cancel()
+			}
+			if err != nil {
+				// Due: try again soon, backing off to the interval.
+				n.log.Debug("could not renew this agent's certificate yet; will retry", "expires", leaf.NotAfter, "err", err)
+				wait, retry = min(retry, interval), min(2*retry, interval)
+			} else {
+				retry = time.Second
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// renewCert gets and installs a new certificate for this agent.
+func (n *Node) renewCert(ctx context.Context) error {
+	old := n.credentials()
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		return err
+	}
+	csr, err := pki.NewCSR(key, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	cl, err := client.NewClient(n.cfg.Advertise, old, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.RenewCert(ctx, client.RenewRequest{CSR: string(csr)})
+	if err != nil {
+		return err
+	}
+	next := pki.Credentials{CACertPEM: old.CACertPEM, CertPEM: []byte(res.Cert), KeyPEM: keyPEM}
+	if id, err := next.Identity(); err != nil || id.Role != pki.RoleNode || id.Name != n.cfg.Name {
+		return fmt.Errorf("the leader sent a certificate that does not fit (%v, %v)", id, err)
+	}
+	if err := n.dir.writeRenewed(next); err != nil {
+		return err
+	}
+	if err := old.Live.Set(next); err != nil {
+		return err
+	}
+	next.Live = old.Live
+	n.credsMu.Lock()
+	n.creds = next
+	n.credsMu.Unlock()
+	cert, _ := parseCertPEM(next.CertPEM)
+	n.log.Info("renewed this agent's certificate", "expires", cert.NotAfter)
+	return nil
+}
+
+// handleRenewCert signs a new certificate for the calling agent, records
+// it and returns it. The old one stays accepted until it expires.
+func (n *Node) handleRenewCert(w http.ResponseWriter, r *http.Request) {
+	var req client.RenewRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	id := identityOf(r)
+	addr, err := n.memberAddr(id.Name)
+	if err != nil {
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: err.Error()})
+		return
+	}
+	certPEM, err := n.ca.SignCSR([]byte(req.CSR), id.Name, pki.RoleNode, []string{hostOf(addr)})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate request: " + err.Error()})
+		return
+	}
+	cert, err := parseCertPEM(certPEM)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
+		return
+	}
+	rec, err := certRecord(cert, userOf(r), time.Now())
+	if err == nil {
+		_, err = n.apply(store.CmdRecordCert, rec)
+	}
+	if err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	n.log.Info("renewed a node certificate", "name", id.Name, "expires", cert.NotAfter)
+	writeJSON(w, http.StatusOK, client.RenewResponse{Cert: string(certPEM)})
+}
+
+// certWarnDays is how long before a certificate or the CA expires status
+// warns.
+const certWarnDays = 30
+
+// certWarnings says which certificates the fleet accepts, and the CA,
+// expire within certWarnDays of now.
+func certWarnings(st *store.State, ca *x509.Certificate, now time.Time) []string {
+	soon := now.Add(certWarnDays * 24 * time.Hour)
+	var out []string
+	if ca != nil && ca.NotAfter.Before(soon) {
+		out = append(out, fmt.Sprintf("the fleet's CA expires %s (in %s): see docs/operations.md on CA rotation", ca.NotAfter.UTC().Format(time.DateOnly), roundDays(ca.NotAfter.Sub(now))))
+	}
+	// A renewed certificate's predecessor is no cause for alarm.
+	newest := map[string]time.Time{}
+	for _, r := range st.Certs {
+		k := r.Role + ":" + r.Name
+		if r.NotAfter.After(newest[k]) {
+			newest[k] = r.NotAfter
+		}
+	}
+	keys := slices.Sorted(maps.Keys(newest))
+	for _, k := range keys {
+		if t := newest[k]; t.Before(soon) {
+			out = append(out, fmt.Sprintf("the certificate of %s expires %s (in %s)", k, t.UTC().Format(time.DateOnly), roundDays(t.Sub(now))))
+		}
+	}
+	return out
+}
+
+func roundDays(d time.Duration) string {
+	if d < 0 {
+		return "the past: it has expired"
+	}
+	if d < 48*time.Hour {
+		return d.Round(time.Hour).String()
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }

@@ -163,7 +163,7 @@ func (n *Node) renewLoop(ctx context.Context) {
 		}
 		if c == nil {
 			var err error
-			if c, err = client.NewClient(n.cfg.Advertise, n.creds, n.cfg.Name); err != nil {
+			if c, err = client.NewClient(n.cfg.Advertise, n.credentials(), n.cfg.Name); err != nil {
 				n.log.Error("cannot make the lease client", "err", err)
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -44,6 +45,9 @@ type Config struct {
 	// Bootstrap makes a new fleet with this node as its only member, when
 	// the data dir holds no state yet.
 	Bootstrap bool
+	// CertRenewBefore is how long before its certificate expires the
+	// agent renews it; DefaultCertRenewBefore when zero.
+	CertRenewBefore time.Duration
 	// Fleet is the fleet's name for a bootstrap, as the spec's fleet:
 	// gives it; it names the CA. schema.DefaultFleet when empty.
 	Fleet string
@@ -92,12 +96,16 @@ const DefaultMaxVoters = 5
 // Node is one running agent's member of the fleet's Raft group, with the
 // API it serves on the same port.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	dir   dataDir
-	creds pki.Credentials
-	ca    *pki.CA
-	token pki.Token
+	cfg Config
+	log *slog.Logger
+	dir dataDir
+	// creds are this agent's credentials; read them with credentials().
+	// Their Live certificate is what TLS presents; certificate renewal
+	// (certs.go) replaces both.
+	credsMu sync.RWMutex
+	creds   pki.Credentials
+	ca      *pki.CA
+	token   pki.Token
 
 	fsm   *store.FSM
 	raft  *raft.Raft
@@ -211,6 +219,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop(func() { n.runWitness(runCtx) })
 	n.goLoop(func() { n.recordSelfLoop(runCtx) })
 	n.goLoop(func() { n.dropRevokedLoop(runCtx) })
+	n.goLoop(func() { n.certRenewLoop(runCtx) })
 	n.goLoop(func() { every(runCtx, sweepInterval, n.sweepCerts) })
 	n.startLease(runCtx, early)
 
@@ -351,12 +360,26 @@ func (n *Node) loadCredentials() error {
 	if err != nil {
 		return fmt.Errorf("load the cluster CA from %s: %w", n.cfg.DataDir, err)
 	}
+	live, err := pki.NewLiveCert(creds)
+	if err != nil {
+		return fmt.Errorf("credentials in %s: %w", n.cfg.DataDir, err)
+	}
+	creds.Live = live
+	n.credsMu.Lock()
 	n.creds, n.ca, n.token = creds, ca, token
+	n.credsMu.Unlock()
 	return nil
 }
 
+// credentials returns this agent's credentials as they are now.
+func (n *Node) credentials() pki.Credentials {
+	n.credsMu.RLock()
+	defer n.credsMu.RUnlock()
+	return n.creds
+}
+
 func (n *Node) startRaft(ln net.Listener) error {
-	serverConf, err := pki.ServerConfig(n.creds, []string{protoRaft, client.ProtoAPI})
+	serverConf, err := pki.ServerConfig(n.credentials(), []string{protoRaft, client.ProtoAPI})
 	if err != nil {
 		return err
 	}
@@ -364,7 +387,7 @@ func (n *Node) startRaft(ln net.Listener) error {
 	n.fsm = store.NewFSM(n.log)
 	stream := &streamLayer{
 		chanListener: chanListener{m: n.mux, ch: n.mux.raft, addr: advertiseAddr(n.cfg.Advertise)},
-		creds:        n.creds,
+		creds:        n.credentials,
 		nameOf:       n.memberName,
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -665,7 +688,47 @@ func (d dataDir) writeCredentials(c pki.Credentials, caKey []byte, token pki.Tok
 	return nil
 }
 
+// fileRenewed holds a renewed certificate and its key while they replace
+// node.crt and node.key: a crash between the two writes is finished at
+// the next read.
+const fileRenewed = "node-renewed.pem"
+
+// writeRenewed replaces this node's certificate and key with c's.
+func (d dataDir) writeRenewed(c pki.Credentials) error {
+	if err := pki.WriteFile(d.path(fileRenewed), c.Bundle()); err != nil {
+		return err
+	}
+	return d.finishRenewal()
+}
+
+// finishRenewal moves a renewed certificate and key into place, if one
+// is waiting, and removes it.
+func (d dataDir) finishRenewal() error {
+	b, err := pki.ReadFile(d.path(fileRenewed))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c, err := pki.ParseBundle(b)
+	if err != nil {
+		// Cut short before it was whole: the old pair is still in place.
+		return os.Remove(d.path(fileRenewed))
+	}
+	if err := pki.WriteFile(d.path(fileKey), c.KeyPEM); err != nil {
+		return err
+	}
+	if err := pki.WriteFile(d.path(fileCert), c.CertPEM); err != nil {
+		return err
+	}
+	return os.Remove(d.path(fileRenewed))
+}
+
 func (d dataDir) readCredentials() (c pki.Credentials, caKey []byte, token pki.Token, err error) {
+	if err := d.finishRenewal(); err != nil {
+		return c, nil, token, fmt.Errorf("finish a certificate renewal: %w", err)
+	}
 	read := func(name string) []byte {
 		if err != nil {
 			return nil

@@ -84,7 +84,7 @@ func (n *Node) peerClient(name, addr string, kind peerKind) (*http.Client, error
 	if c := p.clients[key]; c != nil {
 		return c, nil
 	}
-	conf, err := pki.ClientConfig(n.creds, name, []string{client.ProtoAPI})
+	conf, err := pki.ClientConfig(n.credentials(), name, []string{client.ProtoAPI})
 	if err != nil {
 		return nil, fmt.Errorf("TLS client for %s: %w", name, err)
 	}

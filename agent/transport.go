@@ -225,7 +225,7 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 // that the peer's certificate names the member Raft means to reach.
 type streamLayer struct {
 	chanListener
-	creds pki.Credentials
+	creds func() pki.Credentials
 	// nameOf maps a member's address to its name, from the Raft
 	// configuration; unknown addresses are checked against the CA only.
 	nameOf func(raft.ServerAddress) string
@@ -239,7 +239,7 @@ func (a advertiseAddr) String() string  { return string(a) }
 
 // Dial connects to a member's Raft endpoint.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	conf, err := pki.ClientConfig(s.creds, s.nameOf(address), []string{protoRaft})
+	conf, err := pki.ClientConfig(s.creds(), s.nameOf(address), []string{protoRaft})
 	if err != nil {
 		return nil, err
 	}

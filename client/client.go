@@ -279,6 +279,13 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, &struct{}{})
 }
 
+// RenewCert asks the leader to sign a new certificate for the calling
+// agent (agents only).
+func (c *Client) RenewCert(ctx context.Context, req RenewRequest) (*RenewResponse, error) {
+	var out RenewResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/certs/renew", req, &out)
+}
+
 // AddMember asks the leader to add the calling node to the Raft group;
 // only a node, naming itself, may.
 func (c *Client) AddMember(ctx context.Context, req MemberRequest) (*MemberResponse, error) {

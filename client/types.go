@@ -128,6 +128,9 @@ type Status struct {
 	// failover state, in spec order, from the same copy of the state as
 	// Appliances.
 	Shares []ShareFailover `json:"shares,omitempty"`
+	// Warnings are what needs a person soon, one sentence each, like a
+	// certificate or the CA expiring within 30 days.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ShareFailover is the failover state of one replicated share.
@@ -367,4 +370,15 @@ type TokenInfo struct {
 type TokenResponse struct {
 	Token string    `json:"token"`
 	Info  TokenInfo `json:"info"`
+}
+
+// RenewRequest asks for a new certificate for the calling agent, for the
+// key of the CSR (POST /v1/certs/renew).
+type RenewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// RenewResponse carries the new certificate.
+type RenewResponse struct {
+	Cert string `json:"cert"`
 }

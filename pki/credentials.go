@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"sync/atomic"
 )
 
 // Credentials are what an agent or a CLI user holds: the fleet's CA
@@ -15,6 +16,49 @@ type Credentials struct {
 	CACertPEM []byte
 	CertPEM   []byte
 	KeyPEM    []byte
+	// Live, when set, is the certificate and key TLS presents, read at
+	// each handshake: a renewed certificate (Live.Set) takes effect on
+	// the next connection without new TLS configs. CertPEM and KeyPEM
+	// must then be the ones Live held when the config was made.
+	Live *LiveCert
+}
+
+// LiveCert is a certificate and key that can be replaced while
+// connections are made with them. Copies of Credentials share it.
+type LiveCert struct {
+	cert atomic.Pointer[tls.Certificate]
+}
+
+// NewLiveCert holds the certificate and key of c.
+func NewLiveCert(c Credentials) (*LiveCert, error) {
+	l := &LiveCert{}
+	return l, l.Set(c)
+}
+
+// Set makes c's certificate and key the ones presented from now on,
+// once they fit together under c's CA.
+func (l *LiveCert) Set(c Credentials) error {
+	c.Live = nil
+	p, err := c.parse()
+	if err != nil {
+		return err
+	}
+	cert := p.tlsCertificate()
+	l.cert.Store(&cert)
+	return nil
+}
+
+// Leaf is the certificate presented now.
+func (l *LiveCert) Leaf() *x509.Certificate { return l.cert.Load().Leaf }
+
+// present is the tls.Config fields that present c's certificate.
+func (c Credentials) present(conf *tls.Config, p *parsedCredentials) {
+	if c.Live == nil {
+		conf.Certificates = []tls.Certificate{p.tlsCertificate()}
+		return
+	}
+	conf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.Live.cert.Load(), nil }
+	conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.Live.cert.Load(), nil }
 }
 
 // parsedCredentials are Credentials checked to fit together.
@@ -240,12 +284,11 @@ func ServerConfig(c Credentials, nextProtos []string) (*tls.Config, error) {
 	if p.id.Role != RoleNode {
 		return nil, fmt.Errorf("server TLS config: credentials are for %s %s; only a node may serve", p.id.Role, p.id.Name)
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{p.tlsCertificate()},
-		ClientCAs:    p.pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		NextProtos:   nextProtos,
+	conf := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientCAs:  p.pool,
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		NextProtos: nextProtos,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return nil // a join request; see above
@@ -259,7 +302,9 @@ func ServerConfig(c Credentials, nextProtos []string) (*tls.Config, error) {
 			}
 			return nil
 		},
-	}, nil
+	}
+	c.present(conf, p)
+	return conf, nil
 }
 
 // ClientConfig is the TLS configuration for dialling an agent with c: TLS
@@ -284,9 +329,8 @@ func ClientConfig(c Credentials, wantName string, nextProtos []string) (*tls.Con
 			return nil, fmt.Errorf("client TLS config: %w", err)
 		}
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{p.tlsCertificate()},
+	conf := &tls.Config{
+		MinVersion: tls.VersionTLS13,
 		// RootCAs is not consulted while InsecureSkipVerify is set; it is
 		// here so that dropping InsecureSkipVerify still trusts the CA alone.
 		RootCAs:            p.pool,
@@ -302,5 +346,7 @@ func ClientConfig(c Credentials, wantName string, nextProtos []string) (*tls.Con
 			}
 			return nil
 		},
-	}, nil
+	}
+	c.present(conf, p)
+	return conf, nil
 }

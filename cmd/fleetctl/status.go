@@ -97,6 +97,12 @@ func (c *statusCmd) print(e env, st *client.Status) error {
 		leader = "(none)"
 	}
 	fmt.Fprintf(e.stdout, "Fleet spec generation %d, leader %s (answered by %s)\n\n", st.Generation, leader, st.Node)
+	for _, w := range st.Warnings {
+		fmt.Fprintf(e.stdout, "WARNING: %s\n", w)
+	}
+	if len(st.Warnings) > 0 {
+		fmt.Fprintln(e.stdout)
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tROLE\tADDRESS\tRTT\tLAST CONTACT\tGENERATION\tHEALTH")
 	for _, m := range st.Members {

@@ -53,6 +53,12 @@ type tokenListCmd struct {
 	outputFlag `embed:""`
 }
 
+func (tokenListCmd) Help() string {
+	return `Lists the join tokens in force: ID, expiry, who made it, what for. The
+secrets are never shown again: the fleet keeps only their hashes. Expired
+tokens are not listed.`
+}
+
 func (c *tokenListCmd) Run(e env) error {
 	cl, ctx, done, err := c.session(30 * time.Second)
 	if err != nil {
@@ -81,6 +87,12 @@ func (c *tokenListCmd) Run(e env) error {
 type tokenRevokeCmd struct {
 	clientFlags
 	ID string `arg:"" help:"The token's ID, as 'token list' shows it."`
+}
+
+func (tokenRevokeCmd) Help() string {
+	return `Revokes a join token by its ID (token list): no appliance joins with it from
+now on. Appliances that joined with it stay members. Removing a member
+revokes every token at once.`
 }
 
 func (c *tokenRevokeCmd) Run(e env) error {
