@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -51,11 +52,7 @@ func wantStartRefused(t *testing.T, cfg Config, want error, says ...string) {
 func TestNodeRefusesTruncatedRaftDB(t *testing.T) {
 	t.Parallel()
 	cfg, db := stoppedMember(t)
-	fi, err := os.Stat(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(db, fi.Size()/2); err != nil {
+	if err := os.Truncate(db, boltUsed(t, db)/2); err != nil {
 		t.Fatal(err)
 	}
 	wantStartRefused(t, cfg, ErrRaftDBDamaged, db, "truncated", "restore the data dir", "fleetctl members remove n1")
@@ -71,8 +68,8 @@ func TestNodeRefusesGarbledRaftDB(t *testing.T) {
 		{"everything", func(int) int { return 0 }},
 		// Valid meta pages over garbage: the freelist and the log pages.
 		{"past the meta pages", func(int) int { return 2 * os.Getpagesize() }},
-		// Whatever the second half holds.
-		{"the second half", func(size int) int { return size / 2 }},
+		// Whatever the second half of its pages holds.
+		{"the second half", func(used int) int { return used / 2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -82,7 +79,7 @@ func TestNodeRefusesGarbledRaftDB(t *testing.T) {
 				t.Fatal(err)
 			}
 			rnd := rand.New(rand.NewPCG(1, 2)) // the same garbage every run
-			for i := tc.from(len(b)); i < len(b); i++ {
+			for i := tc.from(int(boltUsed(t, db))); i < len(b); i++ {
 				b[i] = byte(rnd.Uint32())
 			}
 			if err := os.WriteFile(db, b, 0o600); err != nil {
@@ -179,4 +176,24 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// boltUsed is how many bytes of the bbolt file at path its pages reach,
+// by the higher high-water mark of its two meta pages (page size at byte
+// 24 of a page, high-water page id at byte 56). bbolt grows its file ahead
+// of its pages: damage past this mark loses nothing.
+func boltUsed(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	for _, off := range []int{0, 4096} {
+		if len(b) < off+64 {
+			t.Fatalf("%s: %d bytes, too short for bbolt's meta pages", path, len(b))
+		}
+		used = max(used, int64(binary.LittleEndian.Uint32(b[off+24:]))*int64(binary.LittleEndian.Uint64(b[off+56:])))
+	}
+	return used
 }
