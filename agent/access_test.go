@@ -132,7 +132,8 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 		map[string]string{"X-Fleetctl-User": "admin:alice", "X-Fleetctl-Forwarded-By": follower.Name()}); code != http.StatusForbidden {
 		t.Fatalf("a spec applied with a node certificate and a forged user header: want 403, got %d %s", code, body)
 	}
-	forbidden("members remove with a node certificate", nc.RemoveMember(t.Context(), other.Name()))
+	_, err = nc.RemoveMember(t.Context(), other.Name(), true)
+	forbidden("members remove with a node certificate", err)
 
 	// An agent acts only for itself.
 	_, err = nc.RenewLease(t.Context(), client.LeaseRequest{Appliance: other.Name()})
@@ -260,7 +261,11 @@ func TestRevocation(t *testing.T) {
 		t.Fatalf("credential list: want alice's certificate listed, got %+v, %v", certs, err)
 	}
 
-	if err := admin.RemoveMember(t.Context(), gone.Name()); err != nil {
+	// It still runs: removing it takes force.
+	if _, err := admin.RemoveMember(t.Context(), gone.Name(), false); err == nil || !strings.Contains(err.Error(), "stop its agent first") {
+		t.Fatalf("members remove of a running member without --force: want it refused (stop it first), got %v", err)
+	}
+	if _, err := admin.RemoveMember(t.Context(), gone.Name(), true); err != nil {
 		t.Fatalf("members remove %s: %v", gone.Name(), err)
 	}
 	for _, n := range []*Node{leader, stay} {

@@ -481,6 +481,21 @@ func (n *Node) saveActive(st *store.State) {
 	if l.activeSaved != nil && maps.Equal(active, l.activeSaved) {
 		return
 	}
+	// A share this appliance was active for and is not any more is made
+	// read-only before it leaves the file, whoever the spec now says holds
+	// it: after a re-pair the spec may not name this appliance for the
+	// share at all, and the reconciler then leaves the copy alone.
+	for share, rec := range l.activeSaved {
+		if _, still := active[share]; still || n.writableHere(st, share) || n.cfg.Driver == nil {
+			continue
+		}
+		if gone, err := fence.MakeReadOnly(context.Background(), n.cfg.Driver, rec.Path); err != nil && !gone {
+			n.log.Error("could not make a share this appliance is no longer active for read-only; keeping it on record and retrying", "share", share, "path", rec.Path, "err", err)
+			active[share] = rec
+		} else if !gone {
+			n.log.Warn("this appliance is no longer active for the share: made its copy read-only", "share", share, "path", rec.Path)
+		}
+	}
 	if err := fence.WriteRecords(string(n.dir), fence.FileActive, active); err != nil {
 		n.log.Error("cannot record the shares this appliance is active for", "err", err)
 		return
@@ -738,4 +753,16 @@ func (n *Node) reportFenced(ctx context.Context) {
 	if err := n.sendStatus(ctx, *n.lastReport); err != nil {
 		n.log.Debug("could not publish the fenced shares yet", "err", err)
 	}
+}
+
+// writableHere says whether the spec keeps share writable on this
+// appliance without the witness: a share it names here with no
+// replication, or with failover: off.
+func (n *Node) writableHere(st *store.State, share string) bool {
+	if st.Spec == nil {
+		return false
+	}
+	sh := st.Spec.Share(share)
+	return sh != nil && sh.State != schema.StateAbsent && sh.Appliance == n.cfg.Name &&
+		(sh.Replication == nil || sh.Failover == schema.FailoverOff)
 }

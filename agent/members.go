@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
+	"github.com/fleetctl/fleetctl/schema"
 )
 
 // Membership changes (a node joining, an operator removing one) are decided
@@ -356,6 +357,20 @@ var errNoMember = errors.New("no such member")
 
 func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !n.isMember(name) {
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no member named %q", name)})
+		return
+	}
+	// A member that answers, or one that holds the writable copy of a
+	// share, is removed only when forced: the first is not lost, and the
+	// second would strand what was written there.
+	risks := n.removalRisks(r.Context(), name)
+	force := r.URL.Query().Get("force") != ""
+	if len(risks) > 0 && !force {
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict,
+			Message: fmt.Sprintf("%s was not removed: %s. Do that first, or remove it anyway with --force", name, strings.Join(risks, "; "))})
+		return
+	}
 	// Which members answer is asked before the lock is taken: it only
 	// orders the candidates for promotion and demotion, and pings may
 	// take a second.
@@ -385,7 +400,39 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, client.MemberResponse{Name: name})
+	writeJSON(w, http.StatusOK, client.MemberResponse{Name: name, Warnings: risks})
+}
+
+// removalRisks says why removing the member name would lose something:
+// it answers (it is not gone: stop it first), or the fleet says it holds
+// the writable copy of a share (switch the share over first).
+func (n *Node) removalRisks(ctx context.Context, name string) []string {
+	var out []string
+	if addr, err := n.memberAddr(name); err == nil {
+		if p := n.pingAll(ctx, []raft.Server{{ID: raft.ServerID(name), Address: raft.ServerAddress(addr)}})[raft.ServerID(name)]; p.err == nil {
+			out = append(out, fmt.Sprintf("%s answers (round trip %s): stop its agent first", name, roundRTT(p.rtt)))
+		}
+	}
+	st := n.fsm.State()
+	if st.Spec == nil {
+		return out
+	}
+	for i := range st.Spec.Shares {
+		sh := &st.Spec.Shares[i]
+		if sh.State == schema.StateAbsent {
+			continue
+		}
+		pl, _ := st.Place(sh)
+		if pl.Active.Appliance != name {
+			continue
+		}
+		if sh.Replication == nil {
+			out = append(out, fmt.Sprintf("%s holds share %s, which is not replicated: its data stays on %s, which the fleet no longer manages", name, sh.Name, name))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s is active for share %s: switch it over first with 'fleetctl failover %s --to %s'", name, sh.Name, sh.Name, pl.Replica.Appliance))
+	}
+	return out
 }
 
 // membersInContact pings the other members and returns those that answer

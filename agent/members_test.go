@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/fleetctl/fleetctl/client"
 )
 
 // fleetConfig makes a Raft configuration from "name" (a voter) and
@@ -261,7 +263,7 @@ func TestNodeJoinStormKeepsVoterCap(t *testing.T) {
 		}
 	}
 	stop(t, gone)
-	if err := clientFor(t, leader).RemoveMember(t.Context(), gone.Name()); err != nil {
+	if _, err := clientFor(t, leader).RemoveMember(t.Context(), gone.Name(), false); err != nil {
 		t.Fatalf("remove the voter %s: %v", gone.Name(), err)
 	}
 	var rest []*Node
@@ -305,7 +307,10 @@ func TestNodeRemoveLeaderPromotes(t *testing.T) {
 		t.Fatalf("four members with MaxVoters 3: want one non-voter, got %s", describeConfig(configOf(leader)))
 	}
 
-	if err := clientFor(t, leader).RemoveMember(t.Context(), leader.Name()); err != nil {
+	// The leader answers (it is the one asked): removing it takes force.
+	_, err := clientFor(t, leader).RemoveMember(t.Context(), leader.Name(), false)
+	wantAPIError(t, "remove the leader without --force", err, client.CodeConflict)
+	if _, err := clientFor(t, leader).RemoveMember(t.Context(), leader.Name(), true); err != nil {
 		t.Fatalf("remove the leader %s: %v", leader.Name(), err)
 	}
 	var rest []*Node

@@ -221,6 +221,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop(func() { n.dropRevokedLoop(runCtx) })
 	n.goLoop(func() { n.certRenewLoop(runCtx) })
 	n.goLoop(func() { every(runCtx, sweepInterval, n.sweepCerts) })
+	n.goLoop(func() { every(runCtx, sweepInterval, n.pruneState) })
 	n.startLease(runCtx, early)
 
 	if fresh && cfg.Bootstrap {

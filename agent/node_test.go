@@ -606,7 +606,7 @@ func TestNodeRemoveAndRejoinAfterDataLoss(t *testing.T) {
 	if err := os.RemoveAll(n3.cfg.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.RemoveMember(ctx, "n3"); err != nil {
+	if _, err := c.RemoveMember(ctx, "n3", false); err != nil {
 		t.Fatalf("remove n3: %v", err)
 	}
 	waitMembers(t, []*Node{n1, n2}, "n1", "n2")
@@ -636,7 +636,7 @@ func TestNodeRemoveAndRejoinAfterDataLoss(t *testing.T) {
 	if _, err := tryStart(t, ctx, cfg); err == nil || !strings.Contains(err.Error(), "members remove n3") {
 		t.Fatalf("join with the name of a member: want it refused (remove it first), got %v", err)
 	}
-	if err := c.RemoveMember(ctx, "n3"); err != nil {
+	if _, err := c.RemoveMember(ctx, "n3", false); err != nil {
 		t.Fatalf("remove n3: %v", err)
 	}
 	cfg.DataDir = t.TempDir()

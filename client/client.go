@@ -293,9 +293,16 @@ func (c *Client) AddMember(ctx context.Context, req MemberRequest) (*MemberRespo
 	return &out, c.do(ctx, http.MethodPost, "/v1/members", req, &out)
 }
 
-// RemoveMember removes a member from the Raft group.
-func (c *Client) RemoveMember(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/members/"+url.PathEscape(name), nil, &MemberResponse{})
+// RemoveMember removes a member from the Raft group. The fleet refuses
+// to remove a member that answers, or one active for a share, unless
+// force; the answer then says what the removal left behind.
+func (c *Client) RemoveMember(ctx context.Context, name string, force bool) (*MemberResponse, error) {
+	var out MemberResponse
+	path := "/v1/members/" + url.PathEscape(name)
+	if force {
+		path += "?force=1"
+	}
+	return &out, c.do(ctx, http.MethodDelete, path, nil, &out)
 }
 
 // electionWait is how long a request waits out a leader election (several

@@ -68,6 +68,8 @@ type MemberRequest struct {
 type MemberResponse struct {
 	Name  string `json:"name"`
 	Voter bool   `json:"voter"`
+	// Warnings say what a forced removal left behind, one sentence each.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ApplyRequest stores a new spec.

@@ -73,6 +73,11 @@ const (
 	// CmdJoinTokens creates or revokes join tokens; its body is
 	// JoinTokenChange and its result nil.
 	CmdJoinTokens CommandType = 8
+	// CmdPrune drops what the state keeps of shares and appliances the
+	// spec no longer names; its body is Prune and its result nil. The
+	// leader decides what (agent/prune.go); the command lists it, so
+	// applying it never depends on this agent's reading of the spec.
+	CmdPrune CommandType = 9
 
 	// Ignorable is the flag bit that tells an agent which does not know a
 	// command (its type, or its version) to log and skip it instead of
@@ -101,6 +106,8 @@ func (t CommandType) String() string {
 		name = "forget-certs"
 	case CmdJoinTokens:
 		name = "join-tokens"
+	case CmdPrune:
+		name = "prune"
 	default:
 		name = fmt.Sprintf("command type %d", uint8(t&^Ignorable))
 	}
@@ -248,6 +255,7 @@ var handlers = map[commandKey]handler{
 	{CmdRecordCert, 1}:    recordCertV1,
 	{CmdForgetCerts, 1}:   forgetCertsV1,
 	{CmdJoinTokens, 1}:    joinTokensV1,
+	{CmdPrune, 1}:         pruneV1,
 }
 
 // EncodeCommand makes the log entry for a command of type t (which may carry

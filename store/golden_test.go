@@ -40,7 +40,11 @@ var goldenEntries = []struct {
 	{"7-record-cert.v1", CmdRecordCert, goldenCert("bb22", "node", "nas3")},
 	{"8-forget-certs.v1", CmdForgetCerts, ForgetCerts{Role: "node", Name: "nas3", By: "admin:alice", Reason: "members remove nas3", At: goldenAt}},
 	{"9-join-tokens.v1", CmdJoinTokens, JoinTokenChange{Create: &goldenToken, Revoke: []string{"old"}, At: goldenAt}},
+	{"10-prune.v1", CmdPrune, Prune{Shares: []string{"gone"}, Nodes: []string{"nas1"}, At: goldenAt, Reason: "the spec no longer names them"}},
 }
+
+// goldenCerts is how many of goldenEntries snapshot.v1-certs.json holds.
+const goldenCerts = 9
 
 // goldenFirstRelease is how many of goldenEntries the first release
 // wrote: snapshot.v1.json is their state. snapshot.v1-certs.json is the
@@ -87,6 +91,10 @@ func goldenState(n int) *State {
 	if n > goldenFirstRelease {
 		s.Certs = map[string]CertRecord{"aa11": goldenCert("aa11", "node", "nas1")}
 		s.Tokens = map[string]JoinToken{"c0ffee": goldenToken}
+	}
+	if n > goldenCerts {
+		s.Nodes = map[string]NodeStatus{}
+		s.WitnessLog = append(s.WitnessLog, WitnessEvent{At: goldenAt, Event: EventPruned, Detail: "the spec no longer names them: dropped nas1's last report"})
 	}
 	return s
 }
@@ -154,7 +162,7 @@ func TestGoldenLogReplays(t *testing.T) {
 		if want := wantResults[g.file]; !reflect.DeepEqual(resp, want) {
 			t.Fatalf("%s: want result %#v, got %#v", g.file, want, resp)
 		}
-		if i+1 == goldenFirstRelease {
+		if i+1 == goldenFirstRelease || i+1 == goldenCerts {
 			sameGolden(t, goldenState(i+1), f.State())
 		}
 	}
@@ -163,6 +171,9 @@ func TestGoldenLogReplays(t *testing.T) {
 		t.Fatalf("the golden spec did not decode: %v", got.SpecErr)
 	}
 	sameGolden(t, goldenState(len(goldenEntries)), got)
+	if _, ok := got.Nodes["nas1"]; ok {
+		t.Fatalf("prune: want nas1's report dropped, got %+v", got.Nodes)
+	}
 	if !got.Accepts("node", "nas1", "aa11") || got.Accepts("admin", "nas1", "aa11") || got.Accepts("node", "nas3", "bb22") || got.HasCerts("node", "nas3") {
 		t.Fatalf("Accepts: want nas1's recorded certificate alone accepted, got %+v", got.Certs)
 	}
@@ -171,7 +182,7 @@ func TestGoldenLogReplays(t *testing.T) {
 // TestGoldenSnapshot: each golden snapshot restores to its golden state,
 // and this agent writes that state's snapshot byte for byte as it.
 func TestGoldenSnapshot(t *testing.T) {
-	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": len(goldenEntries)} {
+	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": goldenCerts} {
 		want := readGolden(t, file)
 		f := newTestFSM()
 		restore(t, f, want)
