@@ -9,8 +9,12 @@
 //     damaged or emptied file stops Start with an error, not a crash.
 //   - transport.go: the one TCP port, TLS on every connection, ALPN
 //     choosing between the Raft transport and the API.
-//   - api.go: the HTTPS API's routes, authentication and forwarding to the
-//     leader; the request and response types are package client's.
+//   - access.go: who may call each route of the API and where it runs (the
+//     table), enforced before any handler; redirects to the leader.
+//   - api.go: the API's handlers for status, spec, join; the request and
+//     response types are package client's.
+//   - certs.go: the certificates the fleet accepts (recorded in the
+//     store), revocation, join tokens, certificate renewal.
 //   - members.go: joins, removals and the voter set.
 //   - appliance.go: the reconcile loop of this appliance and the plan
 //     endpoints behind `fleetctl diff`.
@@ -22,6 +26,8 @@
 //   - witness.go, witnessdecide.go: the leader's witness, a pure decider
 //     and the loop that applies its decisions (failover, the witness log).
 //   - switchover.go: planned switchovers and failback.
+//   - prune.go: the leader keeps the replicated state following the spec.
+//   - raftdb.go: refusing a damaged or emptied raft.db with a clear error.
 //   - peers.go: the pooled HTTP clients to the other members.
 //
 // Everything the agent persists through Raft is a command of package
