@@ -204,14 +204,32 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if _, ok := parseForAPI(w, req.YAML); !ok {
+	spec, ok := parseForAPI(w, req.YAML)
+	if !ok {
 		return
+	}
+	if err := req.Approval.Check(); err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: err.Error()})
+		return
+	}
+	// From the check to the commit, no other apply of this leader runs;
+	// the compare-and-set catches one of a leader elected meanwhile.
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	st := n.fsm.State()
+	expected := req.ExpectedGeneration
+	if req.ExpectedGeneration == 0 || req.ExpectedGeneration == st.Generation {
+		if hs := req.Approval.Unapproved(schema.Hazards(st.Spec, spec, n.applyFacts(st))); len(hs) > 0 {
+			writeError(w, http.StatusConflict, approvalError(hs, st.Generation))
+			return
+		}
+		expected = st.Generation
 	}
 	resp, err := n.apply(store.CmdApplySpec, store.ApplySpec{
 		YAML:               []byte(req.YAML),
 		AppliedBy:          userOf(r),
 		AppliedAt:          time.Now().UTC(),
-		ExpectedGeneration: req.ExpectedGeneration,
+		ExpectedGeneration: expected,
 	})
 	if err != nil {
 		writeApplyError(w, err)
@@ -219,6 +237,69 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	res := resp.(store.ApplyResult)
 	writeJSON(w, http.StatusOK, client.ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)})
+}
+
+// applyFacts is what decides whether a spec's changes act on data now
+// (schema.Facts): the CA's fleet, the bytes each share's active copy
+// reported, and, on the leader, how long each storage appliance has gone
+// without renewing its lease.
+func (n *Node) applyFacts(st *store.State) schema.Facts {
+	f := schema.Facts{CAFleet: n.ca.Fleet, Used: map[string]uint64{}, Silent: map[string]time.Duration{}}
+	for _, ns := range st.Nodes {
+		for _, sf := range ns.Shares {
+			if sf.Exists && !sf.Demoted && sf.Referenced > f.Used[sf.Name] {
+				f.Used[sf.Name] = sf.Referenced
+			}
+		}
+	}
+	if st.Spec == nil {
+		return f
+	}
+	now := time.Now()
+	n.wit.mu.Lock()
+	defer n.wit.mu.Unlock()
+	if !n.wit.leading {
+		return f
+	}
+	for _, a := range st.Spec.Appliances {
+		if a.Role != schema.RoleWitness {
+			last, _ := n.wit.book.lastRenewal(a.Name)
+			f.Silent[a.Name] = now.Sub(last)
+		}
+	}
+	return f
+}
+
+// approvalError refuses a spec with hazards no one approved, found against
+// the stored generation gen.
+func approvalError(hs []schema.Hazard, gen uint64) *client.APIError {
+	var what []string
+	for _, h := range hs {
+		what = append(what, h.Reason)
+	}
+	a := schema.ApprovalFor(hs)
+	var how []string
+	if len(a.Approve) > 0 {
+		b, _ := json.Marshal(a.Approve)
+		how = append(how, `"approve": `+string(b))
+	}
+	if a.RenameFleet {
+		how = append(how, `"rename_fleet": true`)
+	}
+	if a.ReplaceAppliances {
+		how = append(how, `"replace_appliances": true`)
+	}
+	needs := "1 change needs"
+	if len(hs) > 1 {
+		needs = fmt.Sprintf("%d changes need", len(hs))
+	}
+	return &client.APIError{
+		Code: client.CodeApprovalRequired,
+		Message: fmt.Sprintf("%s approval, nothing was changed: %s; approve with %s",
+			needs, strings.Join(what, "; "), strings.Join(how, ", ")),
+		Hazards:    hs,
+		Generation: gen,
+	}
 }
 
 func writeApplyError(w http.ResponseWriter, err error) {

@@ -127,6 +127,10 @@ type Node struct {
 	// peers holds the pooled clients to other members (peers.go).
 	peers peerPool
 
+	// applyMu serializes the leader's applies from the hazard check to
+	// the commit, so a spec is checked against the spec it replaces.
+	applyMu sync.Mutex
+
 	// leaderReady is true while this node leads and has applied every
 	// entry of earlier terms (the Barrier after election has returned).
 	leaderReady atomic.Bool

@@ -26,6 +26,11 @@ const (
 	CodeUnreachable = "unreachable"
 	CodeBadRequest  = "bad_request"
 	CodeInternal    = "internal"
+	// CodeApprovalRequired comes with a 409: the spec would delete, move or
+	// shrink what holds data, act at once on the witness policy, rename the
+	// fleet or drop every appliance, and the request did not approve it.
+	// APIError.Hazards lists what needs approval; nothing was changed.
+	CodeApprovalRequired = "approval_required"
 )
 
 // APIError is an error the API returns, with a reason fit to print.
@@ -34,6 +39,12 @@ type APIError struct {
 	Message string `json:"message"`
 	// Problems lists what is wrong with a refused spec.
 	Problems schema.Errors `json:"problems,omitempty"`
+	// Hazards lists what a refused apply needed approved
+	// (CodeApprovalRequired), and Generation the stored generation they
+	// were found against: an approval sent with ExpectedGeneration set to
+	// it approves exactly what was shown.
+	Hazards    []schema.Hazard `json:"hazards,omitempty"`
+	Generation uint64          `json:"generation,omitempty"`
 	// Status is the HTTP status it came with (client side only).
 	Status int `json:"-"`
 }
@@ -78,6 +89,12 @@ type ApplyRequest struct {
 	// ExpectedGeneration, when not zero, makes the apply fail unless the
 	// stored generation is this one (compare-and-set).
 	ExpectedGeneration uint64 `json:"expected_generation,omitempty"`
+	// Approval approves the spec's hazards (schema.Hazards): by name
+	// ("approve": ["delete:old-vms"]) or all of them ("approve": ["all"]),
+	// and a fleet rename ("rename_fleet") or a file that drops every
+	// appliance ("replace_appliances") by their own fields. The leader
+	// refuses a spec with an unapproved hazard (CodeApprovalRequired).
+	schema.Approval
 }
 
 // ApplyResponse says what an apply did.

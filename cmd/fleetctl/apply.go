@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -13,12 +16,15 @@ import (
 
 type applyCmd struct {
 	clientFlags
-	File             string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to store; - reads standard input."`
-	ExpectGeneration uint64 `placeholder:"N" help:"Store only if the stored spec is still generation N (compare-and-set; 'fleetctl diff' shows it)."`
-	outputFlag       `embed:""`
-	NoColor          bool          `help:"No colours, even on a terminal."`
-	Wait             bool          `help:"After storing, wait until every storage appliance has reconciled the new generation, showing progress."`
-	Timeout          time.Duration `default:"2m" help:"How long --wait waits before saying who is behind and why."`
+	File              string `short:"f" required:"" placeholder:"FILE" help:"The fleet spec to store; - reads standard input."`
+	ExpectGeneration  uint64 `placeholder:"N" help:"Store only if the stored spec is still generation N (compare-and-set; 'fleetctl diff' shows it)."`
+	outputFlag        `embed:""`
+	NoColor           bool          `help:"No colours, even on a terminal."`
+	Wait              bool          `help:"After storing, wait until every storage appliance has reconciled the new generation, showing progress."`
+	Timeout           time.Duration `default:"2m" help:"How long --wait waits before saying who is behind and why."`
+	Approve           []string      `placeholder:"KIND:NAME" help:"Approve a destructive change by name: delete:SHARE, move:SHARE, remove:APPLIANCE, quota:SHARE, witness:failover_after, witness:fence_after; or all. Repeat or separate with commas."`
+	RenameFleet       bool          `help:"Store a file whose fleet: name differs from the stored spec's (or, before the first spec, from the CA's). Renames the spec's fleet only: the CA and certificates keep their name."`
+	ReplaceAppliances bool          `help:"Store a file that names none of the stored spec's appliances (every one leaves the fleet)."`
 }
 
 func (applyCmd) Help() string {
@@ -30,9 +36,24 @@ With --wait it then follows every storage appliance until it has reconciled
 its btrfs to the new generation, and exits 1 naming who is behind and why
 when one reports errors or the timeout passes.
 
+A change that loses data, or may, or acts at once needs approval, and the
+fleet's leader refuses it without (so does the API for any client):
+  delete:SHARE        a share goes to state: absent (its subvolume is deleted)
+  move:SHARE          a share moves to another appliance or pool
+  remove:APPLIANCE    an appliance that holds shares leaves the spec
+  quota:SHARE         a quota below what the share holds now
+  witness:FIELD       failover_after or fence_after lowered to at most how long
+                      an appliance has been silent now: it acts at once
+On a terminal apply shows them and asks (type yes, or the one thing's name);
+otherwise it changes nothing, exits 1 and says what to pass: --approve with
+each KIND:NAME, or --approve=all for every one of these. A file for another
+fleet (its fleet: differs) needs --rename-fleet, and one that names none of
+the fleet's appliances --replace-appliances; --approve=all gives neither.
+
 Exit codes: 0 stored (or already stored) and, with --wait, reconciled
-everywhere; 1 invalid spec, refused (--expect-generation did not match) or
-not reconciled; 2 trouble (unreachable agent, no leader).`
+everywhere; 1 invalid spec, refused (--expect-generation did not match, a
+change not approved) or not reconciled; 2 trouble (unreachable agent, no
+leader, a malformed --approve).`
 }
 
 // applyReport is the --output json form of apply.
@@ -52,7 +73,39 @@ func (c *applyCmd) Run(e env) error {
 		return err
 	}
 	defer done()
-	res, err := cl.Apply(ctx, client.ApplyRequest{YAML: string(data), ExpectedGeneration: c.ExpectGeneration})
+	req := client.ApplyRequest{YAML: string(data), ExpectedGeneration: c.ExpectGeneration,
+		Approval: schema.Approval{Approve: c.Approve, RenameFleet: c.RenameFleet, ReplaceAppliances: c.ReplaceAppliances}}
+	if err := req.Approval.Check(); err != nil {
+		return fmt.Errorf("--approve: %w", err)
+	}
+	res, err := cl.Apply(ctx, req)
+	for {
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.Code != client.CodeApprovalRequired {
+			break
+		}
+		if err := c.showHazards(e, cl, ctx, name, spec, ae); err != nil {
+			return err
+		}
+		if !interactive(e, c.File) {
+			fmt.Fprintf(e.stderr, "%s: refused: %s approval; nothing was changed. To store it, run again with %s\n",
+				name, needsApproval(len(ae.Hazards)), approvalFlags(ae.Hazards))
+			return exitError(exitFailed)
+		}
+		if !confirm(e.stdin, e.stderr, ae.Hazards) {
+			fmt.Fprintf(e.stderr, "%s: not approved; nothing was changed\n", name)
+			return exitError(exitFailed)
+		}
+		// Approved as shown: against the generation it was found against.
+		more := schema.ApprovalFor(ae.Hazards)
+		req.Approve = append(req.Approve, more.Approve...)
+		req.RenameFleet = req.RenameFleet || more.RenameFleet
+		req.ReplaceAppliances = req.ReplaceAppliances || more.ReplaceAppliances
+		if req.ExpectedGeneration == 0 {
+			req.ExpectedGeneration = ae.Generation
+		}
+		res, err = cl.Apply(ctx, req)
+	}
 	if err != nil {
 		return refused(e, name, err)
 	}
@@ -82,6 +135,80 @@ func (c *applyCmd) Run(e env) error {
 		return nil
 	}
 	return waitReconciled(e, cl, res.Generation, c.Timeout)
+}
+
+// showHazards prints the spec changes against the stored spec, then each
+// change that needs approval with what it does.
+func (c *applyCmd) showHazards(e env, cl *client.Client, ctx context.Context, name string, spec *schema.Spec, ae *client.APIError) error {
+	if stored, err := cl.Spec(ctx, true); err == nil {
+		var prev *schema.Spec
+		if stored.YAML != "" {
+			prev, _ = schema.Parse("stored spec", []byte(stored.YAML))
+		}
+		if err := schema.Diff(prev, spec).Render(e.stderr, useColor(e, c.NoColor)); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stderr)
+	}
+	fmt.Fprintf(e.stderr, "%s: %s approval:\n", name, needsApproval(len(ae.Hazards)))
+	for _, h := range ae.Hazards {
+		fmt.Fprintf(e.stderr, "  ! %s\n      %s\n", approvalFlags([]schema.Hazard{h}), h.Reason)
+	}
+	return nil
+}
+
+func needsApproval(n int) string {
+	if n == 1 {
+		return "1 change needs"
+	}
+	return fmt.Sprintf("%d changes need", n)
+}
+
+// approvalFlags are the flags that approve exactly hs.
+func approvalFlags(hs []schema.Hazard) string {
+	a := schema.ApprovalFor(hs)
+	var flags []string
+	if len(a.Approve) > 0 {
+		flags = append(flags, "--approve="+strings.Join(a.Approve, ","))
+	}
+	if a.RenameFleet {
+		flags = append(flags, "--rename-fleet")
+	}
+	if a.ReplaceAppliances {
+		flags = append(flags, "--replace-appliances")
+	}
+	return strings.Join(flags, " ")
+}
+
+// interactive says whether apply may ask: standard input and error are a
+// terminal, and the spec is not read from standard input.
+func interactive(e env, file string) bool {
+	return file != "-" && isTerminal(e.stdin) && isTerminal(e.stderr)
+}
+
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// confirm asks on out whether to approve hs and reads the answer from in:
+// the name of the one thing it is about when there is one, else yes.
+func confirm(in io.Reader, out io.Writer, hs []schema.Hazard) bool {
+	want := "yes"
+	if len(hs) == 1 && hs[0].Name != "" {
+		want = hs[0].Name
+	}
+	fmt.Fprintf(out, "Type %s to approve, anything else to stop: ", want)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(out)
+		return false
+	}
+	return strings.TrimSpace(line) == want
 }
 
 // waitReconciled follows the storage appliances' reports until each has
