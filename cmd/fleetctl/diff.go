@@ -26,7 +26,9 @@ by appliance, the plan its agent would run against its btrfs state now:
 + create, ~ change, - destroy (with the reason), ! report only.
 
 Removing a share from the file never deletes it: it stays on disk and is
-reported as orphaned. Only state: absent deletes a share.
+reported as orphaned. Only state: absent deletes a share, on the appliance
+active for it, right after a read-only final snapshot of it
+(.fleetctl/snapshots/SHARE/SHARE.final.STAMP, never pruned).
 
 Exit codes, as diff(1): 0 nothing would change, 1 changes, 2 trouble.`
 }
