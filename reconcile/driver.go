@@ -15,6 +15,7 @@ import (
 //
 //	<pool>/<share>                                      the share, a subvolume
 //	<pool>/.fleetctl/snapshots/<share>/<share>.<stamp>  its read-only snapshots
+//	<pool>/.fleetctl/snapshots/<share>/<share>.final.<stamp>  taken right before it was deleted, never pruned
 //	<pool>/.fleetctl/replication/<share>/<stamp>        replication snapshots (source)
 //	<pool>/.fleetctl/received/<share>/<share>.<stamp>   received snapshots (target)
 //	<pool>/.fleetctl/diverged/<share>.<stamp>           a demoted share's unreplicated writes

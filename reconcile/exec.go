@@ -33,7 +33,8 @@ var ErrPrerequisite = errors.New("a step it depends on failed")
 // rest go on, except those that depend on it, which are skipped with
 // ErrPrerequisite (quotas or a snapshot of a share whose create or promote
 // failed, a snapshot whose directory could not be made, pruning of a share
-// whose new snapshot failed). When ctx ends, the actions not yet started are skipped with its
+// whose new snapshot failed, the delete of a share whose final snapshot
+// failed). When ctx ends, the actions not yet started are skipped with its
 // error.
 func Execute(ctx context.Context, d Driver, actions []Action) []Result {
 	var results []Result
@@ -89,6 +90,8 @@ func provides(a Action) string {
 		return "snapshot\x00" + a.Pool + "\x00" + a.Share
 	case ActionSetAside:
 		return "aside\x00" + a.Pool + "\x00" + a.Share
+	case ActionFinalSnapshot:
+		return "final\x00" + a.Pool + "\x00" + a.Share
 	}
 	return ""
 }
@@ -110,6 +113,9 @@ func blockedBy(a Action, failed map[string]string) string {
 	case ActionPromote:
 		// The stale copy must be out of the way first.
 		needs = []string{"aside\x00" + a.Pool + "\x00" + a.Share}
+	case ActionDeleteShare:
+		// No delete without the final snapshot.
+		needs = []string{"final\x00" + a.Pool + "\x00" + a.Share}
 	}
 	for _, k := range needs {
 		if what, ok := failed[k]; ok {
@@ -166,8 +172,61 @@ func run(ctx context.Context, d Driver, a Action) error {
 			return fmt.Errorf("refusing to prune %s: not under %s", a.Path, SnapshotDir)
 		}
 		return d.DeleteSubvolume(ctx, a.Path)
+	case ActionFinalSnapshot:
+		if !isFinalSnapshotOf(a.Source, a.Share, a.Path) {
+			return fmt.Errorf("refusing to take a final snapshot of %s at %s: not %s's final snapshot name in %s", a.Source, a.Path, a.Share, SnapshotDir)
+		}
+		if err := d.MkdirAll(ctx, filepath.Dir(a.Path)); err != nil {
+			return err
+		}
+		return d.Snapshot(ctx, a.Source, a.Path, true)
 	case ActionDeleteShare:
+		if err := checkFinalSnapshot(ctx, d, a); err != nil {
+			return err
+		}
 		return d.DeleteSubvolume(ctx, a.Path)
 	}
 	return fmt.Errorf("unknown action kind %q", a.Kind)
+}
+
+// isFinalSnapshotOf says final is a final snapshot name of the share at
+// path: <pool>/.fleetctl/snapshots/<share>/<share>.final.<stamp> beside
+// <pool>/<share>.
+func isFinalSnapshotOf(path, share, final string) bool {
+	if share == "" || filepath.Base(path) != share || !filepath.IsAbs(path) {
+		return false
+	}
+	pool := filepath.Dir(path)
+	if filepath.Dir(final) != filepath.Join(pool, SnapshotDir, share) {
+		return false
+	}
+	_, ok := parseFinalName(share, filepath.Base(final))
+	return ok
+}
+
+// checkFinalSnapshot refuses the delete of a share unless the action names
+// the share's final snapshot and it exists, read-only: a hand-made plan, or
+// one whose final snapshot vanished, deletes nothing.
+func checkFinalSnapshot(ctx context.Context, d Driver, a Action) error {
+	if !isFinalSnapshotOf(a.Path, a.Share, a.Source) {
+		return fmt.Errorf("refusing to delete %s: the action names no final snapshot of it (%q)", a.Path, a.Source)
+	}
+	pool := filepath.Dir(a.Path)
+	subs, err := d.Subvolumes(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("refusing to delete %s: cannot check its final snapshot: %w", a.Path, err)
+	}
+	rel, err := filepath.Rel(pool, a.Source)
+	if err != nil {
+		return err
+	}
+	for _, sv := range subs {
+		if sv.Path == rel {
+			if !sv.ReadOnly {
+				return fmt.Errorf("refusing to delete %s: its final snapshot %s is writable", a.Path, a.Source)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("refusing to delete %s: its final snapshot %s does not exist", a.Path, a.Source)
 }

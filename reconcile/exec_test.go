@@ -60,11 +60,12 @@ func TestExecute(t *testing.T) {
 				"ok: ~ quota projects none → 1GiB",
 				"ok: + directory .fleetctl/snapshots/projects on pool tank",
 				"ok: + snapshot projects (every 1h, first)",
-				"ok: - delete share old (state: absent)",
+				"ok: + final snapshot of share old (as .fleetctl/snapshots/old/old.final.20261125T123000Z, then delete)",
+				"ok: - delete share old (state: absent, after its final snapshot)",
 				// the orphan is report-only: no result
 			},
 			gone: []string{"/tank/old"},
-			kept: []string{"/tank/stray", "/tank/projects", "/tank/.fleetctl/snapshots/projects/projects.20261125T123000Z"},
+			kept: []string{"/tank/stray", "/tank/projects", "/tank/.fleetctl/snapshots/projects/projects.20261125T123000Z", "/tank/.fleetctl/snapshots/old/old.final.20261125T123000Z"},
 		},
 		{
 			name: "a failed create skips its quota and snapshot, not the other share",
@@ -299,7 +300,7 @@ shares:
 	}
 
 	first := reconcileAt(planNow)
-	if len(first) != 8 {
+	if len(first) != 9 {
 		t.Errorf("first plan:\n%s", strings.Join(lines(first), "\n"))
 	}
 	check(planNow, "! orphaned share stray (not in spec, kept)")
@@ -324,7 +325,7 @@ shares:
 		paths = append(paths, sv.Path)
 	}
 	slices.Sort(paths)
-	if got, want := strings.Join(paths, " "), ".fleetctl/snapshots/projects/projects.20261125T143000Z plain projects stray"; got != want {
+	if got, want := strings.Join(paths, " "), ".fleetctl/snapshots/old/old.final.20261125T123000Z .fleetctl/snapshots/projects/projects.20261125T143000Z plain projects stray"; got != want {
 		t.Errorf("subvolumes: %s; want %s", got, want)
 	}
 }

@@ -114,7 +114,7 @@ func (pp *poolPlanner) active(sh *schema.Share, act schema.Placement) {
 	path := filepath.Join(p.Path, sh.Name)
 	sv, exists := pp.top[sh.Name]
 	if sh.State == schema.StateAbsent {
-		pp.absent(sh, path, exists)
+		pp.absent(sh, act, path, sv, exists)
 		return
 	}
 	received := pp.newestReceived(sh.Name)
@@ -188,6 +188,9 @@ func (pp *poolPlanner) demoted(sh *schema.Share, act schema.Placement) {
 	}
 	if n := len(pp.diverged[sh.Name]); n > 0 {
 		a.Reason += fmt.Sprintf("; %d diverged snapshot%s of it %s kept in %s", n, plural(n), isAre(n), filepath.Join(p.Path, DivergedDir))
+	}
+	if sh.State == schema.StateAbsent {
+		a.Reason += fmt.Sprintf("; it is marked state: absent, so it is deleted on %s, where it is active, after a final snapshot there; this appliance's copies are kept", act.Active.Appliance)
 	}
 	pp.demote = append(pp.demote, a)
 	if !exists {

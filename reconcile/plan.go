@@ -48,7 +48,8 @@ const (
 	ActionMakeMetaDir   ActionKind = "make-meta-dir"  // make a directory under .fleetctl (idempotent)
 	ActionSnapshot      ActionKind = "snapshot"       // take a read-only snapshot of a share
 	ActionPruneSnapshot ActionKind = "prune-snapshot" // delete a snapshot retention no longer keeps
-	ActionDeleteShare   ActionKind = "delete-share"   // delete a share marked state: absent
+	ActionFinalSnapshot ActionKind = "final-snapshot" // keep a read-only snapshot of a share about to be deleted
+	ActionDeleteShare   ActionKind = "delete-share"   // delete a share marked state: absent, after its final snapshot
 	ActionBlocked       ActionKind = "blocked"        // report: the spec cannot be met without a person
 	ActionDemoted       ActionKind = "demoted"        // report: another appliance is active for the share, this copy is kept
 	ActionOrphaned      ActionKind = "orphaned"       // report: a subvolume no share names, kept
@@ -66,11 +67,12 @@ type Action struct {
 	Share string `json:"share,omitempty"`
 	// Path is the absolute path acted on: the pool's mount path for
 	// enable-quota, the directory for make-meta-dir, the new snapshot for
-	// snapshot and keep-diverged, the share for promote, the subvolume
-	// otherwise.
+	// snapshot, final-snapshot and keep-diverged, the share for promote,
+	// the subvolume otherwise.
 	Path string `json:"path,omitempty"`
-	// Source is the subvolume a snapshot, promote or keep-diverged action
-	// snapshots.
+	// Source is the subvolume a snapshot, final-snapshot, promote or
+	// keep-diverged action snapshots; for delete-share, the share's final
+	// snapshot, which must exist, read-only, before the share is deleted.
 	Source string `json:"source,omitempty"`
 	// Quota and OldQuota are the limit in bytes after and before a quota
 	// action; 0 is none.
@@ -89,7 +91,7 @@ type Action struct {
 // ! reports.
 func (a Action) Symbol() string {
 	switch a.Kind {
-	case ActionCreateShare, ActionMakeMetaDir, ActionSnapshot, ActionPromote, ActionKeepDiverged:
+	case ActionCreateShare, ActionMakeMetaDir, ActionSnapshot, ActionPromote, ActionKeepDiverged, ActionFinalSnapshot:
 		return "+"
 	case ActionSetQuota, ActionClearQuota, ActionEnableQuota, ActionSetAside:
 		return "~"
@@ -124,6 +126,8 @@ func (a Action) String() string {
 		head = "snapshot " + a.Share
 	case ActionPruneSnapshot:
 		head = "prune snapshot " + filepath.Base(a.Path)
+	case ActionFinalSnapshot:
+		head = "final snapshot of share " + a.Share
 	case ActionDeleteShare:
 		head = "delete share " + a.Share
 	case ActionOrphaned:
@@ -182,8 +186,8 @@ func (in PlanInput) placement(sh *schema.Share) schema.Placement {
 //
 // Per pool, in spec order: enable-quota, create-share or promote,
 // keep-diverged, set/clear-quota, make-meta-dir, snapshot, prune-snapshot,
-// delete-share, then the report-only actions (blocked, demoted, orphaned);
-// shares in spec order. A pool that could not be observed gets one
+// final-snapshot and delete-share (each share's pair together), then the
+// report-only actions (blocked, demoted, orphaned); shares in spec order. A pool that could not be observed gets one
 // pool-error action and nothing else.
 //
 // A share is planned on the pool of its effective placement (see
@@ -196,7 +200,9 @@ func (in PlanInput) placement(sh *schema.Share) schema.Placement {
 //
 // Nothing is ever deleted but a share marked state: absent and snapshots
 // that retention no longer keeps; a subvolume no share names is reported as
-// orphaned and kept.
+// orphaned and kept. A share is deleted only on its active appliance, and
+// only after a read-only final snapshot of it (final-snapshot, right
+// before the delete; see FinalSnapshotPath), which retention never prunes.
 func Plan(in PlanInput) []Action {
 	if in.Spec == nil {
 		return nil
@@ -230,6 +236,7 @@ type poolPlanner struct {
 	top      map[string]Subvolume      // subvolumes directly in the pool, by name
 	nested   map[string][]string       // name → subvolumes below that name
 	snaps    map[string][]snapshotFile // share → its snapshots, oldest first
+	finals   map[string][]finalSnap    // share → its final snapshots, oldest first
 	received map[string][]receivedSnap // share → its completed received snapshots, oldest first
 	repl     map[string][]sourceSnap   // share → its replication snapshots, oldest first
 	diverged map[string][]Subvolume    // share → its diverged snapshots
@@ -258,6 +265,7 @@ func planPool(in PlanInput, p schema.Pool) []Action {
 		top:      map[string]Subvolume{},
 		nested:   map[string][]string{},
 		snaps:    map[string][]snapshotFile{},
+		finals:   map[string][]finalSnap{},
 		received: map[string][]receivedSnap{},
 		repl:     map[string][]sourceSnap{},
 		diverged: map[string][]Subvolume{},
@@ -339,6 +347,8 @@ func (pp *poolPlanner) scan(subs []Subvolume) {
 		case SnapshotDir:
 			if t, ok := parseSnapshotName(share, name); ok {
 				pp.snaps[share] = append(pp.snaps[share], snapshotFile{sv.Path, t, sv.ReadOnly})
+			} else if t, ok := parseFinalName(share, name); ok {
+				pp.finals[share] = append(pp.finals[share], finalSnap{sv: sv, time: t})
 			}
 		case ReceivedDir:
 			if t, ok := parseSnapshotName(share, name); ok {
@@ -354,6 +364,9 @@ func (pp *poolPlanner) scan(subs []Subvolume) {
 	}
 	for _, s := range pp.snaps {
 		slices.SortFunc(s, func(a, b snapshotFile) int { return a.time.Compare(b.time) })
+	}
+	for _, s := range pp.finals {
+		slices.SortFunc(s, func(a, b finalSnap) int { return a.time.Compare(b.time) })
 	}
 	for _, s := range pp.received {
 		slices.SortFunc(s, func(a, b receivedSnap) int { return a.time.Compare(b.time) })
@@ -371,31 +384,74 @@ func hasHave(n int) string {
 }
 
 // absent plans a share marked state: absent on the pool of its effective
-// placement: its subvolume is deleted, its snapshots kept.
-func (pp *poolPlanner) absent(sh *schema.Share, path string, exists bool) {
+// placement (act): a read-only final snapshot of it, then the delete of its
+// subvolume; its snapshots are kept.
+func (pp *poolPlanner) absent(sh *schema.Share, act schema.Placement, path string, sv Subvolume, exists bool) {
 	p := pp.pool
 	nested := pp.nested[sh.Name]
-	snaps := pp.snaps[sh.Name]
 	snapDir := filepath.Join(p.Path, SnapshotDir, sh.Name)
 	switch {
 	case !exists:
 		// Nothing to delete; a plain directory of that name is not a share.
+		return
 	case len(nested) > 0:
 		pp.blocked = append(pp.blocked, Action{
 			Kind: ActionBlocked, Pool: p.Name, Share: sh.Name, Path: path, ReportOnly: true,
 			Detail: "state: absent, but it holds subvolumes " + strings.Join(nested, ", "),
 			Reason: fmt.Sprintf("share %s is marked state: absent but holds nested subvolumes (%s), which fleetctl never deletes; delete or move them first", sh.Name, strings.Join(nested, ", ")),
 		})
-	default:
-		reason := "the spec marks it state: absent"
-		if n := len(snaps); n > 0 {
-			reason += fmt.Sprintf("; its %d snapshot%s in %s %s kept", n, plural(n), snapDir, isAre(n))
+		return
+	}
+
+	detail := "state: absent"
+	if sh.Replication != nil {
+		detail += fmt.Sprintf(", on %s, active at epoch %d", act.Active.Appliance, act.Epoch)
+	}
+	finals := pp.finals[sh.Name]
+	var final string // the final snapshot the delete comes after
+	var earlier int  // final snapshots from earlier deletes (or attempts)
+	for i := len(finals) - 1; i >= 0; i-- {
+		if f := finals[i]; f.sv.ReadOnly && unchangedSince(sv, f.sv) {
+			final = filepath.Join(p.Path, f.sv.Path)
+			earlier = len(finals) - 1
+			break
 		}
+	}
+	if final != "" {
+		detail += ", final snapshot " + filepath.Base(final) + " taken already"
+	} else {
+		// A new final snapshot, stamped after every earlier one so that
+		// two never share a name.
+		t := pp.in.Now
+		if n := len(finals); n > 0 && !t.After(finals[n-1].time) {
+			t = finals[n-1].time.Add(time.Second)
+		}
+		final = FinalSnapshotPath(p.Path, sh.Name, t)
+		earlier = len(finals)
+		detail += ", after its final snapshot"
 		pp.del = append(pp.del, Action{
-			Kind: ActionDeleteShare, Pool: p.Name, Share: sh.Name, Path: path,
-			Detail: "state: absent", Reason: reason,
+			Kind: ActionFinalSnapshot, Pool: p.Name, Share: sh.Name, Path: final, Source: path,
+			Detail: "as " + filepath.Join(SnapshotDir, sh.Name, filepath.Base(final)) + ", then delete",
+			Reason: fmt.Sprintf("share %s is deleted next (state: absent); first a read-only snapshot of it as it is now is kept in %s, never pruned by retention, so nothing written since its last snapshot is lost; if it fails, the share is not deleted",
+				sh.Name, snapDir),
 		})
 	}
+
+	reason := fmt.Sprintf("the spec marks it state: absent; its final snapshot %s is kept", final)
+	if n := len(pp.snaps[sh.Name]); n > 0 {
+		reason += fmt.Sprintf("; its %d snapshot%s in %s %s kept", n, plural(n), snapDir, isAre(n))
+	}
+	if earlier > 0 {
+		reason += fmt.Sprintf("; %d earlier final snapshot%s %s kept there too", earlier, plural(earlier), isAre(earlier))
+	}
+	if sh.Replication != nil {
+		reason += fmt.Sprintf("; share %s is active on %s at epoch %d, so this is the copy deleted: %s's copies (its received snapshots, and its own copy of the share if it has one) are kept, as are the replication and received snapshots here",
+			sh.Name, act.Active.Appliance, act.Epoch, act.Replica.Appliance)
+	}
+	pp.del = append(pp.del, Action{
+		Kind: ActionDeleteShare, Pool: p.Name, Share: sh.Name, Path: path, Source: final,
+		Detail: detail, Reason: reason,
+	})
 }
 
 // createShare plans a new, empty share.
@@ -510,6 +566,35 @@ func (pp *poolPlanner) snapshots(sh *schema.Share, path, snapDir string, snaps [
 // the stamp in StampFormat exactly (20261125T084600Z).
 func parseSnapshotName(share, name string) (time.Time, bool) {
 	stamp, ok := strings.CutPrefix(name, share+".")
+	if !ok {
+		return time.Time{}, false
+	}
+	return parseStamp(stamp)
+}
+
+// finalSnap is a share's final snapshot found on disk.
+type finalSnap struct {
+	sv   Subvolume
+	time time.Time
+}
+
+// FinalSnapshotPath is the absolute path of the share's final snapshot
+// taken at t, right before the share was deleted:
+// <pool>/.fleetctl/snapshots/<share>/<share>.final.<stamp>. It lies with the
+// share's snapshots, but retention never prunes it: retention counts only
+// the names <share>.<stamp>.
+func FinalSnapshotPath(pool, share string, t time.Time) string {
+	return filepath.Join(pool, SnapshotDir, share, share+finalInfix+t.UTC().Format(StampFormat))
+}
+
+// finalInfix is what sets a final snapshot's name apart from a scheduled
+// snapshot's: <share>.final.<stamp>.
+const finalInfix = ".final."
+
+// parseFinalName returns the time in a final snapshot's name
+// "<share>.final.<stamp>".
+func parseFinalName(share, name string) (time.Time, bool) {
+	stamp, ok := strings.CutPrefix(name, share+finalInfix)
 	if !ok {
 		return time.Time{}, false
 	}

@@ -192,8 +192,11 @@ func TestPlan(t *testing.T) {
 			disk: func(d disk) {
 				d.subvol("/tank/old").snaps("/tank", "old", "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
 			},
-			want:    []string{"- delete share old (state: absent)"},
-			reasons: map[int]string{0: "its 2 snapshots in /tank/.fleetctl/snapshots/old are kept"},
+			want: []string{
+				"+ final snapshot of share old (as .fleetctl/snapshots/old/old.final.20261125T123000Z, then delete)",
+				"- delete share old (state: absent, after its final snapshot)",
+			},
+			reasons: map[int]string{1: "its 2 snapshots in /tank/.fleetctl/snapshots/old are kept"},
 		},
 		{
 			name: "state absent and already gone",
@@ -259,7 +262,8 @@ func TestPlan(t *testing.T) {
 				"+ create share b (quota 1GiB)",
 				"+ create share c",
 				"~ quota b none → 1GiB",
-				"- delete share gone (state: absent)",
+				"+ final snapshot of share gone (as .fleetctl/snapshots/gone/gone.final.20261125T123000Z, then delete)",
+				"- delete share gone (state: absent, after its final snapshot)",
 			},
 		},
 		{

@@ -76,6 +76,22 @@ type Changes []Change
 // only old has, then the shares in new's order and the shares only old has.
 // A nil old makes everything an addition.
 func Diff(old, new *Spec) Changes {
+	return DiffWith(old, new, DiffOptions{})
+}
+
+// DiffOptions is what Diff may be told beyond the two specs.
+type DiffOptions struct {
+	// Active names, by share, the appliance that holds the share's
+	// writable copy now, as the fleet's failover state says (after a
+	// failover or switchover, the replica's appliance). The note on a share
+	// made absent names it, since that is where the share is deleted. A
+	// share missing here is active on its spec appliance.
+	Active map[string]string
+}
+
+// DiffWith is Diff, told what DiffOptions holds. It stays pure: the caller
+// reads the failover state.
+func DiffWith(old, new *Spec, opt DiffOptions) Changes {
 	cs := Changes{}
 	add := func(c Change, ok bool) {
 		if ok {
@@ -125,10 +141,7 @@ func Diff(old, new *Spec) Changes {
 		c, ok := compare(KindShare, s.Name, oldShare(s.Name), s, "name")
 		for j, f := range c.Fields {
 			if f.deletes() {
-				c.Fields[j].Note = "the share will be DELETED on " + s.Appliance
-				if c.Op == OpAdd {
-					c.Fields[j].Note += " if it exists"
-				}
+				c.Fields[j].Note = deleteNote(s, opt.Active[s.Name], c.Op == OpAdd)
 			}
 		}
 		add(c, ok)
@@ -147,6 +160,36 @@ func Diff(old, new *Spec) Changes {
 		}
 	}
 	return cs
+}
+
+// deleteNote says where a share made absent is deleted: on active, the
+// appliance that holds its writable copy now ("" for the spec's), after a
+// final snapshot; the other appliance of a replicated share keeps its
+// copies.
+func deleteNote(s *Share, active string, added bool) string {
+	other := ""
+	if s.Replication != nil {
+		other = s.Replication.To.Appliance
+	}
+	var parts []string
+	if active == "" || active == s.Appliance {
+		parts = append(parts, "the share will be DELETED on "+s.Appliance)
+	} else {
+		parts = append(parts, "the share will be DELETED on "+active, "where it is active now")
+		other = s.Appliance
+	}
+	if added {
+		parts[len(parts)-1] += " if it exists"
+	}
+	note := strings.Join(parts, ", ")
+	if added || len(parts) > 1 {
+		note += ","
+	}
+	note += " after a final snapshot"
+	if other != "" {
+		note += "; " + other + " keeps its copies"
+	}
+	return note
 }
 
 // diffPools compares the pools of an appliance; old or new is nil when the
@@ -337,7 +380,7 @@ const (
 //	  + share scratch on nas2/tank
 //	      quota: 50GiB
 //	  ~ share old-data
-//	      state: present → absent (the share will be DELETED on nas1)
+//	      state: present → absent (the share will be DELETED on nas1 after a final snapshot)
 //	  - share old on nas1/tank (removed from the spec: kept on disk, reported as orphaned)
 //
 //	Spec: 3 to add, 3 to change, 1 to remove; 1 share will be DELETED: old-data.

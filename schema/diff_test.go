@@ -233,7 +233,7 @@ witness: {failover_after: 1m, fence_after: 15s, failback: manual}
 			new:  diffNAS12 + strings.Replace(diffProjects, "}", ", state: absent}", 1),
 			want: schema.Changes{
 				{Op: "~", Kind: "share", Name: "projects", Fields: []schema.FieldChange{
-					{Path: "state", Old: "present", New: "absent", Note: "the share will be DELETED on nas1"}}},
+					{Path: "state", Old: "present", New: "absent", Note: "the share will be DELETED on nas1 after a final snapshot"}}},
 			},
 		},
 		{
@@ -243,7 +243,7 @@ witness: {failover_after: 1m, fence_after: 15s, failback: manual}
 			want: schema.Changes{
 				{Op: "+", Kind: "share", Name: "old-data", Fields: []schema.FieldChange{
 					{Path: "appliance", New: "nas2"}, {Path: "pool", New: "tank"},
-					{Path: "state", New: "absent", Note: "the share will be DELETED on nas2 if it exists"},
+					{Path: "state", New: "absent", Note: "the share will be DELETED on nas2 if it exists, after a final snapshot"},
 					{Path: "failover", New: "off"}}},
 			},
 		},
@@ -406,7 +406,7 @@ func TestDiffRender(t *testing.T) {
   + share scratch on nas2/tank
       quota: 50GiB
   ~ share old-data
-      state: present → absent (the share will be DELETED on nas1)
+      state: present → absent (the share will be DELETED on nas1 after a final snapshot)
   - share old on nas1/tank (removed from the spec: kept on disk, reported as orphaned)
 
 Spec: 3 to add, 3 to change, 1 to remove; 1 share will be DELETED: old-data.
@@ -463,9 +463,9 @@ Spec: 7 to add, 0 to change, 0 to remove.
 			want: `  - appliance nas3 (nas3:7400, storage; leaves the fleet, nothing on it is deleted)
   - pool nas3/tank (/mnt/tank; no longer managed, nothing on it is deleted)
   ~ share projects
-      state: present → absent (the share will be DELETED on nas1)
+      state: present → absent (the share will be DELETED on nas1 after a final snapshot)
   ~ share scratch
-      state: present → absent (the share will be DELETED on nas2)
+      state: present → absent (the share will be DELETED on nas2 after a final snapshot)
 
 Spec: 0 to add, 2 to change, 2 to remove; 2 shares will be DELETED: projects, scratch.
 `,
@@ -488,6 +488,45 @@ Spec: 0 to add, 2 to change, 2 to remove; 2 shares will be DELETED: projects, sc
 	}
 }
 
+// TestDiffDeleteNamesActiveAppliance: the note on a share made absent names
+// the appliance that holds its writable copy now, which after a failover
+// or switchover is not the spec's, and says the other keeps its copies.
+func TestDiffDeleteNamesActiveAppliance(t *testing.T) {
+	old := diffParse(t, diffNAS12+diffReplicated)
+	absent := diffParse(t, diffNAS12+strings.Replace(diffReplicated, "quota: 100GiB", "quota: 100GiB\n    state: absent", 1))
+	note := func(opt schema.DiffOptions) string {
+		t.Helper()
+		for _, c := range schema.DiffWith(old, absent, opt) {
+			for _, f := range c.Fields {
+				if f.Path == "state" {
+					return f.Note
+				}
+			}
+		}
+		t.Fatal("no state change")
+		return ""
+	}
+	for _, tc := range []struct {
+		name   string
+		active map[string]string
+		want   string
+	}{
+		{"as the spec says", nil, "the share will be DELETED on nas1 after a final snapshot; nas2 keeps its copies"},
+		{"active on the spec's appliance", map[string]string{"projects": "nas1"}, "the share will be DELETED on nas1 after a final snapshot; nas2 keeps its copies"},
+		{"after a switchover", map[string]string{"projects": "nas2"}, "the share will be DELETED on nas2, where it is active now, after a final snapshot; nas1 keeps its copies"},
+		{"another share's activation", map[string]string{"other": "nas2"}, "the share will be DELETED on nas1 after a final snapshot; nas2 keeps its copies"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := note(schema.DiffOptions{Active: tc.active}); got != tc.want {
+				t.Errorf("note %q; want %q", got, tc.want)
+			}
+		})
+	}
+	if got, want := schema.Diff(old, absent), schema.DiffWith(old, absent, schema.DiffOptions{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Diff %v differs from DiffWith without options %v", got, want)
+	}
+}
+
 func TestDiffRenderColor(t *testing.T) {
 	changes := schema.Diff(diffParse(t, diffRenderOld), diffParse(t, diffRenderNew))
 	var plain, colored bytes.Buffer
@@ -505,7 +544,7 @@ func TestDiffRenderColor(t *testing.T) {
 		"  \x1b[32m+\x1b[0m appliance nas3",
 		"  \x1b[33m~\x1b[0m witness",
 		"  \x1b[31m-\x1b[0m share old",
-		"      \x1b[31mstate: present → absent (the share will be DELETED on nas1)\x1b[0m\n",
+		"      \x1b[31mstate: present → absent (the share will be DELETED on nas1 after a final snapshot)\x1b[0m\n",
 		"\x1b[31m1 share will be DELETED: old-data.\x1b[0m\n",
 	} {
 		if !strings.Contains(got, want) {

@@ -115,7 +115,8 @@ func (c *applyCmd) Run(e env) error {
 			return fmt.Errorf("the spec it replaced no longer parses: %w", err)
 		}
 	}
-	changes := schema.Diff(prev, spec)
+	active, _ := activeAppliances(ctx, cl, spec, nil) // without it, the note names the spec's appliance
+	changes := schema.DiffWith(prev, spec, schema.DiffOptions{Active: active})
 	if res.Unchanged {
 		changes = schema.Changes{}
 	}

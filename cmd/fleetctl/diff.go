@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -24,7 +26,9 @@ by appliance, the plan its agent would run against its btrfs state now:
 + create, ~ change, - destroy (with the reason), ! report only.
 
 Removing a share from the file never deletes it: it stays on disk and is
-reported as orphaned. Only state: absent deletes a share.
+reported as orphaned. Only state: absent deletes a share, on the appliance
+active for it, right after a read-only final snapshot of it
+(.fleetctl/snapshots/SHARE/SHARE.final.STAMP, never pruned).
 
 Exit codes, as diff(1): 0 nothing would change, 1 changes, 2 trouble.`
 }
@@ -60,7 +64,11 @@ func (c *diffCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
-	rep := diffReport{StoredGeneration: stored.Generation, Changes: schema.Diff(old, spec), Appliances: plan.Appliances}
+	active, err := activeAppliances(ctx, cl, spec, plan.Appliances)
+	if err != nil {
+		return err
+	}
+	rep := diffReport{StoredGeneration: stored.Generation, Changes: schema.DiffWith(old, spec, schema.DiffOptions{Active: active}), Appliances: plan.Appliances}
 	if c.Output == "json" {
 		if err := writeJSONOut(e.stdout, rep); err != nil {
 			return err
@@ -72,6 +80,39 @@ func (c *diffCmd) Run(e env) error {
 		return exitError(exitFailed)
 	}
 	return nil
+}
+
+// activeAppliances is, by share, the appliance that holds the writable
+// copy of each replicated share spec marks absent, so that the spec
+// changes say where it is deleted: after a failover or switchover, the
+// replica's appliance, not the spec's. The fleet's failover state says
+// which; an appliance whose plan deletes the share says so last, since
+// that is what its agent will do. Nil when no replicated share is absent
+// (the fleet is not asked).
+func activeAppliances(ctx context.Context, cl *client.Client, spec *schema.Spec, plans []client.AppliancePlan) (map[string]string, error) {
+	need := false
+	for _, sh := range spec.Shares {
+		need = need || sh.State == schema.StateAbsent && sh.Replication != nil
+	}
+	if !need {
+		return nil, nil
+	}
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading which appliance holds each share, to say where it is deleted: %w", err)
+	}
+	active := map[string]string{}
+	for _, f := range st.Shares {
+		active[f.Share] = f.Active
+	}
+	for _, p := range plans {
+		for _, a := range p.Actions {
+			if a.Kind == reconcile.ActionDeleteShare {
+				active[a.Share] = p.Appliance
+			}
+		}
+	}
+	return active, nil
 }
 
 // planChanges counts the actions that would change something.
