@@ -25,7 +25,7 @@ var version = ""
 const (
 	exitOK      = 0
 	exitFailed  = 1 // the command ran and the answer is "no" (invalid spec, changes found)
-	exitTrouble = 2 // bad usage, unreadable input: the command could not answer
+	exitTrouble = 2 // bad usage, unreadable input, unknown name: the command could not answer
 )
 
 // cli is the whole command line.
@@ -61,7 +61,8 @@ Start with:
   fleetctl agent --help
 
 Exit codes: 0 success, 1 the answer is no (an invalid file; diff: changes
-found), 2 trouble (bad flags, unreadable file, unreachable fleet).`
+found), 2 trouble (bad flags, unreadable file, unreachable fleet, a name
+the fleet does not know).`
 
 // env is what a command may touch of the outside world; tests give their own.
 type env struct {
