@@ -13,7 +13,7 @@ import (
 // that the next apply deletes it by the fleet's rules (its snapshots kept,
 // refused while it holds nested subvolumes):
 //
-//	- {name: scratch, appliance: nas1, pool: tank, state: absent}
+//   - {name: scratch, appliance: nas1, pool: tank, state: absent}
 //
 // It fails, saying why, when s with that item would not validate: the name
 // is not a valid share name, a share has it already, or the appliance or
