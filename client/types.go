@@ -137,6 +137,14 @@ type Status struct {
 	Orphans []Orphan `json:"orphans,omitempty"`
 }
 
+// OrphansResponse lists the fleet's orphaned subvolumes as the answering
+// agent's copy of the state at Generation has them, at time At.
+type OrphansResponse struct {
+	Generation uint64    `json:"generation"`
+	At         time.Time `json:"at"`
+	Orphans    []Orphan  `json:"orphans"`
+}
+
 // Orphan is a subvolume at the top of a storage appliance's pool that no
 // share of the stored spec names: kept on disk and reported, never deleted
 // unless a share marked state: absent names it.
@@ -145,6 +153,11 @@ type Orphan struct {
 	Pool      string `json:"pool"`
 	// Name is the subvolume's name in the pool.
 	Name string `json:"name"`
+	// Referenced is the bytes the subvolume refers to; null when unknown
+	// (quotas are off on the pool, or the appliance did not report it).
+	Referenced *uint64 `json:"referenced"`
+	// Created is when the subvolume was created; null when unknown.
+	Created *time.Time `json:"created"`
 	// Adopt is the item that, pasted under shares: of the stored spec and
 	// applied, deletes the subvolume (state: absent); empty when no share
 	// can name it, and Note says why.

@@ -2,9 +2,12 @@ package reconcile_test
 
 import (
 	"context"
+	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile"
 )
@@ -56,5 +59,30 @@ func TestOrphanReasonAdoptsAsAbsent(t *testing.T) {
 	}
 	if slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "delete share deep") }) {
 		t.Fatalf("a share holding a nested subvolume must not be deleted: %q", got)
+	}
+}
+
+// TestLoopReportsOrphanFacts: the report gives each orphan its referenced
+// bytes where the pool has quotas (unknown elsewhere) and its creation
+// time, asked of the driver once per subvolume.
+func TestLoopReportsOrphanFacts(t *testing.T) {
+	d := newDisk(t).subvol("/tank/tmp", "/pool2/old")
+	d.ok(d.EnableQuota(context.Background(), "/tank"))
+	spec := mustSpec(t, "  - {name: projects, appliance: nas1, pool: tank}\n")
+	l := &reconcile.Loop{Appliance: "nas1", Driver: d, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return planNow }}
+	rep, _ := l.Once(context.Background(), spec, 1)
+	if len(rep.OrphanFacts) != 2 || !slices.Equal(rep.Orphans, []string{"tank/tmp", "pool2/old"}) {
+		t.Fatalf("want facts of tank/tmp and pool2/old, got %v %+v", rep.Orphans, rep.OrphanFacts)
+	}
+	tmp, old := rep.OrphanFacts[0], rep.OrphanFacts[1]
+	if tmp.Pool != "tank" || tmp.Name != "tmp" || tmp.Referenced == nil || *tmp.Referenced != 16<<10 || tmp.Created.IsZero() {
+		t.Fatalf("tank/tmp (quotas on): want 16KiB and a creation time, got %+v", tmp)
+	}
+	if old.Pool != "pool2" || old.Name != "old" || old.Referenced != nil || old.Created.IsZero() {
+		t.Fatalf("pool2/old (quotas off): want unknown size and a creation time, got %+v", old)
+	}
+	again, _ := l.Once(context.Background(), spec, 1)
+	if !reflect.DeepEqual(rep, again) {
+		t.Fatalf("a second run over the same disk must report the same: %+v then %+v", rep, again)
 	}
 }

@@ -11,9 +11,8 @@ import (
 // AbsentShare is the list item that, pasted under shares: of s, adopts the
 // subvolume name on appliance's pool as a share marked state: absent, so
 // that the next apply deletes it by the fleet's rules (its snapshots kept,
-// refused while it holds nested subvolumes):
-//
-//   - {name: scratch, appliance: nas1, pool: tank, state: absent}
+// refused while it holds nested subvolumes), like "- {name: scratch,
+// appliance: nas1, pool: tank, state: absent}".
 //
 // It fails, saying why, when s with that item would not validate: the name
 // is not a valid share name, a share has it already, or the appliance or
