@@ -79,6 +79,7 @@ var routeTable = []route{
 	{"POST /v1/join", accessToken, onLeader, (*Node).handleJoin},
 	{"GET /v1/ping", accessAny, onAny, (*Node).handlePing},
 	{"GET /v1/status", accessAny, onAny, (*Node).handleStatus},
+	{"GET /v1/orphans", accessAny, onAny, (*Node).handleOrphans},
 	{"GET /v1/spec", accessAny, onAny, (*Node).handleGetSpec}, // ?consistent=1 runs on the leader
 	{"POST /v1/spec", accessAdmin, onLeader, (*Node).handleApply},
 	{"POST /v1/plan", accessAdmin, onAny, (*Node).handlePlan},

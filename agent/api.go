@@ -178,6 +178,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st.Appliances, st.AppliancesGeneration = applianceStatuses(local), local.Generation
 	st.Shares = shareFailovers(local)
 	st.Warnings = certWarnings(local, n.ca.Cert, time.Now())
+	st.Orphans = orphans(local)
 	writeJSON(w, http.StatusOK, st)
 }
 

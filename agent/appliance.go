@@ -97,6 +97,7 @@ func (n *Node) sendStatus(ctx context.Context, rep reconcile.Report) error {
 		Converged:          rep.Converged,
 		Shares:             storeShareFacts(rep.Shares),
 		Orphans:            rep.Orphans,
+		OrphanFacts:        storeOrphanFacts(rep.OrphanFacts),
 		Fenced:             fenced,
 	})
 	if err == nil {

@@ -617,10 +617,18 @@ func (n *Node) redirectTo(w http.ResponseWriter, r *http.Request, name string) {
 	redirect(w, r, name, addr)
 }
 
+// handleTrail answers with a share's recorded replication attempts: empty
+// for a replicated share with none yet, the recorded ones for a share no
+// longer replicated, and "not found" for a share that has neither, so a
+// mistyped name is an error rather than an empty trail.
 func (n *Node) handleTrail(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
 	trail := n.fsm.State().Trails[share]
-	if trail == nil {
+	if len(trail) == 0 {
+		if _, err := n.sourceOf(share); err != nil {
+			writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no replication trail of %q: %v", share, err)})
+			return
+		}
 		trail = []store.TrailEntry{}
 	}
 	writeJSON(w, http.StatusOK, trail)

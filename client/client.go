@@ -119,6 +119,12 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
 }
 
+// Orphans lists the orphaned subvolumes the storage appliances reported.
+func (c *Client) Orphans(ctx context.Context) (*OrphansResponse, error) {
+	var out OrphansResponse
+	return &out, c.do(ctx, http.MethodGet, "/v1/orphans", nil, &out)
+}
+
 // Spec returns the stored spec; consistent asks the leader, after it has
 // confirmed it still leads.
 func (c *Client) Spec(ctx context.Context, consistent bool) (*SpecResponse, error) {

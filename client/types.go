@@ -150,6 +150,38 @@ type Status struct {
 	// Warnings are what needs a person soon, one sentence each, like a
 	// certificate or the CA expiring within 30 days.
 	Warnings []string `json:"warnings,omitempty"`
+	// Orphans are the orphaned subvolumes the storage appliances last
+	// reported, in spec order of the appliances, from the same copy of the
+	// state as Appliances.
+	Orphans []Orphan `json:"orphans,omitempty"`
+}
+
+// OrphansResponse lists the fleet's orphaned subvolumes as the answering
+// agent's copy of the state at Generation has them, at time At.
+type OrphansResponse struct {
+	Generation uint64    `json:"generation"`
+	At         time.Time `json:"at"`
+	Orphans    []Orphan  `json:"orphans"`
+}
+
+// Orphan is a subvolume at the top of a storage appliance's pool that no
+// share of the stored spec names: kept on disk and reported, never deleted
+// unless a share marked state: absent names it.
+type Orphan struct {
+	Appliance string `json:"appliance"`
+	Pool      string `json:"pool"`
+	// Name is the subvolume's name in the pool.
+	Name string `json:"name"`
+	// Referenced is the bytes the subvolume refers to; null when unknown
+	// (quotas are off on the pool, or the appliance did not report it).
+	Referenced *uint64 `json:"referenced"`
+	// Created is when the subvolume was created; null when unknown.
+	Created *time.Time `json:"created"`
+	// Adopt is the item that, pasted under shares: of the stored spec and
+	// applied, deletes the subvolume (state: absent); empty when no share
+	// can name it, and Note says why.
+	Adopt string `json:"adopt,omitempty"`
+	Note  string `json:"note,omitempty"`
 }
 
 // ShareFailover is the failover state of one replicated share.

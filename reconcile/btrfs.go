@@ -508,6 +508,36 @@ func subvolumesBelow(all []listEntry, readOnly map[uint64]bool, rootID uint64, w
 	return subvols, nil
 }
 
+// Created returns the creation time of the subvolume at path from "btrfs
+// subvolume show" (its "Creation time:" line, with the zone offset), in UTC.
+func (b *Btrfs) Created(ctx context.Context, path string) (time.Time, error) {
+	if err := checkAbs(path); err != nil {
+		return time.Time{}, err
+	}
+	out, err := b.run(ctx, "subvolume", "show", path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return parseCreationTime(out)
+}
+
+// parseCreationTime reads the "Creation time:" line of "btrfs subvolume
+// show", like "Creation time: 		2026-11-25 08:46:00 +0000".
+func parseCreationTime(out []byte) (time.Time, error) {
+	for line := range strings.SplitSeq(string(out), "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "Creation time:")
+		if !ok {
+			continue
+		}
+		t, err := time.Parse("2006-01-02 15:04:05 -0700", strings.TrimSpace(v))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("btrfs subvolume show: creation time: %v", err)
+		}
+		return t.UTC(), nil
+	}
+	return time.Time{}, errors.New("btrfs subvolume show: no creation time")
+}
+
 // CreateSubvolume makes an empty subvolume at path with "btrfs subvolume
 // create"; it fails when path exists.
 func (b *Btrfs) CreateSubvolume(ctx context.Context, path string) error {

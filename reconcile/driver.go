@@ -9,6 +9,7 @@ package reconcile
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // On-disk layout inside a pool (the mount path of a btrfs filesystem):
@@ -99,6 +100,9 @@ type Driver interface {
 	// Subvolumes lists every subvolume below the pool mounted at pool,
 	// with paths relative to pool.
 	Subvolumes(ctx context.Context, pool string) ([]Subvolume, error)
+	// Created returns when the subvolume at path was created (btrfs's
+	// otime), in UTC.
+	Created(ctx context.Context, path string) (time.Time, error)
 	// CreateSubvolume makes a new empty subvolume at path; its parent
 	// directory must exist.
 	CreateSubvolume(ctx context.Context, path string) error

@@ -28,6 +28,21 @@ type Report struct {
 	// Orphans are subvolumes at the top of a pool that no share names,
 	// as pool/name: kept on disk, reported.
 	Orphans []string `json:"orphans,omitempty"`
+	// OrphanFacts are the size and creation time of each orphan, in the
+	// order of Orphans. The creation time is the subvolume's, not the
+	// run's, so it keeps equal runs equal.
+	OrphanFacts []OrphanFacts `json:"orphan_facts,omitempty"`
+}
+
+// OrphanFacts is what the appliance knows of one orphaned subvolume.
+type OrphanFacts struct {
+	Pool string `json:"pool"`
+	Name string `json:"name"`
+	// Referenced is the bytes the subvolume refers to; nil when unknown
+	// (quotas are off on the pool, or it has no qgroup).
+	Referenced *uint64 `json:"referenced,omitempty"`
+	// Created is when the subvolume was created (UTC); zero when unknown.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // ShareFacts is what the appliance knows of one of its shares: those it is
@@ -80,6 +95,9 @@ type Loop struct {
 	Now func() time.Time
 
 	published *Report
+	// created caches the creation times of orphans by UUID (a subvolume
+	// never changes it), so each is asked of btrfs once.
+	created map[string]time.Time
 }
 
 // Run reconciles until ctx ends: at once, whenever the spec's generation
@@ -170,7 +188,55 @@ func (l *Loop) once(ctx context.Context, spec *schema.Spec, generation uint64, a
 		obs = Observe(ctx, l.Driver, spec, l.Appliance)
 	}
 	rep.Shares = shareFacts(spec, l.Appliance, obs, active)
+	rep.OrphanFacts = l.orphanFacts(ctx, actions, obs)
 	return rep, results
+}
+
+// orphanFacts collects the size (referenced bytes, when the pool has
+// quotas) and creation time of each orphan the plan reported.
+func (l *Loop) orphanFacts(ctx context.Context, actions []Action, obs Observed) []OrphanFacts {
+	var out []OrphanFacts
+	seen := map[string]bool{}
+	for _, a := range actions {
+		if a.Kind != ActionOrphaned {
+			continue
+		}
+		f := OrphanFacts{Pool: a.Pool, Name: a.Share}
+		po := obs.Pools[a.Pool]
+		for _, sv := range po.Subvolumes {
+			if sv.Path != a.Share {
+				continue
+			}
+			if q, ok := po.Qgroups[sv.ID]; ok && po.QuotaEnabled {
+				f.Referenced = &q.Referenced
+			}
+			seen[sv.UUID] = true
+			if t, ok := l.created[sv.UUID]; ok && sv.UUID != "" {
+				f.Created = t
+				break
+			}
+			t, err := l.Driver.Created(ctx, a.Path)
+			if err != nil {
+				l.Log.Warn("could not read when an orphaned subvolume was created", "path", a.Path, "err", err)
+				break
+			}
+			if l.created == nil {
+				l.created = map[string]time.Time{}
+			}
+			if sv.UUID != "" {
+				l.created[sv.UUID] = t
+			}
+			f.Created = t
+			break
+		}
+		out = append(out, f)
+	}
+	for uuid := range l.created {
+		if !seen[uuid] {
+			delete(l.created, uuid) // adopted, deleted or renamed: asked again if it comes back
+		}
+	}
+	return out
 }
 
 // shareFacts collects the facts of the appliance's shares from an

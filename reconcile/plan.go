@@ -311,7 +311,7 @@ func planPool(in PlanInput, p schema.Pool) []Action {
 		pp.orphaned = append(pp.orphaned, Action{
 			Kind: ActionOrphaned, Pool: p.Name, Share: name, Path: filepath.Join(p.Path, name), ReportOnly: true,
 			Detail: "not in spec, kept",
-			Reason: "not in the spec: kept on disk; to delete it, add it as a share with state: absent",
+			Reason: pp.orphanReason(name),
 		})
 	}
 

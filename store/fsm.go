@@ -102,6 +102,22 @@ type NodeStatus struct {
 	// Fenced are the shares this appliance is active for and has made
 	// read-only itself because its lease with the leader lapsed, sorted.
 	Fenced []string `json:"fenced,omitempty"`
+	// OrphanFacts are the size and creation time of each of Orphans, in
+	// the same order. Added after Orphans (which stays as it was in the
+	// log): agents before it leave it out.
+	OrphanFacts []OrphanFact `json:"orphan_facts,omitempty"`
+}
+
+// OrphanFact is what an appliance reported about one orphaned subvolume.
+// It has the fields of reconcile.OrphanFacts, which the agent converts.
+type OrphanFact struct {
+	Pool string `json:"pool"`
+	Name string `json:"name"`
+	// Referenced is the bytes the subvolume refers to; nil when unknown
+	// (quotas off on the pool).
+	Referenced *uint64 `json:"referenced,omitempty"`
+	// Created is when the subvolume was created; zero when unknown.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // ShareFacts is what an appliance reported about one of its shares after a

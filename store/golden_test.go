@@ -41,15 +41,18 @@ var goldenEntries = []struct {
 	{"8-forget-certs.v1", CmdForgetCerts, ForgetCerts{Role: "node", Name: "nas3", By: "admin:alice", Reason: "members remove nas3", At: goldenAt}},
 	{"9-join-tokens.v1", CmdJoinTokens, JoinTokenChange{Create: &goldenToken, Revoke: []string{"old"}, At: goldenAt}},
 	{"10-prune.v1", CmdPrune, Prune{Shares: []string{"gone"}, Nodes: []string{"nas1"}, At: goldenAt, Reason: "the spec no longer names them"}},
+	{"11-set-node-status.v1", CmdSetNodeStatus, SetNodeStatus{Node: "nas2", Status: goldenNodeStatusOrphanFacts}},
 }
-
-// goldenCerts is how many of goldenEntries snapshot.v1-certs.json holds.
-const goldenCerts = 9
 
 // goldenFirstRelease is how many of goldenEntries the first release
 // wrote: snapshot.v1.json is their state. snapshot.v1-certs.json is the
-// state of all of them, with the fields version 1 gained since.
-const goldenFirstRelease = 5
+// state of the first goldenCertsRelease, with the certificates and tokens
+// version 1 gained since; snapshot.v1-orphan-facts.json the state of all
+// of them, with NodeStatus.OrphanFacts.
+const (
+	goldenFirstRelease = 5
+	goldenCertsRelease = 9
+)
 
 func goldenCert(fp, role, name string) CertRecord {
 	return CertRecord{Fingerprint: fp, Role: role, Name: name, Serial: "0a" + fp, NotAfter: goldenAt.AddDate(1, 0, 0), IssuedAt: goldenAt, IssuedBy: "admin:local-nas1"}
@@ -61,7 +64,19 @@ var (
 		Shares:  []ShareFacts{{Name: "projects", Pool: "tank", Exists: true, Referenced: 1 << 20, Quota: 2 << 30, Snapshots: 3, Demoted: true, Diverged: 1}},
 		Orphans: []string{"scratch"}, Fenced: []string{"projects"},
 	}
-	goldenTrailEntry = TrailEntry{
+	// goldenNodeStatusOrphanFacts carries OrphanFacts, added to version 1
+	// of set-node-status with omitempty: entries written before it (and
+	// goldenNodeStatus) leave it out, byte for byte as they were.
+	goldenNodeStatusOrphanFacts = NodeStatus{
+		ObservedGeneration: 7, ReportedAt: goldenAt, Converged: true,
+		Orphans: []string{"tank/old-vms", "tank/scratch"},
+		OrphanFacts: []OrphanFact{
+			{Pool: "tank", Name: "old-vms", Referenced: &goldenOrphanBytes, Created: goldenAt.Add(-48 * time.Hour)},
+			{Pool: "tank", Name: "scratch"},
+		},
+	}
+	goldenOrphanBytes = uint64(3 << 30)
+	goldenTrailEntry  = TrailEntry{
 		ID: "t1", Share: "projects", Side: "send", From: "nas1", To: "nas2",
 		Start: goldenAt, End: goldenAt.Add(5 * time.Second), Kind: "incremental",
 		Parent: "20261101T090000Z", Snapshot: "20261101T100000Z", Bytes: 4096, Result: "ok", Note: "final",
@@ -92,9 +107,12 @@ func goldenState(n int) *State {
 		s.Certs = map[string]CertRecord{"aa11": goldenCert("aa11", "node", "nas1")}
 		s.Tokens = map[string]JoinToken{"c0ffee": goldenToken}
 	}
-	if n > goldenCerts {
+	if n > goldenCertsRelease {
 		s.Nodes = map[string]NodeStatus{}
 		s.WitnessLog = append(s.WitnessLog, WitnessEvent{At: goldenAt, Event: EventPruned, Detail: "the spec no longer names them: dropped nas1's last report"})
+	}
+	if n > goldenCertsRelease+1 {
+		s.Nodes["nas2"] = goldenNodeStatusOrphanFacts
 	}
 	return s
 }
@@ -162,7 +180,7 @@ func TestGoldenLogReplays(t *testing.T) {
 		if want := wantResults[g.file]; !reflect.DeepEqual(resp, want) {
 			t.Fatalf("%s: want result %#v, got %#v", g.file, want, resp)
 		}
-		if i+1 == goldenFirstRelease || i+1 == goldenCerts {
+		if i+1 == goldenFirstRelease || i+1 == goldenCertsRelease {
 			sameGolden(t, goldenState(i+1), f.State())
 		}
 	}
@@ -182,7 +200,7 @@ func TestGoldenLogReplays(t *testing.T) {
 // TestGoldenSnapshot: each golden snapshot restores to its golden state,
 // and this agent writes that state's snapshot byte for byte as it.
 func TestGoldenSnapshot(t *testing.T) {
-	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": goldenCerts} {
+	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": goldenCertsRelease, "snapshot.v1-orphan-facts.json": len(goldenEntries)} {
 		want := readGolden(t, file)
 		f := newTestFSM()
 		restore(t, f, want)

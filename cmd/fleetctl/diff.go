@@ -180,7 +180,7 @@ func renderDiff(w io.Writer, rep diffReport, color bool) error {
 			fmt.Fprintf(w, "  %s\n", paint(code, a.String()))
 			// Every destructive or report-only line says why.
 			if a.Symbol() == "-" || a.ReportOnly {
-				fmt.Fprintf(w, "      %s\n", a.Reason)
+				fmt.Fprintf(w, "      %s\n", indent(a.Reason, "      "))
 			}
 		}
 	}

@@ -32,12 +32,13 @@ func (c *getSpecCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
+	if s.Generation == 0 {
+		// Not found, as every read command's unknown thing: trouble.
+		fmt.Fprintln(e.stderr, "no spec has been applied yet; fleetctl apply -f fleet.yaml stores one")
+		return exitError(exitTrouble)
+	}
 	if c.Output == "json" {
 		return writeJSONOut(e.stdout, s)
-	}
-	if s.Generation == 0 {
-		fmt.Fprintln(e.stderr, "no spec has been applied yet; fleetctl apply -f fleet.yaml stores one")
-		return exitError(exitFailed)
 	}
 	fmt.Fprintf(e.stderr, "# generation %d, applied %s by %s\n", s.Generation, s.AppliedAt.Format(time.RFC3339), s.AppliedBy)
 	_, err = fmt.Fprint(e.stdout, s.YAML)

@@ -25,7 +25,7 @@ var version = ""
 const (
 	exitOK      = 0
 	exitFailed  = 1 // the command ran and the answer is "no" (invalid spec, changes found)
-	exitTrouble = 2 // bad usage, unreadable input: the command could not answer
+	exitTrouble = 2 // bad usage, unreadable input, unknown name: the command could not answer
 )
 
 // cli is the whole command line.
@@ -36,6 +36,7 @@ type cli struct {
 	Diff        diffCmd        `cmd:"" help:"Show what applying a fleet.yaml would change (exit 0 none, 1 some, 2 trouble)."`
 	Apply       applyCmd       `cmd:"" help:"Store a fleet.yaml in the fleet through any agent."`
 	Status      statusCmd      `cmd:"" help:"Show the fleet's members, leader, health and spec generation."`
+	Orphans     orphansCmd     `cmd:"" help:"List orphaned subvolumes fleet-wide (in no share of the spec): size, age, how to delete."`
 	Get         getCmd         `cmd:"" help:"Print stored state."`
 	Members     membersCmd     `cmd:"" help:"Manage the members of the fleet's Raft group."`
 	Replicate   replicateCmd   `cmd:"" help:"Replicate a share now (--now), and follow it (--follow)."`
@@ -61,7 +62,8 @@ Start with:
   fleetctl agent --help
 
 Exit codes: 0 success, 1 the answer is no (an invalid file; diff: changes
-found), 2 trouble (bad flags, unreadable file, unreachable fleet).`
+found), 2 trouble (bad flags, unreadable file, unreachable fleet, a name
+the fleet does not know).`
 
 // env is what a command may touch of the outside world; tests give their own.
 type env struct {

@@ -134,7 +134,7 @@ func (c *statusCmd) print(e env, st *client.Status) error {
 			fmt.Fprintf(e.stdout, "%s: %s\n", a.Name, msg)
 		}
 		for _, o := range a.Orphans {
-			fmt.Fprintf(e.stdout, "%s: orphaned %s (not in the spec: kept on disk)\n", a.Name, o)
+			fmt.Fprintf(e.stdout, "%s: orphaned %s (not in the spec: kept on disk)%s\n", a.Name, o, orphanHint(st.Orphans, a.Name, o))
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile"
 )
@@ -71,7 +72,8 @@ func (p *fakePool) remove(rel string) {
 
 type fakeSubvol struct {
 	reconcile.Subvolume
-	qgroup reconcile.Qgroup
+	qgroup  reconcile.Qgroup
+	created time.Time
 }
 
 // emptySubvolumeBytes is what btrfs's qgroup shows for an empty subvolume.
@@ -289,11 +291,27 @@ func (d *FakeDriver) newSubvol(p *fakePool, rel string) *fakeSubvol {
 		Generation: p.gen + 1,
 
 		CreationGeneration: p.gen + 1,
-	}}
+	}, created: time.Now().UTC().Truncate(time.Second)}
 	p.nextID++
 	sv.qgroup.Referenced, sv.qgroup.Exclusive = emptySubvolumeBytes, emptySubvolumeBytes
 	p.add(rel, sv)
 	return sv
+}
+
+// Created returns when the subvolume at path was made (the clock then, to
+// the second, as btrfs shows it).
+func (d *FakeDriver) Created(ctx context.Context, path string) (time.Time, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, _, rel, err := d.resolve(path)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("created %s: %w", path, err)
+	}
+	sv, ok := p.subvols[rel]
+	if !ok {
+		return time.Time{}, fmt.Errorf("created %s: %w", path, errNotSubvolume)
+	}
+	return sv.created, nil
 }
 
 // IsBtrfs reports whether path is a directory on a mounted FakeDriver pool.
