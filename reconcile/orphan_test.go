@@ -52,7 +52,7 @@ func TestOrphanReasonAdoptsAsAbsent(t *testing.T) {
 		pasted += item + "\n"
 	}
 	got := lines(plan(pasted))
-	for _, w := range []string{"- delete share tmp (state: absent)", "! blocked share deep"} {
+	for _, w := range []string{"- delete share tmp (state: absent, after its final snapshot)", "! blocked share deep"} {
 		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, w) }) {
 			t.Fatalf("after pasting: want %q in the plan, got %q", w, got)
 		}
