@@ -338,23 +338,9 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: fmt.Sprintf("%s is a member of the fleet already; a join cannot take its name. If that appliance lost its data dir, remove it first: fleetctl members remove %s", req.Name, req.Name)})
 		return
 	}
-	certPEM, err := n.ca.SignCSR([]byte(req.CSR), req.Name, pki.RoleNode, []string{hostOf(req.Address)})
-	if err != nil {
-		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate request: " + err.Error()})
-		return
-	}
-	cert, err := parseCertPEM(certPEM)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
-		return
-	}
 	id, _ := pki.SecretHash(tok)
-	rec, err := certRecord(cert, "join token "+id, time.Now())
-	if err == nil {
-		_, err = n.apply(store.CmdRecordCert, rec)
-	}
-	if err != nil {
-		writeApplyError(w, err)
+	certPEM, _, ok := n.signNode(w, req.CSR, req.Name, req.Address, "join token "+id)
+	if !ok {
 		return
 	}
 	caKey, err := n.ca.KeyPEM()

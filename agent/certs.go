@@ -532,22 +532,8 @@ func (n *Node) handleRenewCert(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: err.Error()})
 		return
 	}
-	certPEM, err := n.ca.SignCSR([]byte(req.CSR), id.Name, pki.RoleNode, []string{hostOf(addr)})
-	if err != nil {
-		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate request: " + err.Error()})
-		return
-	}
-	cert, err := parseCertPEM(certPEM)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
-		return
-	}
-	rec, err := certRecord(cert, userOf(r), time.Now())
-	if err == nil {
-		_, err = n.apply(store.CmdRecordCert, rec)
-	}
-	if err != nil {
-		writeApplyError(w, err)
+	certPEM, cert, ok := n.signNode(w, req.CSR, id.Name, addr, userOf(r))
+	if !ok {
 		return
 	}
 	n.log.Info("renewed a node certificate", "name", id.Name, "expires", cert.NotAfter)
@@ -591,4 +577,28 @@ func roundDays(d time.Duration) string {
 		return d.Round(time.Hour).String()
 	}
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// signNode signs a node certificate for name at address from csr and
+// records it as issued by by; on failure it has answered w.
+func (n *Node) signNode(w http.ResponseWriter, csr, name, address, by string) ([]byte, *x509.Certificate, bool) {
+	certPEM, err := n.ca.SignCSR([]byte(csr), name, pki.RoleNode, []string{hostOf(address)})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "certificate request: " + err.Error()})
+		return nil, nil, false
+	}
+	cert, err := parseCertPEM(certPEM)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: err.Error()})
+		return nil, nil, false
+	}
+	rec, err := certRecord(cert, by, time.Now())
+	if err == nil {
+		_, err = n.apply(store.CmdRecordCert, rec)
+	}
+	if err != nil {
+		writeApplyError(w, err)
+		return nil, nil, false
+	}
+	return certPEM, cert, true
 }
