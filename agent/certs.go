@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -552,9 +553,14 @@ func certWarnings(st *store.State, ca *x509.Certificate, now time.Time) []string
 	if ca != nil && ca.NotAfter.Before(soon) {
 		out = append(out, fmt.Sprintf("the fleet's CA expires %s (in %s): see docs/operations.md on CA rotation", ca.NotAfter.UTC().Format(time.DateOnly), roundDays(ca.NotAfter.Sub(now))))
 	}
-	// A renewed certificate's predecessor is no cause for alarm.
+	// A renewed certificate's predecessor is no cause for alarm, nor is
+	// the CLI's own credential on an appliance, which it renews when it
+	// next runs there (LocalAdmin).
 	newest := map[string]time.Time{}
 	for _, r := range st.Certs {
+		if r.Role == string(pki.RoleAdmin) && strings.HasPrefix(r.Name, "local-") {
+			continue
+		}
 		k := r.Role + ":" + r.Name
 		if r.NotAfter.After(newest[k]) {
 			newest[k] = r.NotAfter
