@@ -124,7 +124,7 @@ func (pp *poolPlanner) active(sh *schema.Share, act schema.Placement) {
 		// snapshot. The old copy is renamed aside in the pool, where it is
 		// kept and reported as orphaned, never deleted; then the newest
 		// received snapshot is promoted in its place.
-		aside := filepath.Join(p.Path, fmt.Sprintf("%s.before-epoch-%d", sh.Name, act.Epoch))
+		aside := BeforeEpochPath(p.Path, sh.Name, act.Epoch)
 		pp.create = append(pp.create, Action{
 			Kind: ActionSetAside, Pool: p.Name, Share: sh.Name, Path: aside, Source: path,
 			Detail: "as " + filepath.Base(aside),
