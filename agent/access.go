@@ -106,6 +106,8 @@ var routeTable = []route{
 	{"POST /v1/tokens", accessAdmin, onLeader, (*Node).handleCreateToken},
 	{"GET /v1/tokens", accessAdmin, onAny, (*Node).handleListTokens},
 	{"DELETE /v1/tokens/{id}", accessAdmin, onLeader, (*Node).handleRevokeToken},
+	{"GET /v1/snapshots", accessAny, onAny, (*Node).handleSnapshots},
+	{"GET /v1/snapshots/local", accessAny, onAny, (*Node).handleSnapshotsLocal},
 	{"GET /v1/witness/status", accessAny, onLeader, (*Node).handleWitnessStatus},
 	{"GET /v1/witness/log", accessAny, onAny, (*Node).handleWitnessLog},
 }

@@ -441,3 +441,38 @@ func PostJSON(ctx context.Context, client *http.Client, url string, body, out an
 	defer resp.Body.Close()
 	return DecodeResponse(resp, out)
 }
+
+// Snapshots lists every copy of share (every share when empty) on the
+// storage appliances, of appliance only when it is not empty. An
+// appliance that does not answer is in the answer's Errors; a share
+// neither the spec nor any appliance knows is a not_found error.
+func (c *Client) Snapshots(ctx context.Context, share, appliance string) (*SnapshotsResponse, error) {
+	q := url.Values{}
+	if share != "" {
+		q.Set("share", share)
+	}
+	if appliance != "" {
+		q.Set("appliance", appliance)
+	}
+	path := "/v1/snapshots"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out SnapshotsResponse
+	return &out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// GetJSON gets url with client and decodes the answer into out (see
+// DecodeResponse), for calls between agents.
+func GetJSON(ctx context.Context, client *http.Client, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return UnwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	return DecodeResponse(resp, out)
+}

@@ -433,3 +433,52 @@ type RenewRequest struct {
 type RenewResponse struct {
 	Cert string `json:"cert"`
 }
+
+// SnapshotsResponse is every copy of a share (or of every share) the
+// storage appliances hold, sorted by share, time, appliance, pool and
+// path, with the appliances that could not answer.
+type SnapshotsResponse struct {
+	// At is when the agent asked.
+	At     time.Time   `json:"at"`
+	Copies []ShareCopy `json:"copies"`
+	// Errors are the appliances that did not answer, or answered only in
+	// part (a pool they cannot read); their copies may be missing.
+	Errors []ApplianceError `json:"errors,omitempty"`
+}
+
+// ShareCopy is one copy of a share on a storage appliance: a snapshot
+// fleetctl keeps (reconcile.ListCopies), where it is and what it holds.
+type ShareCopy struct {
+	Share string `json:"share"`
+	// Kind is scheduled, final, replication, received, diverged or
+	// before-epoch (reconcile.CopyKind).
+	Kind      reconcile.CopyKind `json:"kind"`
+	Appliance string             `json:"appliance"`
+	Pool      string             `json:"pool"`
+	// Path is the copy's absolute path on its appliance, to browse it.
+	Path string `json:"path"`
+	// Time is when the copy was taken: the stamp in its name, or a
+	// before-epoch copy's creation time; null when unknown.
+	Time *time.Time `json:"time"`
+	// Epoch is a before-epoch copy's epoch.
+	Epoch    uint64 `json:"epoch,omitempty"`
+	ReadOnly bool   `json:"read_only"`
+	// Referenced and Exclusive are bytes; null where the pool has no
+	// quotas.
+	Referenced *uint64 `json:"referenced"`
+	Exclusive  *uint64 `json:"exclusive"`
+}
+
+// ApplianceError is what kept an appliance from answering in full.
+type ApplianceError struct {
+	Appliance string `json:"appliance"`
+	Error     string `json:"error"`
+}
+
+// LocalSnapshotsResponse is one storage appliance's own copies
+// (GET /v1/snapshots/local), with the pools it could not read.
+type LocalSnapshotsResponse struct {
+	Appliance string      `json:"appliance"`
+	Copies    []ShareCopy `json:"copies"`
+	Errors    []string    `json:"errors,omitempty"`
+}

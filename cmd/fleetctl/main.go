@@ -37,6 +37,7 @@ type cli struct {
 	Apply       applyCmd       `cmd:"" help:"Store a fleet.yaml in the fleet through any agent."`
 	Status      statusCmd      `cmd:"" help:"Show the fleet's members, leader, health and spec generation."`
 	Orphans     orphansCmd     `cmd:"" help:"List orphaned subvolumes fleet-wide (in no share of the spec): size, age, how to delete."`
+	Snapshots   snapshotsCmd   `cmd:"" help:"List every copy of a share across the fleet: snapshots, replicated, diverged, set aside."`
 	Get         getCmd         `cmd:"" help:"Print stored state."`
 	Members     membersCmd     `cmd:"" help:"Manage the members of the fleet's Raft group."`
 	Replicate   replicateCmd   `cmd:"" help:"Replicate a share now (--now), and follow it (--follow)."`
