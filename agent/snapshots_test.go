@@ -37,6 +37,8 @@ func TestSnapshots(t *testing.T) {
 		drivers["n2"].MarkReceived(filepath.Join(n2pool, reconcile.ReceivedDir, "projects", "projects."+stamp), "sent-uuid"),
 		drivers["n2"].Snapshot(ctx, sharePath("n2", "scratch"), reconcile.DivergedPath(n2pool, "projects", old.Add(time.Minute)), true),
 		drivers["n1"].Snapshot(ctx, sharePath("n1", "projects"), reconcile.BeforeEpochPath(n1pool, "projects", 2), false),
+		drivers["n2"].MkdirAll(ctx, filepath.Join(n2pool, reconcile.SnapshotDir, "gone")),
+		drivers["n2"].Snapshot(ctx, sharePath("n2", "scratch"), reconcile.SnapshotPath(n2pool, "gone", old), true),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -76,10 +78,16 @@ func TestSnapshots(t *testing.T) {
 		}
 	}
 
-	// One appliance only; every share (scratch on n2 has none).
+	// One appliance only; every share (scratch on n2 has none), sorted
+	// by share.
 	res, err = c.Snapshots(ctx, "", "n2")
-	if err != nil || len(res.Copies) != 2 || res.Copies[0].Appliance != "n2" || res.Copies[1].Appliance != "n2" {
-		t.Fatalf("snapshots on n2: want its 2 copies, got %+v, %v", res, err)
+	if err != nil || len(res.Copies) != 3 || res.Copies[0].Share != "gone" || res.Copies[1].Share != "projects" || res.Copies[2].Appliance != "n2" {
+		t.Fatalf("snapshots on n2: want its 3 copies, gone's first, got %+v, %v", res, err)
+	}
+	// A share dropped from the spec still has its copies.
+	res, err = c.Snapshots(ctx, "gone", "")
+	if err != nil || len(res.Copies) != 1 || res.Copies[0].Kind != reconcile.CopyScheduled || res.Copies[0].Appliance != "n2" {
+		t.Fatalf("snapshots of a share no longer in the spec: want its scheduled copy on n2, got %+v, %v", res, err)
 	}
 
 	// Names the fleet does not know.

@@ -20,6 +20,7 @@ import (
 //	<pool>/.fleetctl/replication/<share>/<stamp>        replication snapshots (source)
 //	<pool>/.fleetctl/received/<share>/<share>.<stamp>   received snapshots (target)
 //	<pool>/.fleetctl/diverged/<share>.<stamp>           a demoted share's unreplicated writes
+//	<pool>/<share>.before-epoch-<N>                     the copy a failback at epoch N set aside
 //
 // <stamp> is the snapshot's UTC time, 20060102T150405Z. Everything fleetctl
 // keeps for itself lives under .fleetctl, which is never a share.
