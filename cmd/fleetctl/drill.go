@@ -106,12 +106,14 @@ func printDrill(e env, res *client.DrillResponse) {
 }
 
 // drillDuration writes an RPO or RTO to the precision that matters:
-// milliseconds under a second, tenths of seconds under a minute, seconds
+// microseconds under a millisecond, milliseconds under a second, tenths of seconds under a minute, seconds
 // beyond.
 func drillDuration(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "-"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	case d < time.Minute:
