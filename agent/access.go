@@ -74,7 +74,7 @@ type route struct {
 // routeTable is every route of the API. Routes that run on a share's
 // sending agent (replication run, wait, progress) redirect there in
 // their handler (replicationSource), because which agent that is depends
-// on the request.
+// on the request; a drill redirects to the share's replica (replicaOf).
 var routeTable = []route{
 	{"POST /v1/join", accessToken, onLeader, (*Node).handleJoin},
 	{"GET /v1/ping", accessAny, onAny, (*Node).handlePing},
@@ -94,6 +94,7 @@ var routeTable = []route{
 	{"GET /v1/replication/progress", accessAny, onAny, (*Node).handleProgress},
 	{"POST /v1/replication/run", accessAdmin, onAny, (*Node).handleRun},
 	{"GET /v1/replication/wait", accessAdmin, onAny, (*Node).handleWaitRun},
+	{"POST /v1/replication/drill", accessAdmin, onAny, (*Node).handleDrill}, // runs on the share's replica: a check command as the agent's user
 	{"GET /v1/replication/held", accessNode, onAny, (*Node).handleHeld},
 	{"POST /v1/replication/receive", accessNode, onAny, (*Node).handleReceive},
 	{"POST /v1/failover", accessAdmin, onLeader, (*Node).handleFailover},

@@ -141,6 +141,12 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 	forbidden("another appliance's status", nc.SetNodeStatus(t.Context(), other.Name(), store.NodeStatus{Converged: true}))
 	forbidden("a trail entry recorded for another sender", nc.AppendTrail(t.Context(), store.TrailEntry{ID: "x", Share: "docs", Side: "send", From: other.Name(), To: follower.Name(), Result: "ok"}))
 
+	// A drill runs a command on an appliance: admins only. And only the
+	// replica records a drill.
+	_, err = nc.Drill(t.Context(), client.DrillRequest{Share: "docs", Check: "id"})
+	forbidden("a drill asked with a node certificate", err)
+	forbidden("a drill recorded for another replica", nc.AppendTrail(t.Context(), store.TrailEntry{ID: "d", Share: "docs", Side: "drill", From: follower.Name(), To: other.Name(), Result: "ok"}))
+
 	// Switchover steps come only from the leader.
 	if code, body := rawPost(t, ncreds, other.cfg.Advertise, "/v1/switchover/prepare", map[string]any{"share": "docs", "epoch": 0}, nil); code != http.StatusForbidden || !strings.Contains(body, "not the leader") {
 		t.Fatalf("switchover prepare from a follower: want 403 (not the leader), got %d %s", code, body)

@@ -60,6 +60,25 @@ func TestTrailNotFound(t *testing.T) {
 		}
 	}
 
+	// A drill of a share the spec lacks or does not replicate: the same,
+	// and nothing recorded.
+	for share, want := range map[string]string{
+		"no-such-share": `the spec has no share "no-such-share"`,
+		"docs":          `share "docs" is not replicated`,
+	} {
+		_, err := c.Drill(ctx, client.DrillRequest{Share: share, Check: "true"})
+		ae := wantAPIError(t, "drill of "+share, err, client.CodeNotFound)
+		if ae.Status != 404 || !strings.Contains(ae.Message, want) {
+			t.Fatalf("drill of %s: want 404 with %q, got %d %q", share, want, ae.Status, ae.Message)
+		}
+	}
+	if _, err := c.Drill(ctx, client.DrillRequest{Share: "projects", Timeout: "soon"}); err == nil || !strings.Contains(err.Error(), `timeout "soon"`) {
+		t.Fatalf("drill with a bad timeout: %v", err)
+	}
+	if trails := n1.FSM().State().Trails; len(trails) != 0 {
+		t.Fatalf("a refused drill recorded %v", trails)
+	}
+
 	// History outlives the share's line in the spec.
 	entry := store.TrailEntry{ID: "t1", Share: "old", Side: "send", From: "n1", To: "n2", Result: "ok"}
 	if _, err := n1.apply(store.CmdAppendTrail, store.AppendTrail{Entry: entry}); err != nil {

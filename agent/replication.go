@@ -79,6 +79,10 @@ func (n *Node) startReplication(ctx context.Context) {
 				if err := n.receiver.CleanStaging(ctx, spec); err != nil {
 					log.Warn("could not clean incomplete receives", "err", err)
 				}
+				// So did a drill: its clone goes.
+				if err := n.receiver.CleanDrills(ctx, spec); err != nil {
+					log.Warn("could not remove the clones of interrupted drills", "err", err)
+				}
 				break
 			}
 			select {
@@ -147,9 +151,9 @@ func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Each side records its own attempts: the sender its sends, the
-	// receiver its receives.
+	// receiver its receives and drills.
 	recorder := e.From
-	if e.Side == reconcile.SideReceive {
+	if e.Side == reconcile.SideReceive || e.Side == reconcile.SideDrill {
 		recorder = e.To
 	}
 	if !requireSelf(w, r, recorder, "records its own replication attempts") {
@@ -414,8 +418,14 @@ func (n *Node) handleReplicationStatus(w http.ResponseWriter, r *http.Request) {
 		rs := client.ReplicationShare{Share: sh.Name, From: pl.Active.Appliance, To: pl.Replica.String(), Epoch: pl.Epoch}
 		trail := st.Trails[sh.Name]
 		for i := len(trail) - 1; i >= 0; i-- {
+			if trail[i].Side == reconcile.SideDrill {
+				rs.LastDrill = &trail[i]
+				break
+			}
+		}
+		for i := len(trail) - 1; i >= 0; i-- {
 			e := trail[i]
-			if e.Side != "send" {
+			if e.Side != reconcile.SideSend {
 				continue
 			}
 			if rs.LastAttempt == nil {

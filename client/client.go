@@ -216,6 +216,18 @@ func (c *Client) Failover(ctx context.Context, share, to string) (*FailoverRespo
 	return &out, c.do(ctx, http.MethodPost, "/v1/failover", FailoverRequest{Share: share, To: to}, &out)
 }
 
+// Drill runs a disaster-recovery drill of a share on its replica (any
+// agent redirects there) and answers when it is over: the clone made,
+// the check run, the clone removed. ctx bounds it; no other timeout does.
+func (c *Client) Drill(ctx context.Context, req DrillRequest) (*DrillResponse, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var out DrillResponse
+	return &out, c.send(ctx, http.MethodPost, "/v1/replication/drill", b, &out, true)
+}
+
 // AppendTrail records a replication attempt in its share's trail; only
 // agents may call it.
 func (c *Client) AppendTrail(ctx context.Context, e store.TrailEntry) error {
@@ -343,8 +355,20 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	return c.send(ctx, method, path, body, out, false)
+}
+
+// send sends a request once, following redirects. A long request (one
+// answered only when its work is done, like a drill) has no overall
+// timeout: ctx bounds it.
+func (c *Client) send(ctx context.Context, method, path string, body []byte, out any, long bool) error {
 	hc, base := c.http, c.base
 	for hops := 0; ; hops++ {
+		if long {
+			untimed := *hc
+			untimed.Timeout = 0
+			hc = &untimed
+		}
 		var rd io.Reader
 		if body != nil {
 			rd = bytes.NewReader(body)

@@ -329,6 +329,42 @@ type ReplicationShare struct {
 	Source *reconcile.ShareReplication `json:"source,omitempty"`
 	// SourceError says why the sending agent did not answer.
 	SourceError string `json:"source_error,omitempty"`
+	// LastDrill is the newest disaster-recovery drill of the share (its
+	// trail entry, with RPO and RTO); nil when none is recorded.
+	LastDrill *store.TrailEntry `json:"last_drill,omitempty"`
+}
+
+// DrillRequest asks for a disaster-recovery drill of Share
+// (POST /v1/replication/drill, admins only): on the share's replica, a
+// writable clone of the newest received snapshot, Check run in it, the
+// clone removed.
+type DrillRequest struct {
+	Share string `json:"share"`
+	// Check is a shell command the replica's agent runs (/bin/sh -c, as
+	// the agent's user) with the clone as its working directory and
+	// FLEETCTL_DRILL_DIR naming it; "" runs none.
+	Check string `json:"check,omitempty"`
+	// Timeout bounds Check, like "10m"; "" means 10 minutes, at most 1h.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// DrillResponse is what a drill did.
+type DrillResponse struct {
+	// Entry is the drill's trail entry: result, error, RPO, RTO.
+	Entry store.TrailEntry `json:"entry"`
+	// Appliance and Pool are where the clone was made (the replica).
+	Appliance string `json:"appliance"`
+	Pool      string `json:"pool"`
+	// Clone is the clone's path in the pool; "" when none was made.
+	Clone string `json:"clone,omitempty"`
+	// Removed says the clone is gone again.
+	Removed bool `json:"removed"`
+	// Output is the check's output, stdout and stderr together (its last
+	// 64 KiB; Truncated when there was more).
+	Output    string `json:"output,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	// CheckError says how the check failed; "" when it passed or none ran.
+	CheckError string `json:"check_error,omitempty"`
 }
 
 // RunResponse says which replication run of a share serves a request

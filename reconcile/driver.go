@@ -3,7 +3,8 @@
 // what to change and is pure; the executor runs a plan through a Driver; the
 // btrfs driver (Btrfs) is the one piece of code that speaks to btrfs, through
 // btrfs-progs as Rockstor and btrbk do. Replicator and Receiver replicate
-// shares between appliances with btrfs send and receive (see DESIGN.md).
+// shares between appliances with btrfs send and receive (see DESIGN.md);
+// Receiver.Drill runs disaster-recovery drills on a share's replica.
 package reconcile
 
 import (
@@ -21,6 +22,7 @@ import (
 //	<pool>/.fleetctl/received/<share>/<share>.<stamp>   received snapshots (target)
 //	<pool>/.fleetctl/diverged/<share>.<stamp>           a demoted share's unreplicated writes
 //	<pool>/<share>.before-epoch-<N>                     the copy a failback at epoch N set aside
+//	<pool>/.fleetctl/drill/<share>.<stamp>              a drill's writable clone of a received snapshot, removed after the drill
 //
 // <stamp> is the snapshot's UTC time, 20060102T150405Z. Everything fleetctl
 // keeps for itself lives under .fleetctl, which is never a share.

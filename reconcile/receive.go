@@ -51,8 +51,12 @@ type Receiver struct {
 	// Now is the clock of trails and retention; time.Now when nil.
 	Now func() time.Time
 
-	mu   sync.Mutex
-	busy map[string]bool // shares being received or cleaned
+	// Check runs a drill's check command (see Drill); ExecCheck when nil.
+	Check CheckFunc
+
+	mu     sync.Mutex
+	busy   map[string]bool // shares being received or cleaned
+	drills map[string]bool // shares being drilled
 }
 
 func (rv *Receiver) now() time.Time {

@@ -148,7 +148,7 @@ type TrailEntry struct {
 	ID string `json:"id"`
 	// Share is the replicated share.
 	Share string `json:"share"`
-	// Side is "send" or "receive".
+	// Side is "send", "receive" or "drill".
 	Side string `json:"side"`
 	// From and To are the sending and receiving appliances.
 	From string `json:"from"`
@@ -172,6 +172,17 @@ type TrailEntry struct {
 	Error string `json:"error,omitempty"`
 	// Note says why a send is full, or where an incremental starts from.
 	Note string `json:"note,omitempty"`
+	// Check is the command a drill ran in its clone; "" when it ran none
+	// (and for sends and receives).
+	Check string `json:"check,omitempty"`
+	// RPO and RTO are a drill's measurements: how old the newest
+	// replicated data was when the drill started (its start minus the
+	// received snapshot's stamp), and how long from the start until the
+	// clone was writable (0 when no clone was made). Added to version 1
+	// of append-trail with omitempty: entries without them keep their
+	// bytes.
+	RPO time.Duration `json:"rpo_ns,omitempty"`
+	RTO time.Duration `json:"rto_ns,omitempty"`
 }
 
 // Throughput is the attempt's stream bytes per second, 0 when it took no

@@ -42,16 +42,20 @@ var goldenEntries = []struct {
 	{"9-join-tokens.v1", CmdJoinTokens, JoinTokenChange{Create: &goldenToken, Revoke: []string{"old"}, At: goldenAt}},
 	{"10-prune.v1", CmdPrune, Prune{Shares: []string{"gone"}, Nodes: []string{"nas1"}, At: goldenAt, Reason: "the spec no longer names them"}},
 	{"11-set-node-status.v1", CmdSetNodeStatus, SetNodeStatus{Node: "nas2", Status: goldenNodeStatusOrphanFacts}},
+	{"12-append-trail.v1", CmdAppendTrail, AppendTrail{Entry: goldenDrillEntry}},
 }
 
 // goldenFirstRelease is how many of goldenEntries the first release
 // wrote: snapshot.v1.json is their state. snapshot.v1-certs.json is the
 // state of the first goldenCertsRelease, with the certificates and tokens
-// version 1 gained since; snapshot.v1-orphan-facts.json the state of all
-// of them, with NodeStatus.OrphanFacts.
+// version 1 gained since; snapshot.v1-orphan-facts.json the state of the
+// first goldenOrphanFactsRelease, with NodeStatus.OrphanFacts;
+// snapshot.v1-drill.json the state of all of them, with a drill's trail
+// entry (TrailEntry.Check, RPO, RTO).
 const (
-	goldenFirstRelease = 5
-	goldenCertsRelease = 9
+	goldenFirstRelease       = 5
+	goldenCertsRelease       = 9
+	goldenOrphanFactsRelease = 11
 )
 
 func goldenCert(fp, role, name string) CertRecord {
@@ -80,6 +84,16 @@ var (
 		ID: "t1", Share: "projects", Side: "send", From: "nas1", To: "nas2",
 		Start: goldenAt, End: goldenAt.Add(5 * time.Second), Kind: "incremental",
 		Parent: "20261101T090000Z", Snapshot: "20261101T100000Z", Bytes: 4096, Result: "ok", Note: "final",
+	}
+	// goldenDrillEntry is a drill's trail entry: Check, RPO and RTO were
+	// added to version 1 of append-trail with omitempty, so entries
+	// written before them (goldenTrailEntry) keep their bytes.
+	goldenDrillEntry = TrailEntry{
+		ID: "d1", Share: "projects", Side: "drill", From: "nas1", To: "nas2",
+		Start: goldenAt.Add(time.Minute), End: goldenAt.Add(time.Minute + 3*time.Second),
+		Snapshot: "20261101T100000Z", Result: "failed", Error: "check failed: exit status 1",
+		Note: "clone .fleetctl/drill/projects.20261101T100100Z", Check: "sha256sum -c /root/projects.sums",
+		RPO: time.Minute, RTO: 250 * time.Millisecond,
 	}
 	goldenToken        = JoinToken{ID: "c0ffee", SecretHash: "5ec2e7", Expires: goldenAt.Add(24 * time.Hour), CreatedAt: goldenAt, CreatedBy: "admin:alice", Description: "nas4"}
 	goldenWitnessEvent = WitnessEvent{At: goldenAt, Member: "nas1", Share: "projects", Event: EventFenced, Detail: "nas1 made projects read-only"}
@@ -113,6 +127,9 @@ func goldenState(n int) *State {
 	}
 	if n > goldenCertsRelease+1 {
 		s.Nodes["nas2"] = goldenNodeStatusOrphanFacts
+	}
+	if n > goldenOrphanFactsRelease {
+		s.Trails = map[string][]TrailEntry{"projects": {goldenTrailEntry, goldenDrillEntry}}
 	}
 	return s
 }
@@ -180,7 +197,7 @@ func TestGoldenLogReplays(t *testing.T) {
 		if want := wantResults[g.file]; !reflect.DeepEqual(resp, want) {
 			t.Fatalf("%s: want result %#v, got %#v", g.file, want, resp)
 		}
-		if i+1 == goldenFirstRelease || i+1 == goldenCertsRelease {
+		if i+1 == goldenFirstRelease || i+1 == goldenCertsRelease || i+1 == goldenOrphanFactsRelease {
 			sameGolden(t, goldenState(i+1), f.State())
 		}
 	}
@@ -200,7 +217,7 @@ func TestGoldenLogReplays(t *testing.T) {
 // TestGoldenSnapshot: each golden snapshot restores to its golden state,
 // and this agent writes that state's snapshot byte for byte as it.
 func TestGoldenSnapshot(t *testing.T) {
-	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": goldenCertsRelease, "snapshot.v1-orphan-facts.json": len(goldenEntries)} {
+	for file, n := range map[string]int{"snapshot.v1.json": goldenFirstRelease, "snapshot.v1-certs.json": goldenCertsRelease, "snapshot.v1-orphan-facts.json": goldenOrphanFactsRelease, "snapshot.v1-drill.json": len(goldenEntries)} {
 		want := readGolden(t, file)
 		f := newTestFSM()
 		restore(t, f, want)

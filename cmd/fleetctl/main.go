@@ -44,6 +44,7 @@ type cli struct {
 	Replication replicationCmd `cmd:"" help:"Replication status and trails."`
 	Witness     witnessCmd     `cmd:"" help:"The quorum as witness: leases, failovers, fences."`
 	Failover    failoverCmd    `cmd:"" help:"Planned switchover of a share to its replica, with no data lost."`
+	Drill       drillCmd       `cmd:"" help:"Disaster-recovery drill: a writable clone of a share's replica, a check in it, RPO and RTO."`
 	Agent       agentCmd       `cmd:"" help:"Run this appliance's agent."`
 	Fence       fenceCmd       `cmd:"" help:"Make the shares a stopped agent was active for read-only (for unit files and operators)."`
 	Guard       guardCmd       `cmd:"" hidden:"" help:"The agent's guard process (started by fleetctl agent)."`

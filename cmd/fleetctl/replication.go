@@ -29,7 +29,8 @@ func (replicationStatusCmd) Help() string {
 its active appliance, which a failover changes, and the epoch), the last
 successful replication and the snapshot it delivered, the lag (how old
 the target's newest copy is), when the schedule runs next, and whether a
-run is going on now (bytes so far).`
+run is going on now (bytes so far); then each share's last
+disaster-recovery drill (fleetctl drill) with its result, RPO and RTO.`
 }
 
 func (c *replicationStatusCmd) Run(e env) error {
@@ -70,6 +71,16 @@ func (c *replicationStatusCmd) Run(e env) error {
 			fmt.Fprintf(e.stdout, "%s: last attempt %s: %s\n", s.Share, a.Result, a.Error)
 		}
 	}
+	for _, s := range shares {
+		if d := s.LastDrill; d != nil {
+			fmt.Fprintf(e.stdout, "%s: last drill %s\n", s.Share, drillSummary(d))
+			if d.Error != "" {
+				fmt.Fprintf(e.stdout, "%s: last drill %s: %s\n", s.Share, d.Result, d.Error)
+			}
+		} else {
+			fmt.Fprintf(e.stdout, "%s: no drill recorded (fleetctl drill %s)\n", s.Share, s.Share)
+		}
+	}
 	return nil
 }
 
@@ -93,7 +104,8 @@ func (replicationTrailCmd) Help() string {
 	return `Shows every recorded replication attempt of a share, oldest first, as the
 sending and the receiving appliance each saw it: start, full or
 incremental, the parent it was based on, the snapshot, bytes, throughput,
-result and error. The store keeps the newest 100 per share.`
+result and error; and the share's disaster-recovery drills (fleetctl
+drill) with their RPO and RTO. The store keeps the newest 100 per share.`
 }
 
 func (c *replicationTrailCmd) Run(e env) error {
@@ -121,6 +133,14 @@ func printTrail(w io.Writer, trail []store.TrailEntry) error {
 	fmt.Fprintln(tw, "START\tSIDE\tFROM → TO\tKIND\tPARENT\tSNAPSHOT\tBYTES\tRATE\tRESULT")
 	var errs []string
 	for _, t := range trail {
+		if t.Side == reconcile.SideDrill {
+			fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Start.Local().Format(time.DateTime), t.Side, t.From, t.To, "-", "-", t.Snapshot, "-", "-", t.Result)
+			errs = append(errs, fmt.Sprintf("%s drill: RPO %s, RTO %s%s", t.Start.Local().Format(time.DateTime), drillDuration(t.RPO), drillDuration(t.RTO), checkNote(t.Check)))
+			if t.Error != "" {
+				errs = append(errs, fmt.Sprintf("%s %s %s: %s", t.Start.Local().Format(time.DateTime), t.Side, t.Result, t.Error))
+			}
+			continue
+		}
 		parent := t.Parent
 		if parent == "" {
 			parent = "-"
