@@ -160,6 +160,15 @@ func (n *Node) authorize(rt route) http.Handler {
 			return
 		}
 		if why := n.refuse(rt.who, id); why != "" {
+			if why == notMember {
+				if addr, _ := n.raft.LeaderWithID(); addr == "" {
+					// An agent that has not joined its fleet yet, or
+					// has just bootstrapped it, cannot tell members
+					// from strangers: say so, and let the caller retry.
+					writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: n.cfg.Name + " knows no leader yet, so it cannot tell who is a member; retry in a moment"})
+					return
+				}
+			}
 			writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden,
 				Message: fmt.Sprintf("%s %s is for %s; %s:%s may not: %s", r.Method, r.URL.Path, rt.who, id.Role, id.Name, why)})
 			return
@@ -192,10 +201,13 @@ func (n *Node) refuse(who access, id pki.Identity) string {
 		return ""
 	}
 	if !n.isMember(id.Name) {
-		return "it is not a member of the fleet"
+		return notMember
 	}
 	return ""
 }
+
+// notMember is refuse's answer for a node certificate of no member.
+const notMember = "it is not a member of the fleet"
 
 // isMember says whether name is in the current Raft configuration.
 func (n *Node) isMember(name string) bool {
