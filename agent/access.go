@@ -109,6 +109,8 @@ var routeTable = []route{
 	{"DELETE /v1/tokens/{id}", accessAdmin, onLeader, (*Node).handleRevokeToken},
 	{"GET /v1/snapshots", accessAny, onAny, (*Node).handleSnapshots},
 	{"GET /v1/snapshots/local", accessAny, onAny, (*Node).handleSnapshotsLocal},
+	{"GET /v1/diverged", accessAny, onAny, (*Node).handleDiverged},
+	{"GET /v1/diverged/local", accessAny, onAny, (*Node).handleDivergedLocal},
 	{"GET /v1/witness/status", accessAny, onLeader, (*Node).handleWitnessStatus},
 	{"GET /v1/witness/log", accessAny, onAny, (*Node).handleWitnessLog},
 }

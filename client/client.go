@@ -486,6 +486,20 @@ func (c *Client) Snapshots(ctx context.Context, share, appliance string) (*Snaps
 	return &out, c.do(ctx, http.MethodGet, path, nil, &out)
 }
 
+// Diverged lists what the old active of share wrote after its last
+// replication snapshot, for each diverged snapshot on the storage
+// appliances (of appliance only when it is not empty). An appliance that
+// does not answer is in the answer's Errors; a share neither the spec
+// nor any appliance knows is a not_found error.
+func (c *Client) Diverged(ctx context.Context, share, appliance string) (*DivergedResponse, error) {
+	q := url.Values{"share": {share}}
+	if appliance != "" {
+		q.Set("appliance", appliance)
+	}
+	var out DivergedResponse
+	return &out, c.do(ctx, http.MethodGet, "/v1/diverged?"+q.Encode(), nil, &out)
+}
+
 // GetJSON gets url with client and decodes the answer into out (see
 // DecodeResponse), for calls between agents.
 func GetJSON(ctx context.Context, client *http.Client, url string, out any) error {

@@ -518,3 +518,30 @@ type LocalSnapshotsResponse struct {
 	Copies    []ShareCopy `json:"copies"`
 	Errors    []string    `json:"errors,omitempty"`
 }
+
+// DivergedResponse is what the old active of each share wrote after its
+// last replication snapshot (GET /v1/diverged): each diverged snapshot
+// with its changes against its base, sorted by share, appliance and
+// path, with the appliances that could not answer.
+type DivergedResponse struct {
+	At       time.Time        `json:"at"`
+	Diverged []DivergedCopy   `json:"diverged"`
+	Errors   []ApplianceError `json:"errors,omitempty"`
+}
+
+// DivergedCopy is one diverged snapshot on an appliance and what it
+// changed against Base (reconcile.DivergedCopy); Error says why Changes
+// could not be computed.
+type DivergedCopy struct {
+	Share     string `json:"share"`
+	Appliance string `json:"appliance"`
+	reconcile.DivergedCopy
+}
+
+// LocalDivergedResponse is one storage appliance's own diverged
+// snapshots (GET /v1/diverged/local).
+type LocalDivergedResponse struct {
+	Appliance string         `json:"appliance"`
+	Diverged  []DivergedCopy `json:"diverged"`
+	Errors    []string       `json:"errors,omitempty"`
+}

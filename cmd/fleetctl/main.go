@@ -38,6 +38,7 @@ type cli struct {
 	Status      statusCmd      `cmd:"" help:"Show the fleet's members, leader, health and spec generation."`
 	Orphans     orphansCmd     `cmd:"" help:"List orphaned subvolumes fleet-wide (in no share of the spec): size, age, how to delete."`
 	Snapshots   snapshotsCmd   `cmd:"" help:"List every copy of a share across the fleet: snapshots, replicated, diverged, set aside."`
+	Diverged    divergedCmd    `cmd:"" help:"List, file by file, what a share's old active wrote after its last replication (its diverged snapshots)."`
 	Get         getCmd         `cmd:"" help:"Print stored state."`
 	Members     membersCmd     `cmd:"" help:"Manage the members of the fleet's Raft group."`
 	Replicate   replicateCmd   `cmd:"" help:"Replicate a share now (--now), and follow it (--follow)."`

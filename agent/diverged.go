@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// handleDiverged lists what the old active of a share (?share=, required)
+// wrote after its last replication snapshot: every diverged snapshot on
+// the storage appliances of the stored spec (?appliance=, all when
+// absent), each compared with its base on its own appliance, asking each
+// agent concurrently, bounded by snapshotsTimeout. An appliance that does
+// not answer is reported, not fatal. A share the spec does not name and
+// no appliance holds a diverged copy of is not found.
+func (n *Node) handleDiverged(w http.ResponseWriter, r *http.Request) {
+	share, only := r.URL.Query().Get("share"), r.URL.Query().Get("appliance")
+	if share == "" {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "name the share: ?share="})
+		return
+	}
+	spec := n.fsm.State().Spec
+	if spec == nil {
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no share %q: no spec has been applied yet", share)})
+		return
+	}
+	var storage []string
+	for _, a := range spec.Appliances {
+		if a.Role != schema.RoleWitness && (only == "" || a.Name == only) {
+			storage = append(storage, a.Name)
+		}
+	}
+	if only != "" && len(storage) == 0 {
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("the spec has no storage appliance %q", only)})
+		return
+	}
+	members := map[string]raft.ServerAddress{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			members[string(s.ID)] = s.Address
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), snapshotsTimeout)
+	defer cancel()
+	answers := make([]client.LocalDivergedResponse, len(storage))
+	var wg sync.WaitGroup
+	for i, name := range storage {
+		a := &answers[i]
+		addr, member := members[name]
+		switch {
+		case name == n.cfg.Name:
+			wg.Go(func() { *a = n.localDiverged(ctx, spec, share) })
+		case !member:
+			*a = client.LocalDivergedResponse{Appliance: name, Errors: []string{fmt.Sprintf("no agent named %q has joined the fleet", name)}}
+		default:
+			wg.Go(func() { *a = n.remoteDiverged(ctx, name, string(addr), share) })
+		}
+	}
+	wg.Wait()
+	resp := client.DivergedResponse{At: time.Now().UTC(), Diverged: []client.DivergedCopy{}}
+	for i, a := range answers {
+		for _, d := range a.Diverged {
+			d.Appliance = storage[i]
+			resp.Diverged = append(resp.Diverged, d)
+		}
+		if len(a.Errors) > 0 {
+			resp.Errors = append(resp.Errors, client.ApplianceError{Appliance: storage[i], Error: strings.Join(a.Errors, "; ")})
+		}
+	}
+	slices.SortFunc(resp.Diverged, func(a, b client.DivergedCopy) int {
+		return cmp.Or(cmp.Compare(a.Share, b.Share), cmp.Compare(a.Appliance, b.Appliance), cmp.Compare(a.Path, b.Path))
+	})
+	if len(resp.Diverged) == 0 && spec.Share(share) == nil {
+		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a diverged copy of it", share)
+		if len(resp.Errors) > 0 {
+			var not []string
+			for _, e := range resp.Errors {
+				not = append(not, e.Appliance+": "+e.Error)
+			}
+			msg += " (not all could answer: " + strings.Join(not, "; ") + ")"
+		}
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: msg})
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// remoteDiverged asks the agent name at addr for its own diverged copies.
+func (n *Node) remoteDiverged(ctx context.Context, name, addr, share string) client.LocalDivergedResponse {
+	fail := func(err error) client.LocalDivergedResponse {
+		return client.LocalDivergedResponse{Appliance: name, Errors: []string{fmt.Sprintf("agent unreachable: %v", err)}}
+	}
+	hc, err := n.peerClient(name, addr, peerQuick)
+	if err != nil {
+		return fail(err)
+	}
+	var out client.LocalDivergedResponse
+	if err := client.GetJSON(ctx, hc, "https://"+addr+"/v1/diverged/local?share="+url.QueryEscape(share), &out); err != nil {
+		return fail(err)
+	}
+	return out
+}
+
+// handleDivergedLocal lists this appliance's own diverged copies of a
+// share (?share=, required), each compared with its base.
+func (n *Node) handleDivergedLocal(w http.ResponseWriter, r *http.Request) {
+	share := r.URL.Query().Get("share")
+	if share == "" {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "name the share: ?share="})
+		return
+	}
+	writeJSON(w, http.StatusOK, n.localDiverged(r.Context(), n.fsm.State().Spec, share))
+}
+
+// localDiverged lists the diverged copies of share on this appliance's
+// pools in spec, through its btrfs driver; a pool it cannot read is one
+// of the errors.
+func (n *Node) localDiverged(ctx context.Context, spec *schema.Spec, share string) client.LocalDivergedResponse {
+	resp := client.LocalDivergedResponse{Appliance: n.cfg.Name, Diverged: []client.DivergedCopy{}}
+	var a *schema.Appliance
+	if spec != nil {
+		a = spec.Appliance(n.cfg.Name)
+	}
+	switch {
+	case n.cfg.Driver == nil:
+		resp.Errors = []string{"this agent does not manage btrfs"}
+		return resp
+	case a == nil:
+		resp.Errors = []string{"this agent's copy of the spec does not name it"}
+		return resp
+	}
+	for _, p := range a.Pools {
+		ds, err := reconcile.ListDiverged(ctx, n.cfg.Driver, p, share)
+		if err != nil {
+			resp.Errors = append(resp.Errors, err.Error())
+		}
+		for _, d := range ds {
+			resp.Diverged = append(resp.Diverged, client.DivergedCopy{Share: share, Appliance: n.cfg.Name, DivergedCopy: d})
+		}
+	}
+	return resp
+}
