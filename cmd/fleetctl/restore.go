@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,7 +37,8 @@ the share are never changed. Only an admin credential may restore; the
 restore (who, what, when) is recorded in the share's trail (fleetctl
 replication trail SHARE). An unknown share or snapshot, a snapshot of
 another share, a path out of the snapshot or a target that exists exits 2
-and changes nothing.`
+and changes nothing; a restore that fails on the appliance exits 1 (and is
+recorded as failed).`
 }
 
 func (c *restoreCmd) Run(e env) error {
@@ -68,6 +70,12 @@ func (c *restoreCmd) Run(e env) error {
 	}
 	req.DryRun = false
 	res, err := cl.Restore(ctx, req)
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Code == client.CodeInternal {
+		// Checked and begun, then failed on the appliance: exit 1.
+		fmt.Fprintf(e.stderr, "fleetctl: %v\n", err)
+		return exitError(exitFailed)
+	}
 	if err != nil {
 		return err
 	}
