@@ -74,7 +74,8 @@ type route struct {
 // routeTable is every route of the API. Routes that run on a share's
 // sending agent (replication run, wait, progress) redirect there in
 // their handler (replicationSource), because which agent that is depends
-// on the request; a drill redirects to the share's replica (replicaOf).
+// on the request; a drill redirects to the share's replica (replicaOf), a
+// restore to the appliance holding the copy (handleRestore).
 var routeTable = []route{
 	{"POST /v1/join", accessToken, onLeader, (*Node).handleJoin},
 	{"GET /v1/ping", accessAny, onAny, (*Node).handlePing},
@@ -95,6 +96,7 @@ var routeTable = []route{
 	{"POST /v1/replication/run", accessAdmin, onAny, (*Node).handleRun},
 	{"GET /v1/replication/wait", accessAdmin, onAny, (*Node).handleWaitRun},
 	{"POST /v1/replication/drill", accessAdmin, onAny, (*Node).handleDrill}, // runs on the share's replica: a check command as the agent's user
+	{"POST /v1/restore", accessAdmin, onAny, (*Node).handleRestore},         // runs on the appliance holding the copy: writes as the agent's user
 	{"GET /v1/replication/held", accessNode, onAny, (*Node).handleHeld},
 	{"POST /v1/replication/receive", accessNode, onAny, (*Node).handleReceive},
 	{"POST /v1/failover", accessAdmin, onLeader, (*Node).handleFailover},

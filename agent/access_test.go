@@ -147,6 +147,12 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 	forbidden("a drill asked with a node certificate", err)
 	forbidden("a drill recorded for another replica", nc.AppendTrail(t.Context(), store.TrailEntry{ID: "d", Share: "docs", Side: "drill", From: follower.Name(), To: other.Name(), Result: "ok"}))
 
+	// A restore writes on an appliance as its agent: admins only. And only
+	// the appliance holding the copy records it.
+	_, err = nc.Restore(t.Context(), client.RestoreRequest{Share: "docs", From: "docs.20261125T084600Z", Path: "x", To: "/tmp/x"})
+	forbidden("a restore asked with a node certificate", err)
+	forbidden("a restore recorded for another appliance", nc.AppendTrail(t.Context(), store.TrailEntry{ID: "r", Share: "docs", Side: "restore", From: other.Name(), To: other.Name(), Result: "ok"}))
+
 	// Switchover steps come only from the leader.
 	if code, body := rawPost(t, ncreds, other.cfg.Advertise, "/v1/switchover/prepare", map[string]any{"share": "docs", "epoch": 0}, nil); code != http.StatusForbidden || !strings.Contains(body, "not the leader") {
 		t.Fatalf("switchover prepare from a follower: want 403 (not the leader), got %d %s", code, body)

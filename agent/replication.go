@@ -151,9 +151,9 @@ func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Each side records its own attempts: the sender its sends, the
-	// receiver its receives and drills.
+	// receiver its receives and drills, the holder of a copy its restores.
 	recorder := e.From
-	if e.Side == reconcile.SideReceive || e.Side == reconcile.SideDrill {
+	if e.Side == reconcile.SideReceive || e.Side == reconcile.SideDrill || e.Side == reconcile.SideRestore {
 		recorder = e.To
 	}
 	if !requireSelf(w, r, recorder, "records its own replication attempts") {

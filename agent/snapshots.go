@@ -45,14 +45,33 @@ func (n *Node) handleSnapshots(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("the spec has no storage appliance %q", only)})
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), snapshotsTimeout)
+	defer cancel()
+	resp := n.gatherCopies(ctx, spec, storage, share)
+	if share != "" && len(resp.Copies) == 0 && spec.Share(share) == nil {
+		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a copy of it", share)
+		if len(resp.Errors) > 0 {
+			var not []string
+			for _, e := range resp.Errors {
+				not = append(not, e.Appliance+": "+e.Error)
+			}
+			msg += " (not all could answer: " + strings.Join(not, "; ") + ")"
+		}
+		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: msg})
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// gatherCopies asks the storage appliances named for their copies of
+// share (every share's when ""), concurrently, and sorts what they hold.
+func (n *Node) gatherCopies(ctx context.Context, spec *schema.Spec, storage []string, share string) client.SnapshotsResponse {
 	members := map[string]raft.ServerAddress{}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			members[string(s.ID)] = s.Address
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), snapshotsTimeout)
-	defer cancel()
 	// Sized once: the goroutines below write into its elements.
 	answers := make([]client.LocalSnapshotsResponse, len(storage))
 	var wg sync.WaitGroup
@@ -80,19 +99,7 @@ func (n *Node) handleSnapshots(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	SortCopies(resp.Copies)
-	if share != "" && len(resp.Copies) == 0 && spec.Share(share) == nil {
-		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a copy of it", share)
-		if len(resp.Errors) > 0 {
-			var not []string
-			for _, e := range resp.Errors {
-				not = append(not, e.Appliance+": "+e.Error)
-			}
-			msg += " (not all could answer: " + strings.Join(not, "; ") + ")"
-		}
-		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: msg})
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	return resp
 }
 
 // SortCopies sorts copies by share, time (unknown first), appliance,

@@ -514,3 +514,14 @@ func GetJSON(ctx context.Context, client *http.Client, url string, out any) erro
 	defer resp.Body.Close()
 	return DecodeResponse(resp, out)
 }
+
+// Restore restores from a copy of a share on the appliance that holds it
+// (following the redirect there).
+func (c *Client) Restore(ctx context.Context, req RestoreRequest) (*RestoreResponse, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var out RestoreResponse
+	return &out, c.send(ctx, http.MethodPost, "/v1/restore", b, &out, true)
+}

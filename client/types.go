@@ -545,3 +545,42 @@ type LocalDivergedResponse struct {
 	Diverged  []DivergedCopy `json:"diverged"`
 	Errors    []string       `json:"errors,omitempty"`
 }
+
+// RestoreRequest asks for a restore from a copy of a share (POST
+// /v1/restore, admins only): either Path copied out of the copy to the
+// directory To, or the copy as the new writable subvolume As in its pool.
+// It runs on the appliance that holds the copy; others redirect there.
+type RestoreRequest struct {
+	Share string `json:"share"`
+	// From names the copy: its path or its name, as fleetctl snapshots
+	// prints them.
+	From string `json:"from"`
+	// Path is relative to the copy ("" or "." is all of it); To is an
+	// absolute directory on the holding appliance that does not exist or
+	// is empty.
+	Path string `json:"path,omitempty"`
+	To   string `json:"to,omitempty"`
+	// As names the new share.
+	As string `json:"as,omitempty"`
+	// DryRun checks the request and answers with the plan only.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// RestoreResponse is a restore's plan and, unless DryRun, what it did.
+type RestoreResponse struct {
+	// Copy is the copy restored from (its appliance, pool, path).
+	Copy   ShareCopy `json:"copy"`
+	DryRun bool      `json:"dry_run,omitempty"`
+	// Plan says what the restore does (did), one step a line.
+	Plan []string `json:"plan"`
+	// Copied lists what was copied, relative to To (directories end in
+	// '/'); Truncated when the list was cut.
+	Copied    []string `json:"copied,omitempty"`
+	Truncated bool     `json:"truncated,omitempty"`
+	// NewShare is the path of the new subvolume of --as; YAML the item to
+	// add under shares: in fleet.yaml for it.
+	NewShare string `json:"new_share,omitempty"`
+	YAML     string `json:"yaml,omitempty"`
+	// Entry is the restore's trail entry (not for a dry run).
+	Entry *store.TrailEntry `json:"entry,omitempty"`
+}

@@ -74,7 +74,7 @@ type TrailEntry struct {
 	ID string `json:"id"`
 	// Share is the replicated share.
 	Share string `json:"share"`
-	// Side is SideSend, SideReceive or SideDrill.
+	// Side is SideSend, SideReceive, SideDrill or SideRestore.
 	Side string `json:"side"`
 	// From and To are the sending and receiving appliances.
 	From string `json:"from"`

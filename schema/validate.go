@@ -330,3 +330,7 @@ func (v *validator) schedule(path string, sc Schedule, r Retention, keepMin int)
 		v.errorf(path+".keep_min", "keep_min %d must be at least 1 (0 or left out means 1)", keepMin)
 	}
 }
+
+// ValidShareName says whether s may name a share (or a pool): it names a
+// subvolume or a directory.
+func ValidShareName(s string) bool { return shareNameRE.MatchString(s) }

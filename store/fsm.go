@@ -148,7 +148,7 @@ type TrailEntry struct {
 	ID string `json:"id"`
 	// Share is the replicated share.
 	Share string `json:"share"`
-	// Side is "send", "receive" or "drill".
+	// Side is "send", "receive", "drill" or "restore".
 	Side string `json:"side"`
 	// From and To are the sending and receiving appliances.
 	From string `json:"from"`

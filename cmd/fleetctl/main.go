@@ -45,6 +45,7 @@ type cli struct {
 	Replication replicationCmd `cmd:"" help:"Replication status and trails."`
 	Witness     witnessCmd     `cmd:"" help:"The quorum as witness: leases, failovers, fences."`
 	Failover    failoverCmd    `cmd:"" help:"Planned switchover of a share to its replica, with no data lost."`
+	Restore     restoreCmd     `cmd:"" help:"Restore from a copy of a share: files out to a directory, or the copy as a new share."`
 	Drill       drillCmd       `cmd:"" help:"Disaster-recovery drill: a writable clone of a share's replica, a check in it, RPO and RTO."`
 	Agent       agentCmd       `cmd:"" help:"Run this appliance's agent."`
 	Fence       fenceCmd       `cmd:"" help:"Make the shares a stopped agent was active for read-only (for unit files and operators)."`

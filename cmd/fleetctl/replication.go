@@ -104,8 +104,9 @@ func (replicationTrailCmd) Help() string {
 	return `Shows every recorded replication attempt of a share, oldest first, as the
 sending and the receiving appliance each saw it: start, full or
 incremental, the parent it was based on, the snapshot, bytes, throughput,
-result and error; and the share's disaster-recovery drills (fleetctl
-drill) with their RPO and RTO. The store keeps the newest 100 per share.`
+result and error; the share's disaster-recovery drills (fleetctl drill)
+with their RPO and RTO; and restores from its copies (fleetctl restore):
+who restored what, from which copy, to where. The store keeps the newest 100 per share.`
 }
 
 func (c *replicationTrailCmd) Run(e env) error {
@@ -136,6 +137,14 @@ func printTrail(w io.Writer, trail []store.TrailEntry) error {
 		if t.Side == reconcile.SideDrill {
 			fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Start.Local().Format(time.DateTime), t.Side, t.From, t.To, "-", "-", t.Snapshot, "-", "-", t.Result)
 			errs = append(errs, fmt.Sprintf("%s drill: RPO %s, RTO %s%s", t.Start.Local().Format(time.DateTime), drillDuration(t.RPO), drillDuration(t.RTO), checkNote(t.Check)))
+			if t.Error != "" {
+				errs = append(errs, fmt.Sprintf("%s %s %s: %s", t.Start.Local().Format(time.DateTime), t.Side, t.Result, t.Error))
+			}
+			continue
+		}
+		if t.Side == reconcile.SideRestore {
+			fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Start.Local().Format(time.DateTime), t.Side, t.From, t.To, "-", "-", t.Snapshot, "-", "-", t.Result)
+			errs = append(errs, fmt.Sprintf("%s restore %s", t.Start.Local().Format(time.DateTime), t.Note))
 			if t.Error != "" {
 				errs = append(errs, fmt.Sprintf("%s %s %s: %s", t.Start.Local().Format(time.DateTime), t.Side, t.Result, t.Error))
 			}

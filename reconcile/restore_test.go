@@ -1,0 +1,179 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+)
+
+// restoreTree makes a copy-like tree: snap/docs/a.txt, snap/top.txt, a
+// link inside (docs/in -> ../top.txt), links out (out -> /etc, up ->
+// ../outside) and a sibling directory outside.
+func restoreTree(t *testing.T) (snap, outside string) {
+	t.Helper()
+	base := t.TempDir()
+	snap, outside = filepath.Join(base, "snap"), filepath.Join(base, "outside")
+	for _, d := range []string{filepath.Join(snap, "docs"), outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, s := range map[string]string{"docs/a.txt": "a\n", "top.txt": "top\n"} {
+		if err := os.WriteFile(filepath.Join(snap, p), []byte(s), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for link, to := range map[string]string{"docs/in": "../top.txt", "out": "/etc", "up": "../outside", "dangling": "nowhere"} {
+		if err := os.Symlink(to, filepath.Join(snap, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return snap, outside
+}
+
+// TestRestoreSource: a path inside the copy is accepted, also through a
+// symbolic link that stays inside; "..", absolute paths, links that lead
+// out of the copy and missing paths are refused as input.
+func TestRestoreSource(t *testing.T) {
+	snap, _ := restoreTree(t)
+	for p, want := range map[string]string{
+		"":            snap,
+		".":           snap,
+		"docs/a.txt":  filepath.Join(snap, "docs/a.txt"),
+		"docs/":       filepath.Join(snap, "docs"),
+		"./top.txt":   filepath.Join(snap, "top.txt"),
+		"docs/in":     filepath.Join(snap, "docs/in"),
+		"docs//a.txt": filepath.Join(snap, "docs/a.txt"),
+	} {
+		got, err := reconcile.RestoreSource(snap, p)
+		if err != nil || got != want {
+			t.Errorf("RestoreSource(%q) = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	for p, why := range map[string]string{
+		"../outside/secret": "leaves the snapshot (..)",
+		"docs/../../x":      "leaves the snapshot (..)",
+		"/etc/passwd":       "relative to the snapshot",
+		"out":               "through a symbolic link",
+		"out/passwd":        "through a symbolic link",
+		"up/secret":         "through a symbolic link",
+		"missing.txt":       "no such file or directory",
+		"dangling":          "leads nowhere",
+		"a\x00b":            "NUL",
+	} {
+		_, err := reconcile.RestoreSource(snap, p)
+		if !errors.Is(err, reconcile.ErrRestoreInput) || !strings.Contains(err.Error(), why) {
+			t.Errorf("RestoreSource(%q) = %v; want an input error saying %q", p, err, why)
+		}
+	}
+}
+
+// TestCheckRestoreDir: a missing or empty directory may receive files; a
+// relative path, a file, a directory with something in it and one inside
+// the copy may not.
+func TestCheckRestoreDir(t *testing.T) {
+	snap, outside := restoreTree(t)
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{empty, filepath.Join(outside, "new"), filepath.Join(t.TempDir(), "a/b/c")} {
+		if err := reconcile.CheckRestoreDir(snap, dir); err != nil {
+			t.Errorf("CheckRestoreDir(%s) = %v; want nil", dir, err)
+		}
+	}
+	for dir, why := range map[string]string{
+		"relative/dir":                     "absolute path",
+		outside:                            "not empty",
+		filepath.Join(outside, "secret"):   "not a directory",
+		filepath.Join(snap, "docs"):        "inside the snapshot",
+		filepath.Join(snap, "new-in-snap"): "inside the snapshot",
+	} {
+		err := reconcile.CheckRestoreDir(snap, dir)
+		if !errors.Is(err, reconcile.ErrRestoreInput) || !strings.Contains(err.Error(), why) {
+			t.Errorf("CheckRestoreDir(%s) = %v; want an input error saying %q", dir, err, why)
+		}
+	}
+}
+
+// TestRestoreFiles: one file lands in DIR under its name with its mode;
+// a directory with everything in it; the whole copy as DIR's contents,
+// links copied as links.
+func TestRestoreFiles(t *testing.T) {
+	snap, _ := restoreTree(t)
+	ctx := context.Background()
+
+	dir := filepath.Join(t.TempDir(), "one")
+	src, err := reconcile.RestoreSource(snap, "docs/a.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, more, err := reconcile.RestoreFiles(ctx, snap, src, dir, 100)
+	if err != nil || more || !slices.Equal(got, []string{"a.txt"}) {
+		t.Fatalf("RestoreFiles(docs/a.txt) = %q, %v, %v", got, more, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "a.txt")); err != nil || string(b) != "a\n" {
+		t.Errorf("restored a.txt = %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "a.txt")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("restored a.txt's mode = %v, %v; want 0640", fi.Mode(), err)
+	}
+
+	dir = filepath.Join(t.TempDir(), "docs")
+	got, _, err = reconcile.RestoreFiles(ctx, snap, filepath.Join(snap, "docs"), dir, 100)
+	if err != nil || !slices.Equal(got, []string{"docs/", "docs/a.txt", "docs/in"}) {
+		t.Fatalf("RestoreFiles(docs) = %q, %v", got, err)
+	}
+	if to, err := os.Readlink(filepath.Join(dir, "docs/in")); err != nil || to != "../top.txt" {
+		t.Errorf("docs/in = %q, %v; want the link itself", to, err)
+	}
+
+	dir = filepath.Join(t.TempDir(), "all")
+	got, more, err = reconcile.RestoreFiles(ctx, snap, snap, dir, 3)
+	if err != nil || !more || len(got) != 3 {
+		t.Fatalf("RestoreFiles(all, max 3) = %q, %v, %v; want 3 and more", got, more, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "top.txt")); err != nil || string(b) != "top\n" {
+		t.Errorf("restored top.txt = %q, %v", b, err)
+	}
+}
+
+// TestCheckRestoreAs: a new share's name must be valid, not the spec's
+// and not taken in the pool; ShareYAML is the item to add.
+func TestCheckRestoreAs(t *testing.T) {
+	pool := t.TempDir()
+	if err := os.Mkdir(filepath.Join(pool, "taken"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := &schema.Spec{Shares: []schema.Share{{Name: "projects", Appliance: "n1", Pool: "tank"}}}
+	if got, err := reconcile.CheckRestoreAs(spec, pool, "projects-old"); err != nil || got != filepath.Join(pool, "projects-old") {
+		t.Errorf("CheckRestoreAs(projects-old) = %q, %v", got, err)
+	}
+	for name, why := range map[string]string{
+		"projects":                "already has a share projects",
+		"taken":                   "exists",
+		"../x":                    "not a valid share name",
+		".fleetctl":               "not a valid share name",
+		"":                        "not a valid share name",
+		"projects.before-epoch-3": "named like a copy",
+	} {
+		_, err := reconcile.CheckRestoreAs(spec, pool, name)
+		if !errors.Is(err, reconcile.ErrRestoreInput) || !strings.Contains(err.Error(), why) {
+			t.Errorf("CheckRestoreAs(%q) = %v; want an input error saying %q", name, err, why)
+		}
+	}
+	want := "  - name: old\n    appliance: n2\n    pool: tank\n"
+	if got := reconcile.ShareYAML("old", "n2", "tank"); got != want {
+		t.Errorf("ShareYAML = %q; want %q", got, want)
+	}
+}
