@@ -8,10 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/reconcile"
@@ -46,29 +43,14 @@ func (n *Node) handleDiverged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("the spec has no storage appliance %q", only)})
 		return
 	}
-	members := map[string]raft.ServerAddress{}
-	if f := n.raft.GetConfiguration(); f.Error() == nil {
-		for _, s := range f.Configuration().Servers {
-			members[string(s.ID)] = s.Address
-		}
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), snapshotsTimeout)
 	defer cancel()
-	answers := make([]client.LocalDivergedResponse, len(storage))
-	var wg sync.WaitGroup
-	for i, name := range storage {
-		a := &answers[i]
-		addr, member := members[name]
-		switch {
-		case name == n.cfg.Name:
-			wg.Go(func() { *a = n.localDiverged(ctx, spec, share) })
-		case !member:
-			*a = client.LocalDivergedResponse{Appliance: name, Errors: []string{fmt.Sprintf("no agent named %q has joined the fleet", name)}}
-		default:
-			wg.Go(func() { *a = n.remoteDiverged(ctx, name, string(addr), share) })
-		}
-	}
-	wg.Wait()
+	answers := askStorage(n, storage,
+		func() client.LocalDivergedResponse { return n.localDiverged(ctx, spec, share) },
+		func(name, addr string) client.LocalDivergedResponse { return n.remoteDiverged(ctx, name, addr, share) },
+		func(name, why string) client.LocalDivergedResponse {
+			return client.LocalDivergedResponse{Appliance: name, Errors: []string{why}}
+		})
 	resp := client.DivergedResponse{At: time.Now().UTC(), Diverged: []client.DivergedCopy{}}
 	for i, a := range answers {
 		for _, d := range a.Diverged {

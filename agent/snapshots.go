@@ -66,28 +66,12 @@ func (n *Node) handleSnapshots(w http.ResponseWriter, r *http.Request) {
 // gatherCopies asks the storage appliances named for their copies of
 // share (every share's when ""), concurrently, and sorts what they hold.
 func (n *Node) gatherCopies(ctx context.Context, spec *schema.Spec, storage []string, share string) client.SnapshotsResponse {
-	members := map[string]raft.ServerAddress{}
-	if f := n.raft.GetConfiguration(); f.Error() == nil {
-		for _, s := range f.Configuration().Servers {
-			members[string(s.ID)] = s.Address
-		}
-	}
-	// Sized once: the goroutines below write into its elements.
-	answers := make([]client.LocalSnapshotsResponse, len(storage))
-	var wg sync.WaitGroup
-	for i, name := range storage {
-		a := &answers[i]
-		addr, member := members[name]
-		switch {
-		case name == n.cfg.Name:
-			wg.Go(func() { *a = n.localCopies(ctx, spec, share) })
-		case !member:
-			*a = client.LocalSnapshotsResponse{Appliance: name, Errors: []string{fmt.Sprintf("no agent named %q has joined the fleet", name)}}
-		default:
-			wg.Go(func() { *a = n.remoteCopies(ctx, name, string(addr), share) })
-		}
-	}
-	wg.Wait()
+	answers := askStorage(n, storage,
+		func() client.LocalSnapshotsResponse { return n.localCopies(ctx, spec, share) },
+		func(name, addr string) client.LocalSnapshotsResponse { return n.remoteCopies(ctx, name, addr, share) },
+		func(name, why string) client.LocalSnapshotsResponse {
+			return client.LocalSnapshotsResponse{Appliance: name, Errors: []string{why}}
+		})
 	resp := client.SnapshotsResponse{At: time.Now().UTC(), Copies: []client.ShareCopy{}}
 	for i, a := range answers {
 		for _, c := range a.Copies {
@@ -188,4 +172,34 @@ func shareCopy(appliance string, c reconcile.Copy) client.ShareCopy {
 		out.Time = &t
 	}
 	return out
+}
+
+// askStorage asks each of the storage appliances named, concurrently, and
+// returns their answers in the same order: this agent answers itself with
+// local, a member with remote; for a name that is not in the Raft
+// configuration, failed says so without asking anyone.
+func askStorage[T any](n *Node, storage []string, local func() T, remote func(name, addr string) T, failed func(name, why string) T) []T {
+	members := map[string]raft.ServerAddress{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			members[string(s.ID)] = s.Address
+		}
+	}
+	// Sized once: the goroutines below write into its elements.
+	answers := make([]T, len(storage))
+	var wg sync.WaitGroup
+	for i, name := range storage {
+		a := &answers[i]
+		addr, member := members[name]
+		switch {
+		case name == n.cfg.Name:
+			wg.Go(func() { *a = local() })
+		case !member:
+			*a = failed(name, fmt.Sprintf("no agent named %q has joined the fleet", name))
+		default:
+			wg.Go(func() { *a = remote(name, string(addr)) })
+		}
+	}
+	wg.Wait()
+	return answers
 }
