@@ -19,7 +19,7 @@ import (
 
 // This file is the appliance's side of the lease (the leader's side is
 // witness.go). Every agent that manages btrfs renews its lease with the
-// leader every LeaseInterval, through its own API, which forwards to the
+// leader every LeaseInterval, through its own API, which redirects it to the
 // leader; renewals overlap, so a slow answer does not hold back the next.
 // It counts its lease from when it sent the newest renewal the leader
 // answered (before the first answer, from its first attempt; never from

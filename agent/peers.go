@@ -15,7 +15,7 @@ import (
 // Connections from this agent to other members' APIs go through one pooled
 // HTTP client per member (and kind of request), kept for the agent's
 // life: connections are reused across replication runs, pings and
-// forwarded requests, and every phase of a connection has its own bound,
+// plan requests, and every phase of a connection has its own bound,
 // so a dead or unreachable peer costs a caller seconds, not the 30 s of a
 // request timeout. No client has an overall timeout: a replication stream
 // lasts as long as it needs, and callers end requests with their context.
@@ -49,8 +49,7 @@ const (
 	peerQuick peerKind = iota
 	// peerLong requests are answered only when their work is done (a
 	// replication stream is answered after the receive, a switchover's
-	// prepare after the final send, a forwarded request after whatever
-	// it asked): only the caller's context bounds the answer.
+	// prepare after the final send): only the caller's context bounds the answer.
 	peerLong
 )
 

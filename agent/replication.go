@@ -498,7 +498,7 @@ func (n *Node) localProgress(share string) (*reconcile.ShareReplication, error) 
 }
 
 // handleProgress answers with this agent's replicator's view of a share,
-// or forwards to the share's sending agent.
+// or redirects the caller to the share's sending agent.
 func (n *Node) handleProgress(w http.ResponseWriter, r *http.Request) {
 	share := r.URL.Query().Get("share")
 	src, err := n.sourceOf(share)
