@@ -36,6 +36,7 @@ func (n *Node) startReconciler(ctx context.Context) {
 		Interval: n.cfg.ReconcileInterval,
 		Log:      n.log.With("part", "reconcile"),
 	}
+	n.reconciler.Store(l)
 	n.goLoop(func() {
 		// Until it has caught up, this agent's state may be older than the
 		// fleet's: acting on it could recreate or promote a share that

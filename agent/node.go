@@ -117,6 +117,9 @@ type Node struct {
 	// replicator sends this appliance's replicated shares; receiver takes
 	// the shares replicated to it. Nil without a Driver.
 	replicator *reconcile.Replicator
+	// reconciler is the reconcile loop (nil without a driver); Hold
+	// keeps it still while a share is swapped in place.
+	reconciler atomic.Pointer[reconcile.Loop]
 	receiver   *reconcile.Receiver
 
 	// memberLock, a one-slot semaphore, is held by the leader's membership

@@ -163,6 +163,17 @@ func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, err)
 		return
 	}
+	if e.Side == reconcile.SideRestore {
+		// Restores are in the witness log too, beside the failovers: a
+		// second entry, so that replaying the trail entry stays as it was.
+		detail := e.Note + ": " + e.Result
+		if e.Error != "" {
+			detail += ": " + e.Error
+		}
+		if err := n.writeWitnessEvent(store.WitnessEvent{At: time.Now().UTC(), Member: e.To, Share: e.Share, Event: store.EventRestore, Detail: detail}); err != nil {
+			n.log.Warn("could not record a restore in the witness log", "share", e.Share, "err", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 

@@ -39,10 +39,12 @@ func checkRestoreRequest(q client.RestoreRequest) error {
 		return errors.New("name the share to restore")
 	case q.From == "":
 		return errors.New("name the snapshot to restore from (--from), as fleetctl snapshots " + q.Share + " prints it")
+	case q.InPlace && (q.As != "" || q.Path != "" || q.To != ""):
+		return errors.New("--in-place restores the whole share from the snapshot; it takes no --as, --path or --to")
 	case q.As != "" && (q.Path != "" || q.To != ""):
 		return errors.New("--as makes a new share of the whole snapshot; it takes no --path or --to")
-	case q.As == "" && q.To == "":
-		return errors.New("say what to restore: --path P --to DIR copies files out, --as NAME makes a new share of the snapshot")
+	case q.As == "" && q.To == "" && !q.InPlace:
+		return errors.New("say what to restore: --path P --to DIR copies files out, --as NAME makes a new share of the snapshot, --in-place makes the share the snapshot again")
 	}
 	return nil
 }
@@ -146,6 +148,10 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 		} else {
 			bad(http.StatusBadRequest, client.CodeBadRequest, err)
 		}
+		return
+	}
+	if q.InPlace {
+		n.restoreInPlace(w, r, spec, c, q, start)
 		return
 	}
 	if c.Appliance != n.cfg.Name {

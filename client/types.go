@@ -486,8 +486,8 @@ type SnapshotsResponse struct {
 // fleetctl keeps (reconcile.ListCopies), where it is and what it holds.
 type ShareCopy struct {
 	Share string `json:"share"`
-	// Kind is scheduled, final, replication, received, diverged or
-	// before-epoch (reconcile.CopyKind).
+	// Kind is scheduled, final, replication, received, diverged,
+	// before-epoch or before-restore (reconcile.CopyKind).
 	Kind      reconcile.CopyKind `json:"kind"`
 	Appliance string             `json:"appliance"`
 	Pool      string             `json:"pool"`
@@ -562,6 +562,12 @@ type RestoreRequest struct {
 	To   string `json:"to,omitempty"`
 	// As names the new share.
 	As string `json:"as,omitempty"`
+	// InPlace makes the share itself a writable snapshot of the copy,
+	// keeping its current state as a read-only before-restore copy; it
+	// runs on the appliance active for the share and needs Approve.
+	InPlace bool `json:"in_place,omitempty"`
+	// Approve approves an in-place restore: "restore:SHARE" or "all".
+	Approve []string `json:"approve,omitempty"`
 	// DryRun checks the request and answers with the plan only.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -581,6 +587,16 @@ type RestoreResponse struct {
 	// add under shares: in fleet.yaml for it.
 	NewShare string `json:"new_share,omitempty"`
 	YAML     string `json:"yaml,omitempty"`
+	// Before is where an in-place restore keeps the share's state from
+	// before it (read-only); Share the share's path.
+	Before string `json:"before,omitempty"`
+	Share  string `json:"share,omitempty"`
+	// Follow says how the replica follows an in-place restore of a
+	// replicated share: the next run, started at once, and its base.
+	Follow string `json:"follow,omitempty"`
+	// Run is the number of that replication run on the share's source
+	// (0 when none was started): fleetctl replicate SHARE --follow shows it.
+	Run uint64 `json:"run,omitempty"`
 	// Entry is the restore's trail entry (not for a dry run).
 	Entry *store.TrailEntry `json:"entry,omitempty"`
 }

@@ -35,6 +35,10 @@ const (
 	// CopyBeforeEpoch: <pool>/<share>.before-epoch-<N>, the copy a share
 	// had on its appliance before a failback at epoch N set it aside.
 	CopyBeforeEpoch CopyKind = "before-epoch"
+	// CopyBeforeRestore: <pool>/.fleetctl/snapshots/<share>/
+	// <share>.before-restore.<stamp>, the share as it was right before an
+	// in-place restore replaced it (never pruned).
+	CopyBeforeRestore CopyKind = "before-restore"
 )
 
 // beforeEpochInfix sets a set-aside copy's name apart:
@@ -99,6 +103,9 @@ func classifyMeta(rest string) (CopyName, bool) {
 		share, name := parts[1], parts[2]
 		if t, ok := parseFinalName(share, name); ok {
 			return CopyName{Kind: CopyFinal, Share: share, Stamp: t}, true
+		}
+		if t, ok := parseBeforeRestoreName(share, name); ok {
+			return CopyName{Kind: CopyBeforeRestore, Share: share, Stamp: t}, true
 		}
 		if t, ok := parseSnapshotName(share, name); ok {
 			return CopyName{Kind: CopyScheduled, Share: share, Stamp: t}, true

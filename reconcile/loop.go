@@ -8,6 +8,7 @@ import (
 	"path"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetctl/fleetctl/schema"
@@ -94,6 +95,8 @@ type Loop struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
+	// mu is held for a whole run, and by Hold.
+	mu        sync.Mutex
 	published *Report
 	// created caches the creation times of orphans by UUID (a subvolume
 	// never changes it), so each is asked of btrfs once.
@@ -156,7 +159,18 @@ func (l *Loop) Once(ctx context.Context, spec *schema.Spec, generation uint64) (
 	return l.once(ctx, spec, generation, l.active())
 }
 
+// Hold waits for a run in progress to end and keeps the next from
+// starting until release is called: for a change to a share that the
+// reconciler must not see half done (an in-place restore renames the share
+// away for a moment, and a run then would make a new empty one).
+func (l *Loop) Hold() (release func()) {
+	l.mu.Lock()
+	return l.mu.Unlock
+}
+
 func (l *Loop) once(ctx context.Context, spec *schema.Spec, generation uint64, active map[string]schema.Activation) (Report, []Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := time.Now
 	if l.Now != nil {
 		now = l.Now

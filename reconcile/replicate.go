@@ -452,6 +452,26 @@ func (r *Replicator) RunOnce(ctx context.Context, spec *schema.Spec, share strin
 // only when ctx ends first.
 func (r *Replicator) RunNext(ctx context.Context, spec *schema.Spec, share string, progress func(int64)) TrailEntry {
 	r.mu.Lock()
+	st, err := r.waitIdleLocked(ctx, share)
+	if err != nil {
+		r.mu.Unlock()
+		now := r.now()
+		return TrailEntry{
+			Share: share, Side: SideSend, From: r.Appliance, Start: now, End: now, Result: ResultFailed,
+			Error: fmt.Sprintf("replicate %s: waiting for the run in progress to end: %v", share, err),
+		}
+	}
+	st.begin()
+	r.mu.Unlock()
+	e := r.attempt(ctx, spec, share, st, progress)
+	r.release(st, e, retryCap(spec, share, r.now()))
+	return e
+}
+
+// waitIdleLocked waits, with r.mu held (and let go while it waits), until
+// no attempt of share runs, holding the schedule back meanwhile, and
+// returns the share's state; it fails when ctx ends first.
+func (r *Replicator) waitIdleLocked(ctx context.Context, share string) (*shareState, error) {
 	st := r.stateLocked(share)
 	st.waiting++
 	for st.running {
@@ -464,11 +484,8 @@ func (r *Replicator) RunNext(ctx context.Context, spec *schema.Spec, share strin
 			st.waiting--
 			r.mu.Unlock()
 			r.wakeUp() // the schedule may have held back for this wait
-			now := r.now()
-			return TrailEntry{
-				Share: share, Side: SideSend, From: r.Appliance, Start: now, End: now, Result: ResultFailed,
-				Error: fmt.Sprintf("replicate %s: waiting for the run in progress to end: %v", share, context.Cause(ctx)),
-			}
+			r.mu.Lock()
+			return nil, context.Cause(ctx)
 		}
 		r.mu.Lock()
 		// A dropped share's state is replaced in the map: follow it.
@@ -477,11 +494,57 @@ func (r *Replicator) RunNext(ctx context.Context, spec *schema.Spec, share strin
 		st.waiting++
 	}
 	st.waiting--
-	st.begin()
-	r.mu.Unlock()
-	e := r.attempt(ctx, spec, share, st, progress)
-	r.release(st, e, retryCap(spec, share, r.now()))
-	return e
+	return st, nil
+}
+
+// Hold waits for an attempt of share in progress to end and keeps the
+// next from starting (scheduled, triggered or RunNext) until release is
+// called; an attempt asked for meanwhile starts right after. It is for a
+// change to the share that no replication run may see half done (an
+// in-place restore). It fails, holding nothing, when ctx ends first.
+func (r *Replicator) Hold(ctx context.Context, share string) (release func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, err := r.waitIdleLocked(ctx, share)
+	if err != nil {
+		return nil, fmt.Errorf("hold the replication of %s: waiting for the run in progress to end: %w", share, err)
+	}
+	st.running = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			st.running = false
+			st.signal()
+			r.mu.Unlock()
+			r.wakeUp()
+		})
+	}, nil
+}
+
+// Base says what the next attempt of share would send, from what the
+// target holds now: incremental from the parent (its stamp name), or full
+// (parent ""), with why. It changes nothing.
+func (r *Replicator) Base(ctx context.Context, spec *schema.Spec, share string) (parent, why string, err error) {
+	src, err := sourceOf(spec, r.Appliance, share, r.Active)
+	if err != nil {
+		return "", "", err
+	}
+	held, err := r.Transport.Held(ctx, src.target, share)
+	if err != nil {
+		return "", "", fmt.Errorf("ask %s which snapshots of %s it holds: %w", src.target, share, err)
+	}
+	subs, err := r.Driver.Subvolumes(ctx, src.pool)
+	if err != nil {
+		return "", "", err
+	}
+	if p := newestCommon(parentCandidates(subs, share), held); p != nil {
+		return p.name, fmt.Sprintf("%s holds %s too", src.target, p.name), nil
+	}
+	if len(held) == 0 {
+		return "", fmt.Sprintf("%s holds no snapshot of %s yet", src.target, share), nil
+	}
+	return "", fmt.Sprintf("none of the %d snapshot%s of %s that %s holds is on this appliance", len(held), plural(len(held)), share, src.target), nil
 }
 
 // claim marks share running, unless it already is.

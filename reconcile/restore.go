@@ -9,20 +9,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fleetctl/fleetctl/schema"
 )
 
 // Restoring from a copy of a share (fleetctl restore) runs on the
-// appliance that holds the copy, in one of two ways:
+// appliance that holds the copy, in one of three ways:
 //
 //   - files: a path inside the copy is copied out to a directory on that
 //     appliance (cp --reflink=auto -a, so btrfs shares the extents when
 //     the directory is on the same filesystem);
 //   - a new share: a writable snapshot of the copy at <pool>/<name>,
-//     which becomes a share of the spec when the user adds it there.
+//     which becomes a share of the spec when the user adds it there;
+//   - in place (RestoreInPlace): the share itself becomes a writable
+//     snapshot of the copy, its current state kept read-only beside its
+//     snapshots first.
 //
-// Neither touches the copy or the share it is a copy of.
+// None of them touches the copy; only in place touches the share.
 
 // SideRestore is the trail side of a restore, recorded by the appliance
 // that holds the copy restored from.
@@ -188,4 +192,68 @@ func CheckRestoreAs(spec *schema.Spec, pool, name string) (string, error) {
 // restored as name on appliance's pool.
 func ShareYAML(name, appliance, pool string) string {
 	return fmt.Sprintf("  - name: %s\n    appliance: %s\n    pool: %s\n", name, appliance, pool)
+}
+
+// beforeRestoreInfix sets the name of the copy an in-place restore keeps
+// of the share it replaces apart: <share>.before-restore.<stamp>.
+const beforeRestoreInfix = ".before-restore."
+
+// BeforeRestorePath is where an in-place restore at t keeps the share it
+// replaces: <pool>/.fleetctl/snapshots/<share>/<share>.before-restore.<stamp>,
+// beside the share's snapshots, where retention never prunes it (it
+// prunes only <share>.<stamp>).
+func BeforeRestorePath(pool, share string, t time.Time) string {
+	return filepath.Join(pool, SnapshotDir, share, share+beforeRestoreInfix+t.UTC().Format(StampFormat))
+}
+
+// parseBeforeRestoreName returns the time in a before-restore copy's name.
+func parseBeforeRestoreName(share, name string) (time.Time, bool) {
+	stamp, ok := strings.CutPrefix(name, share+beforeRestoreInfix)
+	if !ok {
+		return time.Time{}, false
+	}
+	return parseStamp(stamp)
+}
+
+// RestoreInPlace makes the share at share a writable snapshot of the copy
+// at snap, keeping what it was at before (BeforeRestorePath):
+//
+//  1. the share is renamed to before (an atomic rename within the pool:
+//     nothing is copied, nothing is lost, a file open in it stays open in
+//     before),
+//  2. before is made read-only,
+//  3. a writable snapshot of snap is made at share.
+//
+// When step 2 or 3 fails, it puts the share back as it was. The caller
+// keeps everything else that could touch share away while it runs (the
+// reconciler, a replication run, the lease's fence: see the agent), and
+// has checked that snap is a copy of this share in the same pool.
+func RestoreInPlace(ctx context.Context, d Driver, share, snap, before string) error {
+	if err := d.MkdirAll(ctx, filepath.Dir(before)); err != nil {
+		return err
+	}
+	if err := d.Rename(ctx, share, before); err != nil {
+		return fmt.Errorf("set the current state aside: %w", err)
+	}
+	err := d.SetReadOnly(ctx, before, true)
+	if err == nil {
+		err = d.Snapshot(ctx, snap, share, false)
+		if err != nil {
+			err = fmt.Errorf("snapshot %s as %s: %w", snap, share, err)
+		}
+	} else {
+		err = fmt.Errorf("make %s read-only: %w", before, err)
+	}
+	if err == nil {
+		return nil
+	}
+	// Back as it was: at its path (a failed snapshot makes nothing
+	// there), then writable again (a read-only subvolume renames).
+	if back := d.Rename(ctx, before, share); back != nil {
+		return fmt.Errorf("%w; and putting the share back failed too, so it is at %s: %w", err, before, back)
+	}
+	if back := d.SetReadOnly(ctx, share, false); back != nil {
+		return fmt.Errorf("%w; the share is back at %s but still read-only: %w", err, share, back)
+	}
+	return fmt.Errorf("%w (the share was put back as it was)", err)
 }

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/reconcile/reconciletest"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -175,5 +177,76 @@ func TestCheckRestoreAs(t *testing.T) {
 	want := "  - name: old\n    appliance: n2\n    pool: tank\n"
 	if got := reconcile.ShareYAML("old", "n2", "tank"); got != want {
 		t.Errorf("ShareYAML = %q; want %q", got, want)
+	}
+}
+
+// TestRestoreInPlace: the share becomes a writable snapshot of the copy
+// and its old self a read-only before-restore copy that ClassifyCopy
+// names; when the read-only flag or the snapshot fails, the share is put
+// back as it was, writable, at its path, and nothing is left at before.
+func TestRestoreInPlace(t *testing.T) {
+	ctx := context.Background()
+	const pool = "/pools/tank"
+	share := pool + "/projects"
+	snap := pool + "/.fleetctl/snapshots/projects/projects.20261125T084600Z"
+	before := reconcile.BeforeRestorePath(pool, "projects", time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC))
+	if want := pool + "/.fleetctl/snapshots/projects/projects.before-restore.20261129T100000Z"; before != want {
+		t.Fatalf("BeforeRestorePath = %s, want %s", before, want)
+	}
+	if n, ok := reconcile.ClassifyCopy(".fleetctl/snapshots/projects/projects.before-restore.20261129T100000Z"); !ok || n.Kind != reconcile.CopyBeforeRestore || n.Share != "projects" || !n.Stamp.Equal(time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("ClassifyCopy(before-restore) = %+v, %v", n, ok)
+	}
+	setup := func(t *testing.T) *reconciletest.FakeDriver {
+		d := reconciletest.NewFakeDriver()
+		d.AddPool(pool)
+		for _, err := range []error{
+			d.CreateSubvolume(ctx, share),
+			d.MkdirAll(ctx, filepath.Dir(snap)),
+			d.Snapshot(ctx, share, snap, true),
+			d.Touch(share),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	t.Run("ok", func(t *testing.T) {
+		d := setup(t)
+		old, _ := d.Lookup(share)
+		if err := reconcile.RestoreInPlace(ctx, d, share, snap, before); err != nil {
+			t.Fatal(err)
+		}
+		kept, ok := d.Lookup(before)
+		if !ok || !kept.ReadOnly || kept.UUID != old.UUID {
+			t.Errorf("before-restore copy = %+v, %v; want the old share (%s), read-only", kept, ok, old.UUID)
+		}
+		src, _ := d.Lookup(snap)
+		now, ok := d.Lookup(share)
+		if !ok || now.ReadOnly || now.ParentUUID != src.UUID {
+			t.Errorf("share = %+v, %v; want a writable snapshot of %s", now, ok, src.UUID)
+		}
+	})
+	for _, op := range []string{"SetReadOnly", "Snapshot"} {
+		t.Run(op+" fails", func(t *testing.T) {
+			d := setup(t)
+			old, _ := d.Lookup(share)
+			path := before
+			if op == "Snapshot" {
+				path = share
+			}
+			d.Fail(op, path, errors.New("boom"))
+			err := reconcile.RestoreInPlace(ctx, d, share, snap, before)
+			if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "put back as it was") {
+				t.Fatalf("err = %v; want boom, put back", err)
+			}
+			now, ok := d.Lookup(share)
+			if !ok || now.UUID != old.UUID || now.ReadOnly {
+				t.Errorf("share = %+v, %v; want the old share (%s), writable", now, ok, old.UUID)
+			}
+			if _, ok := d.Lookup(before); ok {
+				t.Errorf("%s left behind", before)
+			}
+		})
 	}
 }

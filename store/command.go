@@ -205,6 +205,11 @@ const (
 	// it writable again, or the share moved to another appliance and its
 	// copy stays read-only (the detail says which).
 	EventUnfenced = "unfenced"
+	// EventRestore: an admin restored from a copy of a share (fleetctl
+	// restore); the leader writes it when the restore's trail entry
+	// comes, so that the witness log shows every restore beside the
+	// failovers.
+	EventRestore = "restore"
 )
 
 // FailoverShare is the body of CmdFailover (version 1): make To active for

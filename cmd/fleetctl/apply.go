@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -203,13 +202,7 @@ func confirm(in io.Reader, out io.Writer, hs []schema.Hazard) bool {
 	if len(hs) == 1 && hs[0].Name != "" {
 		want = hs[0].Name
 	}
-	fmt.Fprintf(out, "Type %s to approve, anything else to stop: ", want)
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && line == "" {
-		fmt.Fprintln(out)
-		return false
-	}
-	return strings.TrimSpace(line) == want
+	return confirmName(in, out, want)
 }
 
 // waitReconciled follows the storage appliances' reports until each has

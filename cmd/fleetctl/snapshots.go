@@ -15,8 +15,9 @@ type snapshotsCmd struct {
 
 func (snapshotsCmd) Help() string {
 	return `Lists every copy of a share fleetctl keeps across the fleet, to find the
-data to get back: scheduled snapshots and the final snapshot of a deleted
-share (.fleetctl/snapshots/SHARE/), replication snapshots on the sending
+data to get back: scheduled snapshots, the final snapshot of a deleted
+share and the state an in-place restore replaced (before-restore), all in
+.fleetctl/snapshots/SHARE/; replication snapshots on the sending
 appliance (.fleetctl/replication/SHARE/), received copies on the target
 (.fleetctl/received/SHARE/), a demoted share's diverged writes
 (.fleetctl/diverged/) and the copy a failback set aside beside the share
