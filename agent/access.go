@@ -95,8 +95,9 @@ var routeTable = []route{
 	{"GET /v1/replication/progress", accessAny, onAny, (*Node).handleProgress},
 	{"POST /v1/replication/run", accessAdmin, onAny, (*Node).handleRun},
 	{"GET /v1/replication/wait", accessAdmin, onAny, (*Node).handleWaitRun},
-	{"POST /v1/replication/drill", accessAdmin, onAny, (*Node).handleDrill}, // runs on the share's replica: a check command as the agent's user
-	{"POST /v1/restore", accessAdmin, onAny, (*Node).handleRestore},         // runs on the appliance holding the copy: writes as the agent's user
+	{"POST /v1/replication/drill", accessAdmin, onAny, (*Node).handleDrill},       // runs on the share's replica: a check command as the agent's user
+	{"POST /v1/restore", accessAdmin, onAny, (*Node).handleRestore},               // runs on the appliance holding the copy: writes as the agent's user
+	{"POST /v1/restore/receive", accessNode, onAny, (*Node).handleRestoreReceive}, // only the copy's appliance, with a ticket an admin asked for here
 	{"GET /v1/replication/held", accessNode, onAny, (*Node).handleHeld},
 	{"POST /v1/replication/receive", accessNode, onAny, (*Node).handleReceive},
 	{"POST /v1/failover", accessAdmin, onLeader, (*Node).handleFailover},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,6 +153,22 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 	_, err = nc.Restore(t.Context(), client.RestoreRequest{Share: "docs", From: "docs.20261125T084600Z", Path: "x", To: "/tmp/x"})
 	forbidden("a restore asked with a node certificate", err)
 	forbidden("a restore recorded for another appliance", nc.AppendTrail(t.Context(), store.TrailEntry{ID: "r", Share: "docs", Side: "restore", From: other.Name(), To: other.Name(), Result: "ok"}))
+
+	// A copy's stream for a restore onto another appliance is taken only
+	// with a ticket an admin asked that appliance for: an agent cannot
+	// push a subvolume into another's pool on its own say.
+	if code, body := rawPost(t, ncreds, other.cfg.Advertise, "/v1/restore/receive", map[string]any{}, map[string]string{
+		"X-Fleetctl-Restore": base64.StdEncoding.EncodeToString([]byte(`{"ticket":"forged","share":"docs","copy":"/x","uuid":"u"}`)),
+	}); code != http.StatusForbidden || !strings.Contains(body, "no ticket") {
+		t.Fatalf("a restore stream without a ticket: want 403 (no ticket), got %d %s", code, body)
+	}
+	adminCreds, _, _, err := LocalAdmin(t.Context(), follower.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := rawPost(t, adminCreds, other.cfg.Advertise, "/v1/restore/receive", map[string]any{}, nil); code != http.StatusForbidden {
+		t.Fatalf("a restore stream with an admin credential: want 403, got %d", code)
+	}
 
 	// Switchover steps come only from the leader.
 	if code, body := rawPost(t, ncreds, other.cfg.Advertise, "/v1/switchover/prepare", map[string]any{"share": "docs", "epoch": 0}, nil); code != http.StatusForbidden || !strings.Contains(body, "not the leader") {

@@ -120,7 +120,10 @@ type Node struct {
 	// reconciler is the reconcile loop (nil without a driver); Hold
 	// keeps it still while a share is swapped in place.
 	reconciler atomic.Pointer[reconcile.Loop]
-	receiver   *reconcile.Receiver
+	// restoreTickets are the streams of copies this agent will take for
+	// restores onto it (restoreon.go).
+	restoreTickets restoreTickets
+	receiver       *reconcile.Receiver
 
 	// memberLock, a one-slot semaphore, is held by the leader's membership
 	// change in progress (members.go): changes are planned and made one at

@@ -43,6 +43,8 @@ func checkRestoreRequest(q client.RestoreRequest) error {
 		return errors.New("--in-place restores the whole share from the snapshot; it takes no --as, --path or --to")
 	case q.As != "" && (q.Path != "" || q.To != ""):
 		return errors.New("--as makes a new share of the whole snapshot; it takes no --path or --to")
+	case (q.On != "" || q.Pool != "" || q.Ticket != "") && q.As == "":
+		return errors.New("--on and --pool name where --as makes the new share; they need --as")
 	case q.As == "" && q.To == "" && !q.InPlace:
 		return errors.New("say what to restore: --path P --to DIR copies files out, --as NAME makes a new share of the snapshot, --in-place makes the share the snapshot again")
 	}
@@ -154,6 +156,10 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 		n.restoreInPlace(w, r, spec, c, q, start)
 		return
 	}
+	if q.As != "" && q.On != "" && q.On != c.Appliance {
+		n.restoreAsOn(w, r, spec, c, q, start)
+		return
+	}
 	if c.Appliance != n.cfg.Name {
 		n.redirectTo(w, r, c.Appliance)
 		return
@@ -168,6 +174,10 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 	}
 	if pool == nil {
 		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
+		return
+	}
+	if q.Pool != "" && q.Pool != pool.Name {
+		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--as on the copy's own appliance %s makes the new share in the copy's pool %s (a snapshot cannot cross filesystems), not %s", n.cfg.Name, pool.Name, q.Pool))
 		return
 	}
 

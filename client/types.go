@@ -562,6 +562,15 @@ type RestoreRequest struct {
 	To   string `json:"to,omitempty"`
 	// As names the new share.
 	As string `json:"as,omitempty"`
+	// On names another storage appliance than the copy's for As: the copy
+	// is sent there over the replication transport (a full btrfs send)
+	// and the new share made in its pool Pool (optional when the
+	// appliance has one pool, or the share a pool there).
+	On   string `json:"on,omitempty"`
+	Pool string `json:"pool,omitempty"`
+	// Ticket is what the appliance named by On answered when asked to
+	// take the copy; asked again with it, the holder sends the copy.
+	Ticket string `json:"ticket,omitempty"`
 	// InPlace makes the share itself a writable snapshot of the copy,
 	// keeping its current state as a read-only before-restore copy; it
 	// runs on the appliance active for the share and needs Approve.
@@ -587,6 +596,12 @@ type RestoreResponse struct {
 	// add under shares: in fleet.yaml for it.
 	NewShare string `json:"new_share,omitempty"`
 	YAML     string `json:"yaml,omitempty"`
+	// Ticket: the appliance named by On is ready to take the copy;
+	// repeat the request with it (RestoreRequest.Ticket) to have the
+	// holder send it.
+	Ticket string `json:"ticket,omitempty"`
+	// Bytes is the stream sent by a restore onto another appliance.
+	Bytes int64 `json:"bytes,omitempty"`
 	// Before is where an in-place restore keeps the share's state from
 	// before it (read-only); Share the share's path.
 	Before string `json:"before,omitempty"`

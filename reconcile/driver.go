@@ -52,6 +52,10 @@ const (
 	// replication snapshot are kept, read-only and never deleted,
 	// relative to the pool.
 	DivergedDir = MetaDir + "/diverged"
+	// RestoreInDir is where a restore onto this appliance (restore --as
+	// --on) receives a copy sent from another, one new directory per
+	// receive, deleted when it ends; relative to the pool.
+	RestoreInDir = MetaDir + "/restore-in"
 	// StampFormat is the time format of snapshot names (UTC).
 	StampFormat = "20060102T150405Z"
 )

@@ -163,14 +163,7 @@ func heldSnapshots(subs []Subvolume, share string) []Subvolume {
 // checkPool fails unless pool is a mounted btrfs filesystem: an unmounted
 // pool's directory must not receive onto the filesystem below.
 func (rv *Receiver) checkPool(ctx context.Context, pool string) error {
-	ok, err := rv.Driver.IsBtrfs(ctx, pool)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%s is not a mounted btrfs filesystem", pool)
-	}
-	return nil
+	return CheckPoolMounted(ctx, rv.Driver, pool)
 }
 
 // receivedSnap is one subvolume in a share's received directory.

@@ -19,6 +19,8 @@ type restoreCmd struct {
 	Path       string   `placeholder:"P" help:"The file or directory in the snapshot to copy out (relative to it; default: everything). With --to."`
 	To         string   `placeholder:"DIR" help:"The directory on the snapshot's appliance to copy to; it must not exist or be empty."`
 	As         string   `placeholder:"NEWSHARE" help:"Make a new writable subvolume <pool>/NEWSHARE of the snapshot on its appliance."`
+	On         string   `placeholder:"APPLIANCE" help:"With --as: make the new share on this storage appliance instead of the copy's, sent there in full over the replication transport."`
+	Pool       string   `placeholder:"POOL" help:"With --as --on: the pool there (default: its only pool, or the share's pool there)."`
 	InPlace    bool     `help:"Make SHARE itself a writable snapshot of the copy, its current state kept as a read-only before-restore snapshot. Needs --approve=restore:SHARE (or a yes on a terminal)."`
 	Approve    []string `placeholder:"restore:SHARE" help:"Approve an in-place restore: restore:SHARE, or all."`
 	DryRun     bool     `help:"Print the plan and change nothing."`
@@ -37,6 +39,10 @@ appliance that holds it (the request goes there, wherever fleetctl runs):
       makes <pool>/projects-old, a writable snapshot of the copy in its pool.
       The spec does not change: the YAML item to add under shares: is
       printed; the new subvolume becomes a share when you apply it.
+  fleetctl restore projects --from projects.20261125T084600Z --as projects-old --on nas3 [--pool tank]
+      the same on another storage appliance: the copy is sent there in
+      full (btrfs send over mutual TLS, agent to agent) and the new
+      subvolume made of what arrived; a partial receive is deleted.
 
   fleetctl restore projects --from projects.20261125T084600Z --in-place --approve=restore:projects
       on the appliance active for projects (the copy must be there, in the
@@ -67,6 +73,8 @@ func (c *restoreCmd) Run(e env) error {
 		return fmt.Errorf("--as makes a new share of the whole snapshot; it takes no --path or --to")
 	case c.As == "" && c.To == "" && !c.InPlace:
 		return fmt.Errorf("say what to restore: --path P --to DIR copies files out, --as NEWSHARE makes a new share of the snapshot, --in-place makes the share the snapshot again")
+	case (c.On != "" || c.Pool != "") && c.As == "":
+		return fmt.Errorf("--on and --pool say where --as makes the new share; they need --as")
 	case len(c.Approve) > 0 && !c.InPlace:
 		return fmt.Errorf("--approve is for --in-place; the other restores change no existing data")
 	}
@@ -84,7 +92,7 @@ func (c *restoreCmd) Run(e env) error {
 		return err
 	}
 	defer done()
-	req := client.RestoreRequest{Share: c.Share, From: c.From, Path: c.Path, To: c.To, As: c.As, InPlace: c.InPlace, Approve: approve, DryRun: true}
+	req := client.RestoreRequest{Share: c.Share, From: c.From, Path: c.Path, To: c.To, As: c.As, InPlace: c.InPlace, Approve: approve, On: c.On, Pool: c.Pool, DryRun: true}
 	plan, err := cl.Restore(ctx, req)
 	if err != nil {
 		return err
@@ -113,6 +121,12 @@ func (c *restoreCmd) Run(e env) error {
 	}
 	req.DryRun = false
 	res, err := cl.Restore(ctx, req)
+	if err == nil && res.Ticket != "" {
+		// The appliance named by --on is ready for the copy: now its
+		// holder sends it.
+		req.Ticket = res.Ticket
+		res, err = cl.Restore(ctx, req)
+	}
 	var ae *client.APIError
 	if errors.As(err, &ae) && ae.Code == client.CodeApprovalRequired {
 		fmt.Fprintf(e.stderr, "fleetctl: %v\n", err)
@@ -139,7 +153,12 @@ func (c *restoreCmd) Run(e env) error {
 		}
 	}
 	if res.NewShare != "" {
-		fmt.Fprintf(e.stdout, "Made %s on %s, writable.\n", res.NewShare, res.Copy.Appliance)
+		where := res.Copy.Appliance
+		if c.On != "" {
+			where = c.On
+			fmt.Fprintf(e.stdout, "Sent %s from %s to %s (%s).\n", res.Copy.Path, res.Copy.Appliance, c.On, humanBytes(res.Bytes))
+		}
+		fmt.Fprintf(e.stdout, "Made %s on %s, writable.\n", res.NewShare, where)
 		fmt.Fprintf(e.stdout, "The spec is unchanged. To make %s a share, add this under shares: in fleet.yaml and apply it:\n\n%s", c.As, res.YAML)
 	}
 	if res.Before != "" {

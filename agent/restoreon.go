@@ -1,0 +1,299 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/pki"
+	"github.com/fleetctl/fleetctl/reconcile"
+	"github.com/fleetctl/fleetctl/schema"
+	"github.com/fleetctl/fleetctl/store"
+)
+
+// This file wires fleetctl restore --as NEW --on B: a copy held by A
+// becomes the new share NEW in a pool of B, sent over the replication
+// transport (btrfs send in full, mutual TLS, agent to agent). Two admin
+// requests do it, so that neither agent acts on its own say:
+//
+//  1. asked first, B checks that it can make NEW (the pool, the name) and
+//     answers with a ticket: a secret good for one stream of that copy
+//     from A, for ticketTTL;
+//  2. asked again with the ticket, A sends the copy to B
+//     (POST /v1/restore/receive, A's node certificate and the ticket),
+//     and B takes the stream only when both match what the admin asked.
+//
+// So a member agent can neither pull a copy of a share from another
+// (A sends only when an admin asks it) nor push one into another's pool
+// (B takes only what an admin asked it to take).
+
+// ticketTTL is how long a ticket of a restore onto another appliance
+// waits for the holder's stream.
+const ticketTTL = 10 * time.Minute
+
+// headerRestore carries a restoreStream header (JSON, base64).
+const headerRestore = "X-Fleetctl-Restore"
+
+// restoreTicket is one stream the receiving appliance will take.
+type restoreTicket struct {
+	share, from, copyPath, name, by string
+	pool                            schema.Pool
+	expires                         time.Time
+}
+
+// restoreTickets holds the tickets this agent handed out.
+type restoreTickets struct {
+	mu sync.Mutex
+	m  map[string]restoreTicket
+}
+
+// add stores t under a new ticket and returns it.
+func (ts *restoreTickets) add(t restoreTicket) string {
+	id := rand.Text()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.m == nil {
+		ts.m = map[string]restoreTicket{}
+	}
+	now := time.Now()
+	for k, v := range ts.m {
+		if now.After(v.expires) {
+			delete(ts.m, k)
+		}
+	}
+	ts.m[id] = t
+	return id
+}
+
+// take removes the ticket id and returns it, if it was there and has
+// not expired.
+func (ts *restoreTickets) take(id string) (restoreTicket, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for k, v := range ts.m {
+		if subtle.ConstantTimeCompare([]byte(k), []byte(id)) == 1 {
+			delete(ts.m, k)
+			return v, time.Now().Before(v.expires)
+		}
+	}
+	return restoreTicket{}, false
+}
+
+// restoreStream is the header of a copy's stream to the appliance that
+// handed out Ticket.
+type restoreStream struct {
+	Ticket string `json:"ticket"`
+	Share  string `json:"share"`
+	// Copy is the copy's path on the sender; Snapshot relative to its
+	// pool; Kind its kind.
+	Copy     string             `json:"copy"`
+	Snapshot string             `json:"snapshot"`
+	Kind     reconcile.CopyKind `json:"kind"`
+	// UUID is the copy's send UUID, which the received copy must carry.
+	UUID string `json:"uuid"`
+}
+
+// restorePoolOn picks the pool of appliance a for a new share from a copy
+// of share: the one named, else its only pool, else the share's pool on a.
+func restorePoolOn(spec *schema.Spec, a *schema.Appliance, share, named string) (*schema.Pool, error) {
+	if named != "" {
+		if p := a.Pool(named); p != nil {
+			return p, nil
+		}
+		return nil, fmt.Errorf("%s has no pool %s", a.Name, named)
+	}
+	if len(a.Pools) == 1 {
+		return &a.Pools[0], nil
+	}
+	if p := reconcile.SharePool(spec, spec.Share(share), a.Name); p != nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%s has %d pools: name one with --pool", a.Name, len(a.Pools))
+}
+
+// restoreAsOn serves POST /v1/restore with As and On naming another
+// appliance than the copy's: without a ticket on that appliance (step 1),
+// with one on the copy's (step 2).
+func (n *Node) restoreAsOn(w http.ResponseWriter, r *http.Request, spec *schema.Spec, c client.ShareCopy, q client.RestoreRequest, start time.Time) {
+	bad := func(status int, code string, err error) {
+		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
+	}
+	on := spec.Appliance(q.On)
+	if on == nil || on.Role == schema.RoleWitness {
+		bad(http.StatusNotFound, client.CodeNotFound, fmt.Errorf("--on %s: the spec has no storage appliance %s", q.On, q.On))
+		return
+	}
+	pool, err := restorePoolOn(spec, on, q.Share, q.Pool)
+	if err != nil {
+		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
+		return
+	}
+	if q.Ticket != "" {
+		n.sendRestoreCopy(w, r, c, q)
+		return
+	}
+	if n.cfg.Name != q.On {
+		n.redirectTo(w, r, q.On)
+		return
+	}
+	if n.cfg.Driver == nil {
+		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s does not manage btrfs", n.cfg.Name))
+		return
+	}
+	dst, err := reconcile.CheckRestoreAs(spec, pool.Path, q.As)
+	switch {
+	case errors.Is(err, reconcile.ErrRestoreInput):
+		bad(http.StatusConflict, client.CodeConflict, err)
+		return
+	case err != nil:
+		bad(http.StatusInternalServerError, client.CodeInternal, err)
+		return
+	}
+	if err := reconcile.CheckPoolMounted(r.Context(), n.cfg.Driver, pool.Path); err != nil {
+		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: pool %s: %w", q.On, pool.Name, err))
+		return
+	}
+	resp := client.RestoreResponse{Copy: c, DryRun: q.DryRun, NewShare: dst, YAML: reconcile.ShareYAML(q.As, q.On, pool.Name)}
+	resp.Plan = []string{
+		fmt.Sprintf("on %s: send %s (%s copy of %s) in full to %s over the replication transport (btrfs send, mutual TLS)", c.Appliance, c.Path, c.Kind, c.Share, q.On),
+		fmt.Sprintf("on %s: receive it and make the new writable subvolume %s of it (the received copy is deleted after)", q.On, dst),
+		fmt.Sprintf("the spec does not change: %s becomes a share when you add it under shares: in fleet.yaml and apply it", q.As),
+	}
+	if !q.DryRun {
+		resp.Ticket = n.restoreTickets.add(restoreTicket{share: q.Share, from: c.Appliance, copyPath: c.Path, name: q.As, by: userOf(r), pool: *pool, expires: time.Now().Add(ticketTTL)})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// sendRestoreCopy is step 2 on the copy's appliance: btrfs send of the
+// copy to the appliance named by On, with the ticket it handed out.
+func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.ShareCopy, q client.RestoreRequest) {
+	if n.cfg.Name != c.Appliance {
+		n.redirectTo(w, r, c.Appliance)
+		return
+	}
+	bad := func(status int, code string, err error) {
+		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
+	}
+	spec := n.fsm.State().Spec
+	var pool *schema.Pool
+	if a := spec.Appliance(n.cfg.Name); a != nil {
+		pool = a.Pool(c.Pool)
+	}
+	if pool == nil || n.cfg.Driver == nil {
+		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
+		return
+	}
+	uuid, err := reconcile.SendUUID(r.Context(), n.cfg.Driver, pool.Path, c.Path)
+	if err != nil {
+		bad(http.StatusInternalServerError, client.CodeInternal, err)
+		return
+	}
+	rel, _ := filepath.Rel(pool.Path, c.Path)
+	h := restoreStream{Ticket: q.Ticket, Share: c.Share, Copy: c.Path, Snapshot: rel, Kind: c.Kind, UUID: uuid}
+	res, err := n.streamRestore(r.Context(), q.On, h, c.Path)
+	if err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) {
+			writeError(w, ae.Status, ae)
+			return
+		}
+		bad(http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("send %s to %s: %w", c.Path, q.On, err))
+		return
+	}
+	res.Copy = c
+	writeJSON(w, http.StatusOK, res)
+}
+
+// streamRestore runs btrfs send of path into POST /v1/restore/receive on
+// the agent of target, and returns its answer.
+func (n *Node) streamRestore(ctx context.Context, target string, h restoreStream, path string) (client.RestoreResponse, error) {
+	var res client.RestoreResponse
+	hc, addr, err := n.memberClient(target, peerLong)
+	if err != nil {
+		return res, err
+	}
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	sent := make(chan error, 1)
+	go func() {
+		err := n.cfg.Driver.Send(ctx, path, "", pw)
+		pw.CloseWithError(err)
+		sent <- err
+	}()
+	defer func() {
+		pr.CloseWithError(errors.New("restore stream closed"))
+		cancel()
+		<-sent
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/restore/receive", pr)
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set(headerRestore, base64.StdEncoding.EncodeToString(hdr))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return res, client.UnwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	return res, client.DecodeResponse(resp, &res)
+}
+
+// handleRestoreReceive takes the stream of a copy that this agent handed
+// out a ticket for (step 2, on the appliance named by On): only from the
+// copy's appliance, only that copy, once.
+func (n *Node) handleRestoreReceive(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := identityOf(r)
+	var h restoreStream
+	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(headerRestore))
+	if err == nil {
+		err = json.Unmarshal(raw, &h)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "restore header: " + err.Error()})
+		return
+	}
+	t, ok := n.restoreTickets.take(h.Ticket)
+	if !ok || id.Role != pki.RoleNode || t.from != id.Name || t.share != h.Share || t.copyPath != h.Copy {
+		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: fmt.Sprintf("%s holds no ticket for this stream from %s (asked for by an admin, within %s, used once)", n.cfg.Name, id.Name, ticketTTL)})
+		return
+	}
+	spec := n.fsm.State().Spec
+	dst, err := reconcile.CheckRestoreAs(spec, t.pool.Path, t.name)
+	if err != nil {
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
+		return
+	}
+	bytes, err := reconcile.ReceiveAs(r.Context(), n.cfg.Driver, t.pool.Path, dst, h.UUID, r.Body)
+	e := reconcile.TrailEntry{ID: rand.Text(), Share: t.share, Side: reconcile.SideRestore, From: t.from, To: n.cfg.Name, Start: start, End: time.Now(),
+		Snapshot: h.Snapshot, Bytes: bytes, Result: reconcile.ResultOK,
+		Note: fmt.Sprintf("by %s: %s copy %s sent from %s as the new subvolume %s", t.by, h.Kind, h.Snapshot, t.from, dst)}
+	if err != nil {
+		e.Result, e.Error = reconcile.ResultFailed, err.Error()
+	}
+	n.recordTrail(r.Context(), e)
+	n.log.Info("restore received", "share", t.share, "by", t.by, "from", t.from, "copy", h.Copy, "new", dst, "bytes", bytes, "result", e.Result, "err", e.Error)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: fmt.Sprintf("restore failed on %s (recorded in the trail of %s): %v", n.cfg.Name, t.share, err)})
+		return
+	}
+	te := store.TrailEntry(e)
+	writeJSON(w, http.StatusOK, client.RestoreResponse{NewShare: dst, YAML: reconcile.ShareYAML(t.name, n.cfg.Name, t.pool.Name), Bytes: bytes, Entry: &te})
+}
