@@ -43,8 +43,10 @@ func checkRestoreRequest(q client.RestoreRequest) error {
 		return errors.New("--in-place restores the whole share from the snapshot; it takes no --as, --path or --to")
 	case q.As != "" && (q.Path != "" || q.To != ""):
 		return errors.New("--as makes a new share of the whole snapshot; it takes no --path or --to")
-	case (q.On != "" || q.Pool != "" || q.Ticket != "") && q.As == "":
-		return errors.New("--on and --pool name where --as makes the new share; they need --as")
+	case q.Pool != "" && q.As == "":
+		return errors.New("--pool names where --as makes the new share; it needs --as")
+	case (q.On != "" || q.Ticket != "") && q.As == "" && q.To == "":
+		return errors.New("--on names where --as makes the new share or --to copies files; it needs one of them")
 	case q.As == "" && q.To == "" && !q.InPlace:
 		return errors.New("say what to restore: --path P --to DIR copies files out, --as NAME makes a new share of the snapshot, --in-place makes the share the snapshot again")
 	}
@@ -156,8 +158,8 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 		n.restoreInPlace(w, r, spec, c, q, start)
 		return
 	}
-	if q.As != "" && q.On != "" && q.On != c.Appliance {
-		n.restoreAsOn(w, r, spec, c, q, start)
+	if q.On != "" && q.On != c.Appliance {
+		n.restoreOn(w, r, spec, c, q)
 		return
 	}
 	if c.Appliance != n.cfg.Name {

@@ -21,15 +21,22 @@ import (
 	"github.com/fleetctl/fleetctl/store"
 )
 
-// This file wires fleetctl restore --as NEW --on B: a copy held by A
-// becomes the new share NEW in a pool of B, sent over the replication
-// transport (btrfs send in full, mutual TLS, agent to agent). Two admin
-// requests do it, so that neither agent acts on its own say:
+// This file wires restores from a copy held by A onto another appliance B,
+// agent to agent over the fleet's mutual TLS:
 //
-//  1. asked first, B checks that it can make NEW (the pool, the name) and
+//   - fleetctl restore --as NEW --on B: the copy becomes the new share NEW
+//     in a pool of B, sent in full with btrfs send (the replication
+//     transport's stream);
+//   - fleetctl restore --path P --to DIR --on B: files of the copy (say,
+//     a diverged file, onto the share's active copy) land in DIR on B,
+//     sent as a tar stream and extracted through an os.Root.
+//
+// Two admin requests do it, so that neither agent acts on its own say:
+//
+//  1. asked first, B checks what it can (the pool and the name; DIR) and
 //     answers with a ticket: a secret good for one stream of that copy
 //     from A, for ticketTTL;
-//  2. asked again with the ticket, A sends the copy to B
+//  2. asked again with the ticket, A sends the copy (or the files) to B
 //     (POST /v1/restore/receive, A's node certificate and the ticket),
 //     and B takes the stream only when both match what the admin asked.
 //
@@ -44,11 +51,14 @@ const ticketTTL = 10 * time.Minute
 // headerRestore carries a restoreStream header (JSON, base64).
 const headerRestore = "X-Fleetctl-Restore"
 
-// restoreTicket is one stream the receiving appliance will take.
+// restoreTicket is one stream the receiving appliance will take: the copy
+// as the new share name in pool, or the files at path in it into dir.
 type restoreTicket struct {
-	share, from, copyPath, name, by string
-	pool                            schema.Pool
-	expires                         time.Time
+	share, from, copyPath, by string
+	name                      string
+	pool                      schema.Pool
+	path, dir                 string
+	expires                   time.Time
 }
 
 // restoreTickets holds the tickets this agent handed out.
@@ -99,8 +109,12 @@ type restoreStream struct {
 	Copy     string             `json:"copy"`
 	Snapshot string             `json:"snapshot"`
 	Kind     reconcile.CopyKind `json:"kind"`
-	// UUID is the copy's send UUID, which the received copy must carry.
-	UUID string `json:"uuid"`
+	// UUID is the copy's send UUID, which the received copy must carry
+	// (a btrfs stream).
+	UUID string `json:"uuid,omitempty"`
+	// Files says the stream is a tar of the files at Path in the copy.
+	Files bool   `json:"files,omitempty"`
+	Path  string `json:"path,omitempty"`
 }
 
 // restorePoolOn picks the pool of appliance a for a new share from a copy
@@ -121,10 +135,10 @@ func restorePoolOn(spec *schema.Spec, a *schema.Appliance, share, named string) 
 	return nil, fmt.Errorf("%s has %d pools: name one with --pool", a.Name, len(a.Pools))
 }
 
-// restoreAsOn serves POST /v1/restore with As and On naming another
-// appliance than the copy's: without a ticket on that appliance (step 1),
-// with one on the copy's (step 2).
-func (n *Node) restoreAsOn(w http.ResponseWriter, r *http.Request, spec *schema.Spec, c client.ShareCopy, q client.RestoreRequest, start time.Time) {
+// restoreOn serves POST /v1/restore with On naming another appliance
+// than the copy's: without a ticket on that appliance (step 1), with one
+// on the copy's (step 2).
+func (n *Node) restoreOn(w http.ResponseWriter, r *http.Request, spec *schema.Spec, c client.ShareCopy, q client.RestoreRequest) {
 	bad := func(status int, code string, err error) {
 		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
 	}
@@ -133,10 +147,13 @@ func (n *Node) restoreAsOn(w http.ResponseWriter, r *http.Request, spec *schema.
 		bad(http.StatusNotFound, client.CodeNotFound, fmt.Errorf("--on %s: the spec has no storage appliance %s", q.On, q.On))
 		return
 	}
-	pool, err := restorePoolOn(spec, on, q.Share, q.Pool)
-	if err != nil {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
-		return
+	var pool *schema.Pool
+	if q.As != "" {
+		var err error
+		if pool, err = restorePoolOn(spec, on, q.Share, q.Pool); err != nil {
+			bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
+			return
+		}
 	}
 	if q.Ticket != "" {
 		n.sendRestoreCopy(w, r, c, q)
@@ -150,27 +167,43 @@ func (n *Node) restoreAsOn(w http.ResponseWriter, r *http.Request, spec *schema.
 		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s does not manage btrfs", n.cfg.Name))
 		return
 	}
-	dst, err := reconcile.CheckRestoreAs(spec, pool.Path, q.As)
+	t := restoreTicket{share: q.Share, from: c.Appliance, copyPath: c.Path, by: userOf(r), expires: time.Now().Add(ticketTTL)}
+	resp := client.RestoreResponse{Copy: c, DryRun: q.DryRun}
+	var err error
+	if q.As != "" {
+		var dst string
+		if dst, err = reconcile.CheckRestoreAs(spec, pool.Path, q.As); err == nil {
+			err = reconcile.CheckPoolMounted(r.Context(), n.cfg.Driver, pool.Path)
+		}
+		t.name, t.pool = q.As, *pool
+		resp.NewShare, resp.YAML = dst, reconcile.ShareYAML(q.As, q.On, pool.Name)
+		resp.Plan = []string{
+			fmt.Sprintf("on %s: send %s (%s copy of %s) in full to %s over the replication transport (btrfs send, mutual TLS)", c.Appliance, c.Path, c.Kind, c.Share, q.On),
+			fmt.Sprintf("on %s: receive it and make the new writable subvolume %s of it (the received copy is deleted after)", q.On, dst),
+			fmt.Sprintf("the spec does not change: %s becomes a share when you add it under shares: in fleet.yaml and apply it", q.As),
+		}
+	} else {
+		err = reconcile.CheckRestoreDir("", q.To)
+		t.path, t.dir = q.Path, filepath.Clean(q.To)
+		what := q.Path
+		if p := filepath.Clean(q.Path); p == "." {
+			what = "everything"
+		}
+		resp.Plan = []string{
+			fmt.Sprintf("on %s: send %s of %s (%s copy of %s) to %s (a tar stream over mutual TLS)", c.Appliance, what, c.Path, c.Kind, c.Share, q.On),
+			fmt.Sprintf("on %s: extract it into %s, nothing outside it", q.On, t.dir),
+		}
+	}
 	switch {
 	case errors.Is(err, reconcile.ErrRestoreInput):
 		bad(http.StatusConflict, client.CodeConflict, err)
 		return
 	case err != nil:
-		bad(http.StatusInternalServerError, client.CodeInternal, err)
+		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
 		return
-	}
-	if err := reconcile.CheckPoolMounted(r.Context(), n.cfg.Driver, pool.Path); err != nil {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: pool %s: %w", q.On, pool.Name, err))
-		return
-	}
-	resp := client.RestoreResponse{Copy: c, DryRun: q.DryRun, NewShare: dst, YAML: reconcile.ShareYAML(q.As, q.On, pool.Name)}
-	resp.Plan = []string{
-		fmt.Sprintf("on %s: send %s (%s copy of %s) in full to %s over the replication transport (btrfs send, mutual TLS)", c.Appliance, c.Path, c.Kind, c.Share, q.On),
-		fmt.Sprintf("on %s: receive it and make the new writable subvolume %s of it (the received copy is deleted after)", q.On, dst),
-		fmt.Sprintf("the spec does not change: %s becomes a share when you add it under shares: in fleet.yaml and apply it", q.As),
 	}
 	if !q.DryRun {
-		resp.Ticket = n.restoreTickets.add(restoreTicket{share: q.Share, from: c.Appliance, copyPath: c.Path, name: q.As, by: userOf(r), pool: *pool, expires: time.Now().Add(ticketTTL)})
+		resp.Ticket = n.restoreTickets.add(t)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -194,14 +227,37 @@ func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.
 		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
 		return
 	}
-	uuid, err := reconcile.SendUUID(r.Context(), n.cfg.Driver, pool.Path, c.Path)
-	if err != nil {
-		bad(http.StatusInternalServerError, client.CodeInternal, err)
-		return
-	}
 	rel, _ := filepath.Rel(pool.Path, c.Path)
-	h := restoreStream{Ticket: q.Ticket, Share: c.Share, Copy: c.Path, Snapshot: rel, Kind: c.Kind, UUID: uuid}
-	res, err := n.streamRestore(r.Context(), q.On, h, c.Path)
+	h := restoreStream{Ticket: q.Ticket, Share: c.Share, Copy: c.Path, Snapshot: rel, Kind: c.Kind}
+	var write func(context.Context, io.Writer) error
+	if q.As != "" {
+		uuid, err := reconcile.SendUUID(r.Context(), n.cfg.Driver, pool.Path, c.Path)
+		if err != nil {
+			bad(http.StatusInternalServerError, client.CodeInternal, err)
+			return
+		}
+		h.UUID = uuid
+		write = func(ctx context.Context, w io.Writer) error { return n.cfg.Driver.Send(ctx, c.Path, "", w) }
+	} else {
+		src, err := reconcile.RestoreSource(c.Path, q.Path)
+		if err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, reconcile.ErrRestoreInput) {
+				code = http.StatusConflict
+			}
+			bad(code, client.CodeConflict, err)
+			return
+		}
+		h.Files, h.Path = true, q.Path
+		write = func(ctx context.Context, w io.Writer) error {
+			skipped, err := reconcile.WriteTar(ctx, c.Path, src, w)
+			if len(skipped) > 0 {
+				n.log.Warn("restore: skipped what is not a file, directory or symbolic link", "copy", c.Path, "skipped", skipped)
+			}
+			return err
+		}
+	}
+	res, err := n.streamRestore(r.Context(), q.On, h, write)
 	if err != nil {
 		var ae *client.APIError
 		if errors.As(err, &ae) {
@@ -215,9 +271,9 @@ func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.
 	writeJSON(w, http.StatusOK, res)
 }
 
-// streamRestore runs btrfs send of path into POST /v1/restore/receive on
-// the agent of target, and returns its answer.
-func (n *Node) streamRestore(ctx context.Context, target string, h restoreStream, path string) (client.RestoreResponse, error) {
+// streamRestore streams what write writes into POST /v1/restore/receive
+// on the agent of target, and returns its answer.
+func (n *Node) streamRestore(ctx context.Context, target string, h restoreStream, write func(context.Context, io.Writer) error) (client.RestoreResponse, error) {
 	var res client.RestoreResponse
 	hc, addr, err := n.memberClient(target, peerLong)
 	if err != nil {
@@ -232,7 +288,7 @@ func (n *Node) streamRestore(ctx context.Context, target string, h restoreStream
 	pr, pw := io.Pipe()
 	sent := make(chan error, 1)
 	go func() {
-		err := n.cfg.Driver.Send(ctx, path, "", pw)
+		err := write(ctx, pw)
 		pw.CloseWithError(err)
 		sent <- err
 	}()
@@ -271,8 +327,12 @@ func (n *Node) handleRestoreReceive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, ok := n.restoreTickets.take(h.Ticket)
-	if !ok || id.Role != pki.RoleNode || t.from != id.Name || t.share != h.Share || t.copyPath != h.Copy {
+	if !ok || id.Role != pki.RoleNode || t.from != id.Name || t.share != h.Share || t.copyPath != h.Copy || h.Files != (t.dir != "") || h.Path != t.path {
 		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeForbidden, Message: fmt.Sprintf("%s holds no ticket for this stream from %s (asked for by an admin, within %s, used once)", n.cfg.Name, id.Name, ticketTTL)})
+		return
+	}
+	if h.Files {
+		n.receiveRestoreFiles(w, r, t, h, start)
 		return
 	}
 	spec := n.fsm.State().Spec
@@ -296,4 +356,32 @@ func (n *Node) handleRestoreReceive(w http.ResponseWriter, r *http.Request) {
 	}
 	te := store.TrailEntry(e)
 	writeJSON(w, http.StatusOK, client.RestoreResponse{NewShare: dst, YAML: reconcile.ShareYAML(t.name, n.cfg.Name, t.pool.Name), Bytes: bytes, Entry: &te})
+}
+
+// receiveRestoreFiles extracts a ticket's tar stream of files into its
+// directory and records the restore.
+func (n *Node) receiveRestoreFiles(w http.ResponseWriter, r *http.Request, t restoreTicket, h restoreStream, start time.Time) {
+	if err := reconcile.CheckRestoreDir("", t.dir); err != nil {
+		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeConflict, Message: err.Error()})
+		return
+	}
+	made, more, bytes, err := reconcile.ExtractTar(r.Context(), r.Body, t.dir, maxRestoreList)
+	what := t.path
+	if filepath.Clean(what) == "." {
+		what = "everything"
+	}
+	e := reconcile.TrailEntry{ID: rand.Text(), Share: t.share, Side: reconcile.SideRestore, From: t.from, To: n.cfg.Name, Start: start, End: time.Now(),
+		Snapshot: h.Snapshot, Bytes: bytes, Result: reconcile.ResultOK,
+		Note: fmt.Sprintf("by %s: %s from %s copy %s on %s to %s", t.by, what, h.Kind, h.Snapshot, t.from, t.dir)}
+	if err != nil {
+		e.Result, e.Error = reconcile.ResultFailed, err.Error()
+	}
+	n.recordTrail(r.Context(), e)
+	n.log.Info("restore received", "share", t.share, "by", t.by, "from", t.from, "copy", h.Copy, "path", t.path, "dir", t.dir, "bytes", bytes, "result", e.Result, "err", e.Error)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, &client.APIError{Code: client.CodeInternal, Message: fmt.Sprintf("restore failed on %s (recorded in the trail of %s): %v", n.cfg.Name, t.share, err)})
+		return
+	}
+	te := store.TrailEntry(e)
+	writeJSON(w, http.StatusOK, client.RestoreResponse{Copied: made, Truncated: more, Bytes: bytes, Entry: &te})
 }

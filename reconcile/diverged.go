@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -453,6 +454,13 @@ func (b *Btrfs) DumpChanges(ctx context.Context, snapshot, base string, w io.Wri
 	derr := dump.Run()
 	pr.Close()
 	serr := send.Wait()
+	if derr == nil && killedByPipe(serr) {
+		// btrfs receive --dump stops at the stream's end command and
+		// exits 0; a send still writing after it (what it writes past
+		// the end marker is nothing the dump needs) dies of SIGPIPE.
+		// The dump succeeding means it read the whole stream.
+		serr = nil
+	}
 	var errs []error
 	if serr != nil {
 		errs = append(errs, b.commandError(ctx, sendArgs, sendErr.String(), serr))
@@ -464,4 +472,14 @@ func (b *Btrfs) DumpChanges(ctx context.Context, snapshot, base string, w io.Wri
 		return fmt.Errorf("compare %s with %s: %w", snapshot, path.Base(base), err)
 	}
 	return nil
+}
+
+// killedByPipe says err is a command's exit by SIGPIPE.
+func killedByPipe(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGPIPE
 }

@@ -87,13 +87,13 @@ func within(root, path string) bool {
 
 // CheckRestoreDir checks that dir may receive restored files: an absolute
 // path that does not exist or is an empty directory, outside the copy at
-// snap.
+// snap ("" when the copy is on another appliance).
 func CheckRestoreDir(snap, dir string) error {
 	if !filepath.IsAbs(dir) || strings.ContainsRune(dir, 0) {
 		return fmt.Errorf("%w: --to %s: want an absolute path on the appliance", ErrRestoreInput, dir)
 	}
 	dir = filepath.Clean(dir)
-	if within(snap, dir) {
+	if snap != "" && within(snap, dir) {
 		return fmt.Errorf("%w: --to %s is inside the snapshot", ErrRestoreInput, dir)
 	}
 	fi, err := os.Lstat(dir)

@@ -1,6 +1,8 @@
 package reconcile_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -248,5 +250,80 @@ func TestRestoreInPlace(t *testing.T) {
 				t.Errorf("%s left behind", before)
 			}
 		})
+	}
+}
+
+// TestTarRoundTrip: WriteTar of a path and of the whole copy, extracted
+// by ExtractTar, gives what RestoreFiles gives: the same files, links
+// and modes, named the same.
+func TestTarRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	snap, _ := restoreTree(t)
+	if err := os.Chmod(filepath.Join(snap, "top.txt"), 0o604); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"", "docs", "top.txt"} {
+		src, err := reconcile.RestoreSource(snap, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := reconcile.WriteTar(ctx, snap, src, &buf); err != nil {
+			t.Fatalf("WriteTar(%q): %v", p, err)
+		}
+		want := filepath.Join(t.TempDir(), "want")
+		wantList, _, err := reconcile.RestoreFiles(ctx, snap, src, want, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := filepath.Join(t.TempDir(), "got")
+		gotList, more, n, err := reconcile.ExtractTar(ctx, &buf, got, 100)
+		if err != nil || more || n == 0 {
+			t.Fatalf("ExtractTar(%q) = %v, %v, %d, %v", p, gotList, more, n, err)
+		}
+		slices.Sort(gotList)
+		if !slices.Equal(gotList, wantList) {
+			t.Errorf("%q: extracted %v, cp gives %v", p, gotList, wantList)
+		}
+		for _, rel := range wantList {
+			a, errA := os.Lstat(filepath.Join(want, rel))
+			b, errB := os.Lstat(filepath.Join(got, rel))
+			if errA != nil || errB != nil || a.Mode() != b.Mode() || (a.Mode().IsRegular() && (a.Size() != b.Size() || !a.ModTime().Equal(b.ModTime()))) {
+				t.Errorf("%q: %s: cp %v %v, extracted %v %v", p, rel, a, errA, b, errB)
+			}
+		}
+	}
+}
+
+// TestExtractTarRefusesEscapes: a crafted stream cannot write outside the
+// directory: "..", absolute names, a path through a link out of it, a
+// name that exists, a device.
+func TestExtractTarRefusesEscapes(t *testing.T) {
+	ctx := context.Background()
+	outside := t.TempDir()
+	for name, entries := range map[string][]tar.Header{
+		"dotdot":   {{Name: "../evil", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"absolute": {{Name: outside + "/evil", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"via link": {{Name: "out", Typeflag: tar.TypeSymlink, Linkname: outside}, {Name: "out/evil", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"twice":    {{Name: "a", Typeflag: tar.TypeReg, Mode: 0o644}, {Name: "a", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"device":   {{Name: "null", Typeflag: tar.TypeChar, Mode: 0o644, Devmajor: 1, Devminor: 3}},
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range entries {
+			if err := tw.WriteHeader(&h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "to")
+		if _, _, _, err := reconcile.ExtractTar(ctx, &buf, dir, 10); err == nil {
+			t.Errorf("%s: extracted", name)
+		}
+		if ents, _ := os.ReadDir(outside); len(ents) > 0 {
+			t.Fatalf("%s: wrote outside: %v", name, ents)
+		}
 	}
 }

@@ -19,7 +19,7 @@ type restoreCmd struct {
 	Path       string   `placeholder:"P" help:"The file or directory in the snapshot to copy out (relative to it; default: everything). With --to."`
 	To         string   `placeholder:"DIR" help:"The directory on the snapshot's appliance to copy to; it must not exist or be empty."`
 	As         string   `placeholder:"NEWSHARE" help:"Make a new writable subvolume <pool>/NEWSHARE of the snapshot on its appliance."`
-	On         string   `placeholder:"APPLIANCE" help:"With --as: make the new share on this storage appliance instead of the copy's, sent there in full over the replication transport."`
+	On         string   `placeholder:"APPLIANCE" help:"With --as or --to: make the new share, or copy the files, on this storage appliance instead of the copy's (sent there over the agents' mutual TLS)."`
 	Pool       string   `placeholder:"POOL" help:"With --as --on: the pool there (default: its only pool, or the share's pool there)."`
 	InPlace    bool     `help:"Make SHARE itself a writable snapshot of the copy, its current state kept as a read-only before-restore snapshot. Needs --approve=restore:SHARE (or a yes on a terminal)."`
 	Approve    []string `placeholder:"restore:SHARE" help:"Approve an in-place restore: restore:SHARE, or all."`
@@ -43,6 +43,10 @@ appliance that holds it (the request goes there, wherever fleetctl runs):
       the same on another storage appliance: the copy is sent there in
       full (btrfs send over mutual TLS, agent to agent) and the new
       subvolume made of what arrived; a partial receive is deleted.
+  fleetctl restore projects --from projects.20261125T101500Z --path docs/a.txt --to /srv/tank/projects/recovered --on nas2
+      files of a copy on one appliance (here a diverged copy on the old
+      active) into a new directory on another (here inside the share's
+      active copy), as a tar stream extracted so nothing lands outside DIR.
 
   fleetctl restore projects --from projects.20261125T084600Z --in-place --approve=restore:projects
       on the appliance active for projects (the copy must be there, in the
@@ -73,8 +77,10 @@ func (c *restoreCmd) Run(e env) error {
 		return fmt.Errorf("--as makes a new share of the whole snapshot; it takes no --path or --to")
 	case c.As == "" && c.To == "" && !c.InPlace:
 		return fmt.Errorf("say what to restore: --path P --to DIR copies files out, --as NEWSHARE makes a new share of the snapshot, --in-place makes the share the snapshot again")
-	case (c.On != "" || c.Pool != "") && c.As == "":
-		return fmt.Errorf("--on and --pool say where --as makes the new share; they need --as")
+	case c.Pool != "" && c.As == "":
+		return fmt.Errorf("--pool says where --as makes the new share; it needs --as")
+	case c.On != "" && c.As == "" && c.To == "":
+		return fmt.Errorf("--on says where --as makes the new share or --to copies files; it needs one of them")
 	case len(c.Approve) > 0 && !c.InPlace:
 		return fmt.Errorf("--approve is for --in-place; the other restores change no existing data")
 	}
@@ -144,7 +150,11 @@ func (c *restoreCmd) Run(e env) error {
 		return writeJSONOut(e.stdout, res)
 	}
 	if len(res.Copied) > 0 {
-		fmt.Fprintf(e.stdout, "Copied to %s on %s:\n", c.To, res.Copy.Appliance)
+		where := res.Copy.Appliance
+		if c.On != "" {
+			where = c.On
+		}
+		fmt.Fprintf(e.stdout, "Copied to %s on %s:\n", c.To, where)
 		for _, p := range res.Copied {
 			fmt.Fprintf(e.stdout, "  %s\n", p)
 		}
