@@ -1015,17 +1015,20 @@ func nextStamp(now time.Time, snaps []sourceSnap) time.Time {
 	return t
 }
 
-// prune deletes the share's replication snapshots but those in keep. It
-// runs after every attempt, so at most one snapshot (the parent of the
-// next incremental) stays between runs.
+// prune deletes the share's replication snapshots but those in keep and
+// the bases of the share's diverged snapshots on the pool (what fleetctl
+// diverged compares them with: the data both appliances held). It runs
+// after every attempt, so one snapshot (the parent of the next
+// incremental) stays between runs, and one for each diverged snapshot.
 func (r *Replicator) prune(ctx context.Context, src replicaSource, keep map[string]bool) error {
-	snaps, err := r.sourceSnapshots(ctx, src)
+	subs, err := r.Driver.Subvolumes(ctx, src.pool)
 	if err != nil {
 		return err
 	}
+	bases := divergedBases(src.share.Name, subs)
 	var errs []error
-	for _, s := range snaps {
-		if keep[s.name] {
+	for _, s := range replicationSnapshots(subs, src.share.Name) {
+		if keep[s.name] || bases[s.sv.Path] {
 			continue
 		}
 		if err := r.Driver.DeleteSubvolume(ctx, filepath.Join(src.dir, s.name)); err != nil {
@@ -1033,6 +1036,21 @@ func (r *Replicator) prune(ctx context.Context, src replicaSource, keep map[stri
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// divergedBases is the set of paths (relative to the pool) of the
+// replication snapshots that are the base of one of share's diverged
+// snapshots among subs (DivergedBase).
+func divergedBases(share string, subs []Subvolume) map[string]bool {
+	out := map[string]bool{}
+	for _, sv := range subs {
+		if name, ok := ClassifyCopy(sv.Path); ok && name.Kind == CopyDiverged && name.Share == share {
+			if base, ok := DivergedBase(share, sv, subs); ok {
+				out[base.Path] = true
+			}
+		}
+	}
+	return out
 }
 
 // parseStamp parses a stamp in StampFormat exactly, like 20261125T084600Z.
