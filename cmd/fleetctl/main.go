@@ -49,6 +49,7 @@ type cli struct {
 	Credential  credentialCmd  `cmd:"" help:"Issue, list and revoke admin credentials."`
 	Token       tokenCmd       `cmd:"" help:"Make, list and revoke join tokens."`
 	Schema      schemaCmd      `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
+	Completion  completionCmd  `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
 }
 
 const description = `fleetctl runs a fleet of btrfs storage appliances from one desired-state
