@@ -28,3 +28,17 @@ ensure_iproute2() {
   echo "iproute2 is missing and cannot be installed here" >&2
   return 1
 }
+
+# ensure_systemd_analyze installs systemd (for systemd-analyze, which
+# verifies the example unit in examples/systemd) the same way.
+ensure_systemd_analyze() {
+  command -v systemd-analyze >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing systemd (for systemd-analyze)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+    return 0
+  fi
+  echo "systemd-analyze is missing and cannot be installed here" >&2
+  return 1
+}

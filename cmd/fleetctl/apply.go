@@ -291,14 +291,21 @@ func loadSpec(e env, file string) (name string, data []byte, spec *schema.Spec, 
 	if err != nil {
 		return name, nil, nil, err
 	}
-	spec, err = schema.Parse(name, data)
+	spec, err = parseSpec(e, name, data)
+	return name, data, spec, err
+}
+
+// parseSpec parses and validates a spec read from name; an invalid one
+// prints every problem and is exitFailed.
+func parseSpec(e env, name string, data []byte) (*schema.Spec, error) {
+	spec, err := schema.Parse(name, data)
 	var problems schema.Errors
 	if errors.As(err, &problems) {
 		for _, p := range problems {
 			fmt.Fprintln(e.stderr, p)
 		}
 		fmt.Fprintf(e.stderr, "%s: invalid: %s; nothing was sent\n", name, plural(len(problems), "problem"))
-		return name, nil, nil, exitError(exitFailed)
+		return nil, exitError(exitFailed)
 	}
-	return name, data, spec, err
+	return spec, err
 }

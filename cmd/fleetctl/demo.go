@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fleetctl/fleetctl"
 	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
@@ -24,7 +25,7 @@ import (
 )
 
 type demoCmd struct {
-	File     string        `short:"f" default:"fleet.yaml.example" placeholder:"FILE" help:"The fleet to run locally; its addresses and pool paths are replaced by local ones."`
+	File     string        `short:"f" placeholder:"FILE" help:"The fleet to run locally; its addresses and pool paths are replaced by local ones (default: fleet.yaml.example, built into fleetctl)."`
 	For      time.Duration `placeholder:"DURATION" help:"Tear the fleet down after DURATION once it has converged (default: on Ctrl-C)."`
 	Keep     bool          `help:"Leave the fleet running and print how to use and remove it."`
 	Dir      string        `placeholder:"DIR" help:"Directory for the demo's data dirs, pool images and logs (default: a new temporary directory)."`
@@ -34,9 +35,12 @@ type demoCmd struct {
 func (demoCmd) Help() string {
 	return `Starts the fleet of FILE on this machine: each appliance an agent process
 on 127.0.0.1 with its own loop-mounted btrfs pools in a temporary directory.
-It applies the spec, waits until every appliance has reconciled it, prints
-the status and the diff (which is then empty), and tears everything down
-(processes, mounts, loop devices, files) on Ctrl-C or after --for.
+Without -f it runs fleet.yaml.example, which fleetctl carries, so it runs
+from any directory. It applies the spec, waits until every appliance has
+reconciled it, prints the status and the diff (which is then empty), and
+tears everything down (processes, mounts, loop devices, data dirs) on
+Ctrl-C or after --for, except the agents' logs: it prints where they are
+and the rm command that removes them.
 
 It needs root and btrfs (the kernel module and btrfs-progs), and says so
 when it cannot run.
@@ -67,7 +71,7 @@ func (c *demoCmd) Run(e env) error {
 	if err := looppool.Available(); err != nil {
 		return fmt.Errorf("fleetctl demo cannot run here: %w", err)
 	}
-	name, data, spec, err := loadSpec(e, c.File)
+	name, data, spec, err := c.loadSpec(e)
 	if err != nil {
 		return err
 	}
@@ -176,6 +180,17 @@ func (c *demoCmd) Run(e env) error {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// loadSpec reads -f FILE, or without it the example fleet built into
+// fleetctl.
+func (c *demoCmd) loadSpec(e env) (name string, data []byte, spec *schema.Spec, err error) {
+	if c.File != "" {
+		return loadSpec(e, c.File)
+	}
+	name, data = fleetctl.ExampleFleetName+" (built in)", fleetctl.ExampleFleet()
+	spec, err = parseSpec(e, name, data)
+	return name, data, spec, err
 }
 
 // build makes the loop pools and ports of every appliance and returns the
@@ -377,7 +392,9 @@ Logs are in %s. Remove everything with:
 }
 
 // teardown stops the agents (SIGTERM, then SIGKILL after 10s), unmounts and
-// detaches the pools, and removes the demo's directory if it made it.
+// detaches the pools, and empties the demo's directory if it made it,
+// but for the agents' logs: they are what tells why a demo went wrong,
+// so they stay until the operator removes them.
 func (f *demoFleet) teardown(e env) {
 	fmt.Fprintln(e.stderr, "\nTearing the demo fleet down…")
 	for _, a := range f.appliances {
@@ -408,13 +425,44 @@ func (f *demoFleet) teardown(e env) {
 		}
 	}
 	if f.ownDir && ok {
-		if err := os.RemoveAll(f.dir); err != nil {
+		if err := removeAllBut(f.dir, ".log"); err != nil {
 			fmt.Fprintf(e.stderr, "  %v\n", err)
 		}
 	}
 	if ok {
 		fmt.Fprintln(e.stderr, "Stopped the agents, unmounted the pools, detached the loop devices.")
 	}
+	var logs []string
+	for _, a := range f.appliances {
+		if _, err := os.Stat(filepath.Join(f.dir, a.name+".log")); err == nil {
+			logs = append(logs, a.name+".log")
+		}
+	}
+	switch {
+	case len(logs) == 0:
+	case f.ownDir:
+		fmt.Fprintf(e.stderr, "The agents' logs are kept in %s: %s. Remove them with:\n  rm -r %s\n", f.dir, strings.Join(logs, ", "), f.dir)
+	default:
+		fmt.Fprintf(e.stderr, "The agents' logs are in %s (--dir): %s.\n", f.dir, strings.Join(logs, ", "))
+	}
+}
+
+// removeAllBut removes everything in dir except the files named *suffix.
+func removeAllBut(dir, suffix string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, en := range entries {
+		if en.Type().IsRegular() && strings.HasSuffix(en.Name(), suffix) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, en.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // freeLocalPort returns a TCP port on 127.0.0.1 that was free a moment ago.

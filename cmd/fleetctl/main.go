@@ -12,14 +12,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/alecthomas/kong"
 )
-
-// version is set at build time with -ldflags "-X main.version=v1.2.3"; a
-// binary built with go install reports its module version instead.
-var version = ""
 
 // Exit codes shared by every command.
 const (
@@ -54,6 +49,7 @@ type cli struct {
 	Credential  credentialCmd  `cmd:"" help:"Issue, list and revoke admin credentials."`
 	Token       tokenCmd       `cmd:"" help:"Make, list and revoke join tokens."`
 	Schema      schemaCmd      `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`
+	Completion  completionCmd  `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
 }
 
 const description = `fleetctl runs a fleet of btrfs storage appliances from one desired-state
@@ -140,16 +136,6 @@ func parseAndRun(parser *kong.Kong, args []string, e env) (code int, ran bool) {
 		return exitTrouble, true
 	}
 	return exitOK, true
-}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
 }
 
 // outputFlag is the --output flag of every command that prints a result

@@ -71,6 +71,8 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"netns":         cmdNetns,
 			"watchwritable": cmdWatchWritable,
 			"damage":        cmdDamage,
+			"notifysocket":  cmdNotifysocket,
+			"notified":      cmdNotified,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond != "btrfs" {
