@@ -145,7 +145,9 @@ type Node struct {
 
 	// wit is the witness's bookkeeping while this node leads (witness.go);
 	// lease is this appliance's side of its lease (lease.go).
-	wit   witness
+	wit witness
+	// prior is the leader this agent last followed (witness.go).
+	prior priorTracker
 	lease leaseState
 	// fresh says the data dir held no Raft state when the node started:
 	// there is nothing stale to act on, so nothing to fence while the log
@@ -232,6 +234,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop(func() { n.certRenewLoop(runCtx) })
 	n.goLoop(func() { every(runCtx, sweepInterval, n.sweepCerts) })
 	n.goLoop(func() { every(runCtx, sweepInterval, n.pruneState) })
+	n.goLoop(func() { every(runCtx, priorSample, n.notePrior) })
 	n.startLease(runCtx, early)
 
 	if fresh && cfg.Bootstrap {
@@ -464,9 +467,14 @@ func (n *Node) watchLeadership(ctx context.Context) {
 				n.log.Warn("barrier after election failed; not serving writes until the next election", "err", err)
 				continue
 			}
-			// The new leader counts every appliance as renewed now: the
-			// renewals went to the old leader's memory.
-			n.wit.startTerm(time.Now(), n.fsm.State())
+			// The new leader counts every appliance as renewed now (the
+			// renewals went to the old leader's memory), but the old
+			// leader from when it last heard from it.
+			prior := n.prior.get()
+			if prior.name == n.cfg.Name {
+				prior = priorLeader{}
+			}
+			n.wit.startTerm(time.Now(), n.fsm.State(), prior)
 			n.leaderReady.Store(true)
 			n.log.Info("leader ready")
 			if n.bootstrapToken.CompareAndSwap(true, false) {

@@ -65,13 +65,15 @@ type witness struct {
 }
 
 // startTerm starts the bookkeeping when this node has taken office (after
-// its Barrier) at now, from the state st (see newWitnessBook).
-func (w *witness) startTerm(now time.Time, st *store.State) {
+// its Barrier) at now, from the state st (see newWitnessBook), crediting
+// the leader it followed before (see creditPrior).
+func (w *witness) startTerm(now time.Time, st *store.State, prior priorLeader) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.leading = true
 	w.term++
 	w.book = newWitnessBook(now, st)
+	w.book.creditPrior(prior, st.Spec, now)
 }
 
 // endTerm forgets every renewal: they were this term's.
@@ -357,4 +359,36 @@ func roundRTT(d time.Duration) time.Duration {
 		return d.Round(10 * time.Microsecond)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// priorSample is how often an agent notes the leader it follows and when
+// it last heard from it. Raft's last contact stops moving when the leader
+// dies, and the leader stays known for a heartbeat timeout after, so the
+// sample taken then is exact; the interval only bounds how stale a
+// sample of a leader that changed in between can be.
+const priorSample = 100 * time.Millisecond
+
+// priorTracker holds the newest sample of the leader this agent follows.
+type priorTracker struct {
+	mu sync.Mutex
+	p  priorLeader
+}
+
+func (t *priorTracker) get() priorLeader {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.p
+}
+
+// notePrior samples the leader this agent follows (not itself) and its
+// last contact, for the credit a new leader gives it (creditPrior).
+func (n *Node) notePrior() {
+	_, id := n.raft.LeaderWithID()
+	if id == "" || string(id) == n.cfg.Name {
+		return
+	}
+	p := priorLeader{name: string(id), contact: n.raft.LastContact()}
+	n.prior.mu.Lock()
+	n.prior.p = p
+	n.prior.mu.Unlock()
 }

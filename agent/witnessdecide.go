@@ -28,6 +28,10 @@ type witnessBook struct {
 	// office, or later when the appliance is first named in the spec).
 	renewals map[string]renewal
 	seen     map[string]time.Time
+	// credited is the leader this node followed before it took office, a
+	// storage appliance, counted as renewed when this node last heard from
+	// it rather than at office (creditPrior).
+	credited map[string]time.Time
 	// What the witness log last said, to write transitions only.
 	unreachable map[string]bool            // by appliance
 	degraded    map[string]bool            // by appliance
@@ -116,11 +120,60 @@ func (b *witnessBook) renew(appliance string, rtt time.Duration, now time.Time) 
 	b.renewals[appliance] = r
 }
 
+// priorLeader is the member this node last followed as leader, and when
+// it last heard from it (raft's LastContact, sampled while following).
+type priorLeader struct {
+	name    string
+	contact time.Time
+}
+
+// creditPrior counts p, the leader this node followed before taking
+// office at now, as renewed when this node last heard from it, instead of
+// at office as every other appliance: when the active appliance of a
+// share was the leader and died, the failover then comes failover_after
+// after it went silent rather than failover_after after the election.
+//
+// It takes only what the policy leaves beyond the margin validation asks
+// for (schema.FenceMargin): the credit never goes below
+// floor = office + fence_after + FenceMargin − failover_after, so the
+// earliest failover, credit + failover_after, is never before office +
+// fence_after + FenceMargin — what it is for every appliance without a
+// credit at the tightest policy, where office bounds the old leader's
+// last answered renewal (it answers only while it leads; see
+// docs/design.md, "A new leader credits the old one"). A policy with
+// failover_after − fence_after at the minimum gets no credit at all.
+// A witness or an appliance not in the spec gets none either.
+func (b *witnessBook) creditPrior(p priorLeader, spec *schema.Spec, now time.Time) {
+	if p.name == "" || p.contact.IsZero() || spec == nil {
+		return
+	}
+	if a := spec.Appliance(p.name); a == nil || a.Role == schema.RoleWitness {
+		return
+	}
+	pol := spec.Witness
+	at := p.contact
+	floor := now.Add(time.Duration(pol.FenceAfter) + time.Duration(schema.FenceMargin(pol.FailoverAfter)) - time.Duration(pol.FailoverAfter))
+	if at.Before(floor) {
+		at = floor
+	}
+	if !at.Before(now) {
+		return
+	}
+	if b.credited == nil {
+		b.credited = map[string]time.Time{}
+	}
+	b.credited[p.name] = at
+	b.seen[p.name] = at
+}
+
 // lastRenewal is when the leader last counted appliance as renewed, and
 // whether that was a renewal it received (not its taking office or first
 // seeing the appliance).
 func (b *witnessBook) lastRenewal(appliance string) (time.Time, bool) {
 	base := b.since
+	if c, ok := b.credited[appliance]; ok {
+		base = c
+	}
 	if s, ok := b.seen[appliance]; ok && s.After(base) {
 		base = s
 	}

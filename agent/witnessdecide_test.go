@@ -555,7 +555,7 @@ func TestWitnessFailoverConfirm(t *testing.T) {
 func TestWitnessRenewOnlyWhileLeading(t *testing.T) {
 	var w witness
 	st := &store.State{Spec: decideSpec()}
-	w.startTerm(office, st)
+	w.startTerm(office, st, priorLeader{})
 	applied := func() uint64 { return 7 }
 	if idx, ok := w.renew("nas1", 3*time.Millisecond, office.Add(time.Second), applied); !ok || idx != 7 {
 		t.Fatalf("renew while leading: want index 7, got %d (%v)", idx, ok)
@@ -568,11 +568,56 @@ func TestWitnessRenewOnlyWhileLeading(t *testing.T) {
 	if _, ok := w.renew("nas1", 0, office.Add(3*time.Second), applied); ok {
 		t.Fatalf("renew after the term ended: want refused")
 	}
-	w.startTerm(office.Add(time.Minute), st)
+	w.startTerm(office.Add(time.Minute), st, priorLeader{})
 	if last, renewed := w.book.lastRenewal("nas1"); !last.Equal(office.Add(time.Minute)) || renewed {
 		t.Fatalf("next term: want nas1 counted from office at %v, not received; got %v, %v", office.Add(time.Minute), last, renewed)
 	}
 	if w.term != 2 {
 		t.Fatalf("terms led: want 2, got %d", w.term)
+	}
+}
+
+// A new leader counts the leader it followed before, when that is a
+// storage appliance, from when it last heard from it: the failover of a
+// share whose active appliance was the old leader comes failover_after
+// after it went silent, not after the election. The credit never goes
+// below office + fence_after + FenceMargin − failover_after (here 30s,
+// 15s and 7.5s: office − 7.5s); a policy at the minimum margin, a
+// witness and an appliance outside the spec get none.
+func TestWitnessCreditsPriorLeader(t *testing.T) {
+	auto := testShare{"projects", "nas1", "nas2", schema.FailoverAuto}
+	for _, c := range []struct {
+		name    string
+		prior   priorLeader
+		quiet   time.Duration // still no failover at office+quiet
+		failing time.Duration // the failover is due at office+failing
+		tight   bool          // failover_after 20s, fence_after 15s: the minimum margin
+	}{
+		{"the old leader, silent 2s before office", priorLeader{"nas1", office.Add(-2 * time.Second)}, 27900 * time.Millisecond, 28100 * time.Millisecond, false},
+		{"a stale contact is floored", priorLeader{"nas1", office.Add(-20 * time.Second)}, 22400 * time.Millisecond, 22600 * time.Millisecond, false},
+		{"no credit at the minimum margin", priorLeader{"nas1", office.Add(-2 * time.Second)}, 19900 * time.Millisecond, 20100 * time.Millisecond, true},
+		{"a witness gets no credit", priorLeader{"wit", office.Add(-2 * time.Second)}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
+		{"nor does a stranger", priorLeader{"ghost", office.Add(-2 * time.Second)}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
+		{"another appliance than the active one", priorLeader{"nas3", office.Add(-2 * time.Second)}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := &store.State{Spec: decideSpec(auto), Generation: 1}
+			if c.tight {
+				st.Spec.Witness.FailoverAfter = schema.Duration(20 * time.Second) // fence_after 15s: exactly the minimum margin, 5s
+			}
+			s := newWitnessSim(st)
+			s.book.creditPrior(c.prior, st.Spec, office)
+			s.every(time.Second, c.quiet, "nas2", "nas3")
+			s.at(c.quiet)
+			if d := s.decide(); len(d.Failovers) != 0 {
+				t.Fatalf("at office+%v: failover %+v, want none yet", c.quiet, d.Failovers)
+			}
+			s.renew(time.Millisecond, "nas2", "nas3")
+			s.at(c.failing)
+			d := s.decide()
+			if len(d.Failovers) != 1 || d.Failovers[0].From != "nas1" {
+				t.Fatalf("at office+%v: failovers %+v, want projects from nas1", c.failing, d.Failovers)
+			}
+		})
 	}
 }

@@ -212,4 +212,3 @@ func (c *countReader) Read(p []byte) (int, error) {
 	c.n += int64(k)
 	return k, err
 }
-

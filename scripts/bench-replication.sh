@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# Replication benchmark, in one run on this machine (root, btrfs):
-#  - a 1 GiB share replicated between two loop-mounted pools by fleetctl
-#    (two agents on 127.0.0.1, mutual TLS, the agent's own send/receive),
-#  - the same data through a plain `btrfs send | btrfs receive` pipe (the
-#    baseline), and their ratio;
-#  - an incremental fleetctl run after a 1 MiB change to the share.
+# Replication benchmark, in one run on this machine (root, btrfs), each
+# figure a ratio against a baseline measured in the same run:
+#  - full: a 1 GiB share replicated between two loop-mounted pools by
+#    fleetctl (two agents on 127.0.0.1, mutual TLS), from the start of the
+#    run to its end as the trail records them, against a plain
+#    `btrfs send | btrfs receive` pipe (snapshot included) and against
+#    btrbk 0.32 (Debian's package, installed when missing); the latency
+#    from apply to the start of the run is reported apart;
+#  - incremental after a 1 MiB change: `fleetctl replicate --now --follow`
+#    from start to return, against `btrbk run` doing the same.
+# Every full send starts from a cold page cache.
 #
 #   scripts/bench-replication.sh            # SIZE_MIB=1024 by default
+#   KEEP=1 scripts/bench-replication.sh     # keep the work dir (logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${SIZE_MIB:-1024}
 [ "$(id -u)" = 0 ] || { echo "needs root (loop devices, mounts)" >&2; exit 2; }
 . scripts/ensure-btrfs-progs.sh
 ensure_btrfs_progs
+if ! command -v btrbk >/dev/null; then
+  echo "installing btrbk (the second baseline)…" >&2
+  apt-get install -y -q btrbk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q btrbk >/dev/null; }
+fi
 
 work=$(mktemp -d /tmp/fleetctl-bench-repl.XXXXXX)
 bin=$work/fleetctl
@@ -23,12 +33,12 @@ cleanup() {
   wait 2>/dev/null || true
   for m in "${mnts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
   for d in "${devs[@]}"; do losetup -d "$d" 2>/dev/null || true; done
-  rm -rf "$work"
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
 pool() { # name size_mib
-  truncate -s "$(( $2 * 3 ))M" "$work/$1.img"
+  truncate -s "$(( $2 * 4 + 256 ))M" "$work/$1.img"
   local dev; dev=$(losetup --find --show "$work/$1.img"); devs+=("$dev")
   mkfs.btrfs -q "$dev" >/dev/null 2>&1
   mkdir -p "$work/$1"; mount "$dev" "$work/$1"; mnts+=("$work/$1")
@@ -57,6 +67,36 @@ t1=$(now)
 plain=$(secs "$t0" "$t1")
 btrfs subvolume delete "$work/p2/plain/base-snap" >/dev/null
 btrfs subvolume delete "$work/p1/base-snap" >/dev/null
+
+# Baseline 2: btrbk, full then incremental, on a copy of the share (a
+# writable snapshot: the same extents, sent in full all the same).
+btrfs subvolume snapshot "$work/p1/data" "$work/p1/bdata" >/dev/null
+mkdir -p "$work/p1/btrbk-snap" "$work/p2/btrbk"
+cat > "$work/btrbk.conf" <<CONF
+timestamp_format long-iso
+snapshot_preserve_min all
+target_preserve_min all
+lockfile $work/btrbk.lock
+volume $work/p1
+  snapshot_dir btrbk-snap
+  subvolume bdata
+    target send-receive $work/p2/btrbk
+CONF
+cold
+t0=$(now)
+btrbk -q -c "$work/btrbk.conf" run
+t1=$(now)
+btrbk_full=$(secs "$t0" "$t1")
+dd if=/dev/urandom of="$work/p1/bdata/blob" bs=1M count=1 seek=7 conv=notrunc status=none
+sync
+sleep 1 # btrbk names snapshots to the second (long-iso); a second run in the same second would collide
+t0=$(now)
+btrbk -q -c "$work/btrbk.conf" run
+t1=$(now)
+btrbk_inc=$(secs "$t0" "$t1")
+[ "$(ls "$work/p2/btrbk" | wc -l)" = 2 ] || { echo "btrbk did not make two snapshots" >&2; ls "$work/p2/btrbk" >&2; exit 1; }
+for s in "$work"/p2/btrbk/* "$work"/p1/btrbk-snap/* "$work/p1/bdata"; do btrfs subvolume delete "$s" >/dev/null; done
+btrfs subvolume sync "$work/p1" >/dev/null; btrfs subvolume sync "$work/p2" >/dev/null
 
 cat > "$work/fleet.yaml" <<YAML
 version: 1
@@ -87,6 +127,23 @@ until "$bin" replication trail data --data-dir "$work/d1" 2>/dev/null | grep -q 
 done
 t1=$(now)
 full=$(secs "$t0" "$t1")
+# The run itself, start to end, as the sender recorded it; and the
+# latency from the apply to the run's start.
+"$bin" replication trail data --data-dir "$work/d1" -o json > "$work/trail.json"
+read -r run_secs start_lat < <(python3 - "$work/trail.json" "$t0" <<'PY'
+import json, sys
+from datetime import datetime
+def ts(s):
+    s = s.rstrip("Z")
+    if "." in s:
+        head, frac = s.split(".")
+        s = head + "." + frac[:6]
+    return datetime.fromisoformat(s).timestamp()
+trail = json.load(open(sys.argv[1]))
+e = next(e for e in trail if e["side"] == "send" and e["kind"] == "full" and e["result"] == "ok")
+print("%.2f %.2f" % (ts(e["end"]) - ts(e["start"]), ts(e["start"]) - float(sys.argv[2])))
+PY
+)
 
 # Incremental after a 1 MiB change.
 dd if=/dev/urandom of="$work/p1/data/blob" bs=1M count=1 seek=7 conv=notrunc status=none
@@ -97,7 +154,15 @@ t1=$(now)
 inc=$(secs "$t0" "$t1")
 grep -q 'send .* incremental .* ok$' "$work/inc.out" || { cat "$work/inc.out" >&2; exit 1; }
 
-printf '%-44s %10s\n' "${size_mib} MiB full, btrfs send | btrfs receive" "${plain}s"
-printf '%-44s %10s\n' "${size_mib} MiB full, fleetctl (apply to trail ok)" "${full}s"
-printf '%-44s %10s\n' "ratio fleetctl / plain pipe" "$(awk -v a="$full" -v b="$plain" 'BEGIN {printf "%.2f", a / b}')"
-printf '%-44s %10s\n' "incremental after a 1 MiB change, fleetctl" "${inc}s"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+row() { printf '%-52s %8s\n' "$1" "$2"; }
+row "${size_mib} MiB full, btrfs send | btrfs receive" "${plain}s"
+row "${size_mib} MiB full, btrbk run" "${btrbk_full}s"
+row "${size_mib} MiB full, fleetctl run (trail start→end)" "${run_secs}s"
+row "  ratio fleetctl run / plain pipe" "$(ratio "$run_secs" "$plain")"
+row "  ratio fleetctl run / btrbk" "$(ratio "$run_secs" "$btrbk_full")"
+row "  apply → run start" "${start_lat}s"
+row "${size_mib} MiB full, fleetctl apply → trail ok (polled)" "${full}s"
+row "incremental after a 1 MiB change, btrbk run" "${btrbk_inc}s"
+row "incremental after a 1 MiB change, fleetctl" "${inc}s"
+row "  ratio fleetctl / btrbk" "$(ratio "$inc" "$btrbk_inc")"
