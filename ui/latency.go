@@ -96,9 +96,9 @@ func (l *latency) graph(now time.Time) graph {
 	}
 	g.MaxMS = niceCeil(g.MaxMS)
 	g.Mid = g.Height / 2
-	// The graph spans the samples it has, at least a minute, at most the
+	// The graph spans the samples it has, at least 10s, at most the
 	// window: the first minutes after a start are not a sliver at the edge.
-	span := min(max(now.Sub(start), time.Minute), l.window)
+	span := min(max(now.Sub(start), 10*time.Second), l.window)
 	start = now.Add(-span)
 	g.From, g.Span = start, roundDur(span)
 	for i, n := range l.names {

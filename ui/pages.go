@@ -119,6 +119,9 @@ type applianceView struct {
 	Pools []poolView
 	// Orphans are the appliance's orphaned subvolumes with their sizes.
 	Orphans []client.Orphan
+	// Replicas are the replicated shares this appliance holds the
+	// read-only replica of (received copies, not shares of its own).
+	Replicas []client.ShareFailover
 }
 
 // poolView is one pool of an appliance: what the spec says and what its
@@ -175,6 +178,11 @@ func appliancesView(st *client.Status, spec *schema.Spec) []applianceView {
 				}
 			}
 			v.Pools = append(v.Pools, pv)
+		}
+		for _, sf := range st.Shares {
+			if sf.Replica == a.Name {
+				v.Replicas = append(v.Replicas, sf)
+			}
 		}
 		for _, o := range st.Orphans {
 			if o.Appliance == a.Name {

@@ -241,4 +241,3 @@ func TestIsLoopbackHost(t *testing.T) {
 		}
 	}
 }
-
