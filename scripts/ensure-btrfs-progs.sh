@@ -42,3 +42,19 @@ ensure_systemd_analyze() {
   echo "systemd-analyze is missing and cannot be installed here" >&2
   return 1
 }
+
+# ensure_chromium installs Debian's chromium (the headless browser the
+# dashboard's end-to-end script drives) the same way.
+ensure_chromium() {
+  for b in chromium chromium-browser google-chrome google-chrome-stable; do
+    command -v "$b" >/dev/null 2>&1 && return 0
+  done
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    return 0
+  fi
+  echo "chromium is missing and cannot be installed here" >&2
+  return 1
+}

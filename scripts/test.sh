@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command, as README.md gives it and .ci/run calls it.
 # It installs what the tests need on a fresh machine (btrfs-progs,
-# iproute2, systemd for systemd-analyze), then runs gofmt,
+# iproute2, systemd for systemd-analyze, chromium for the dashboard), then runs gofmt,
 # go vet, staticcheck, every test with the race detector, and a short fuzz
 # run of the spec parser.
 #
@@ -17,6 +17,7 @@ step() { printf '\n== %s\n' "$*"; }
 ensure_btrfs_progs || echo "real-btrfs tests will skip" >&2
 ensure_iproute2 || echo "the network-namespace failover test will skip" >&2
 ensure_systemd_analyze || echo "the example systemd unit will not be verified" >&2
+ensure_chromium || echo "the dashboard's browser test will skip (and fail under CI=true)" >&2
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

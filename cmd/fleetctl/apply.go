@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/preview"
 	"github.com/fleetctl/fleetctl/schema"
 )
 
@@ -114,7 +115,7 @@ func (c *applyCmd) Run(e env) error {
 			return fmt.Errorf("the spec it replaced no longer parses: %w", err)
 		}
 	}
-	active, _ := activeAppliances(ctx, cl, spec, nil) // without it, the note names the spec's appliance
+	active, _ := preview.ActiveAppliances(ctx, cl, spec, nil) // without it, the note names the spec's appliance
 	changes := schema.DiffWith(prev, spec, schema.DiffOptions{Active: active})
 	if res.Unchanged {
 		changes = schema.Changes{}

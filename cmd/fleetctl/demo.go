@@ -20,6 +20,7 @@ import (
 	"github.com/fleetctl/fleetctl/agent"
 	"github.com/fleetctl/fleetctl/client"
 	"github.com/fleetctl/fleetctl/pki"
+	"github.com/fleetctl/fleetctl/preview"
 	"github.com/fleetctl/fleetctl/reconcile/looppool"
 	"github.com/fleetctl/fleetctl/schema"
 )
@@ -161,7 +162,7 @@ func (c *demoCmd) Run(e env) error {
 	if err != nil {
 		return err
 	}
-	if err := renderDiff(e.stdout, diffReport{StoredGeneration: res.Generation, Changes: schema.Diff(local, local), Appliances: plan.Appliances}, useColor(e, false)); err != nil {
+	if err := (preview.Report{StoredGeneration: res.Generation, Changes: schema.Diff(local, local), Appliances: plan.Appliances}).Render(e.stdout, useColor(e, false)); err != nil {
 		return err
 	}
 

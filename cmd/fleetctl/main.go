@@ -46,6 +46,7 @@ type cli struct {
 	Fence       fenceCmd       `cmd:"" help:"Make the shares a stopped agent was active for read-only (for unit files and operators)."`
 	Guard       guardCmd       `cmd:"" hidden:"" help:"The agent's guard process (started by fleetctl agent)."`
 	Demo        demoCmd        `cmd:"" help:"Run a fleet on this machine: agents on 127.0.0.1, loop-mounted btrfs pools."`
+	UI          uiCmd          `cmd:"" name:"ui" help:"Serve a dashboard of the fleet to a browser on this machine (loopback, login token)."`
 	Credential  credentialCmd  `cmd:"" help:"Issue, list and revoke admin credentials."`
 	Token       tokenCmd       `cmd:"" help:"Make, list and revoke join tokens."`
 	Schema      schemaCmd      `cmd:"" help:"Print the JSON Schema of fleet.yaml, for editors."`

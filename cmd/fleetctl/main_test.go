@@ -73,8 +73,19 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"damage":        cmdDamage,
 			"notifysocket":  cmdNotifysocket,
 			"notified":      cmdNotified,
+			"browser":       cmdBrowser,
+			"httpstatus":    cmdHTTPStatus,
 		},
 		Condition: func(cond string) (bool, error) {
+			if cond == "chromium" {
+				// [chromium]: a headless Chromium can drive the dashboard.
+				// On CI it must: a skipped browser script is a failure.
+				_, err := chromiumPath()
+				if err != nil && os.Getenv("CI") == "true" {
+					return false, fmt.Errorf("browser script cannot run on CI: %w", err)
+				}
+				return err == nil, nil
+			}
 			if cond != "btrfs" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}

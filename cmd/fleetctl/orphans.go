@@ -29,12 +29,6 @@ func orphanHint(orphans []client.Orphan, appliance, poolName string) string {
 	return ""
 }
 
-// indent puts prefix before every line of s but the first, so that a
-// text of several lines keeps the indentation of the line it starts on.
-func indent(s, prefix string) string {
-	return strings.ReplaceAll(s, "\n", "\n"+prefix)
-}
-
 type orphansCmd struct {
 	clientFlags
 	outputFlag `embed:""`
