@@ -73,6 +73,16 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"damage":        cmdDamage,
 		},
 		Condition: func(cond string) (bool, error) {
+			if cond == "promtool" {
+				// [promtool]: Prometheus's promtool is installed (Debian's
+				// prometheus package; scripts/test.sh installs it). On CI
+				// it must be: a skipped check is a failure.
+				_, err := exec.LookPath("promtool")
+				if err != nil && os.Getenv("CI") == "true" {
+					return false, fmt.Errorf("promtool is needed on CI (apt-get install prometheus): %w", err)
+				}
+				return err == nil, nil
+			}
 			if cond != "btrfs" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}
