@@ -73,13 +73,16 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"damage":        cmdDamage,
 		},
 		Condition: func(cond string) (bool, error) {
-			if cond == "promtool" {
-				// [promtool]: Prometheus's promtool is installed (Debian's
-				// prometheus package; scripts/test.sh installs it). On CI
-				// it must be: a skipped check is a failure.
+			if cond == "prometheus" {
+				// [prometheus]: Prometheus and its promtool are installed
+				// (Debian's prometheus package; scripts/test.sh installs
+				// it). On CI they must be: a skipped check is a failure.
 				_, err := exec.LookPath("promtool")
+				if err == nil {
+					_, err = exec.LookPath("prometheus")
+				}
 				if err != nil && os.Getenv("CI") == "true" {
-					return false, fmt.Errorf("promtool is needed on CI (apt-get install prometheus): %w", err)
+					return false, fmt.Errorf("prometheus and promtool are needed on CI (apt-get install prometheus): %w", err)
 				}
 				return err == nil, nil
 			}
