@@ -50,9 +50,9 @@ func TestFailoverTally(t *testing.T) {
 
 func TestFailoverReasonKind(t *testing.T) {
 	for detail, want := range map[string]string{
-		failoverReason("nas1", 31*time.Second, 30_000_000_000) + "; docs now active on nas2, epoch 1": "unreachable",
-		"planned switchover by admin:alice; final snapshot s; docs now active on nas2, epoch 2":        "switchover",
-		"failback: nas1 caught up; final snapshot s; docs now active on nas1, epoch 3":                 "failback",
+		failoverReason("nas1", 31*time.Second, 30_000_000_000) + "; docs now active on nas2, epoch 1":                                          "unreachable",
+		"planned switchover by admin:alice; final snapshot s; docs now active on nas2, epoch 2":                                                "switchover",
+		"failback: nas1 caught up; final snapshot s; docs now active on nas1, epoch 3":                                                         "failback",
 		"nas2 no longer holds docs (the spec pairs nas1 with nas3): active on its spec appliance nas1 again; docs now active on nas1, epoch 4": "repaired",
 		"docs now active on nas1, epoch 5": "other",
 	} {
