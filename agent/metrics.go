@@ -457,19 +457,26 @@ func sameEvent(a, b store.WitnessEvent) bool {
 // failoverReasons are the values of fleetctl_failovers_total's reason.
 var failoverReasons = []string{"unreachable", "switchover", "failback", "repaired", "other"}
 
+// How the reasons of failovers start (or what they hold), so that
+// failoverReasonKind can tell them apart: the producers use these.
+const (
+	reasonSwitchover = "planned switchover by " // switchover.go: fleetctl failover
+	reasonFailback   = "failback: "             // switchover.go: failbackLoop
+	reasonRepaired   = " no longer holds "      // prune.go: re-paired shares
+)
+
 // failoverReasonKind names the kind of a failover event by its detail,
 // which starts with the reason its proposer gave: failoverReason (the
-// witness), switchover's "planned switchover by USER", failbackLoop's
-// "failback: …", pruneState's re-pairing.
+// witness), or one of the reason constants above.
 func failoverReasonKind(detail string) string {
 	switch {
-	case strings.HasPrefix(detail, "planned switchover by "):
+	case strings.HasPrefix(detail, reasonSwitchover):
 		return "switchover"
-	case strings.HasPrefix(detail, "failback: "):
+	case strings.HasPrefix(detail, reasonFailback):
 		return "failback"
 	case strings.Contains(detail, " unreachable for ") && strings.Contains(detail, "failover_after"):
 		return "unreachable"
-	case strings.Contains(detail, " no longer holds "):
+	case strings.Contains(detail, reasonRepaired):
 		return "repaired"
 	}
 	return "other"
