@@ -116,6 +116,9 @@ var routeTable = []route{
 	{"GET /v1/diverged/local", accessAny, onAny, (*Node).handleDivergedLocal},
 	{"GET /v1/witness/status", accessAny, onLeader, (*Node).handleWitnessStatus},
 	{"GET /v1/witness/log", accessAny, onAny, (*Node).handleWitnessLog},
+	// Prometheus metrics: what status and witness status show, as
+	// numbers; any admin or member, as those reads (metrics.go).
+	{"GET /metrics", accessAny, onAny, (*Node).handleMetrics},
 }
 
 func (n *Node) routes() http.Handler {

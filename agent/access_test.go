@@ -90,6 +90,36 @@ func rawPost(t *testing.T, creds pki.Credentials, addr, path string, body any, h
 	return resp.StatusCode, buf.String()
 }
 
+// rawGet gets path from the agent at addr with creds (none when nil),
+// checking the agent's certificate against the fleet's CA, and returns
+// the status and body; status 0 when the connection was refused.
+func rawGet(t *testing.T, creds *pki.Credentials, addr, path string) (int, string) {
+	t.Helper()
+	var conf *tls.Config
+	if creds != nil {
+		var err error
+		if conf, err = pki.ClientConfig(*creds, "", []string{client.ProtoAPI}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		conf = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{client.ProtoAPI}} // only the status matters
+	}
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err.Error() // refused at the handshake
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.String()
+}
+
 // TestAccessEachIdentityOnlyItsOwnJob: with real agents and real TLS, an
 // identity that is forged, of the wrong kind or not the one the request
 // is about gets 403, and nothing changes in the store.
@@ -189,6 +219,28 @@ func TestAccessEachIdentityOnlyItsOwnJob(t *testing.T) {
 	refused("status with a non-member's node certificate", err)
 	_, err = intruder.RenewLease(t.Context(), client.LeaseRequest{Appliance: "intruder"})
 	refused("a lease renewed by a non-member", err)
+
+	// Metrics: any admin or member reads them, over mutual TLS; a
+	// non-member's certificate and no certificate get nothing.
+	_, intruderCreds := issued(t, leader, pki.RoleNode, "intruder2")
+	for _, c := range []struct {
+		who   string
+		creds *pki.Credentials
+		want  int
+	}{
+		{"an admin", &adminCreds, http.StatusOK},
+		{"a member agent", &ncreds, http.StatusOK},
+		{"a non-member's node certificate", &intruderCreds, http.StatusForbidden},
+		{"no certificate", nil, http.StatusUnauthorized},
+	} {
+		code, body := rawGet(t, c.creds, other.cfg.Advertise, "/metrics")
+		if code == 0 && c.want == http.StatusForbidden {
+			continue // refused at the handshake: as good
+		}
+		if code != c.want || (code == http.StatusOK) != strings.Contains(body, "fleetctl_build_info") {
+			t.Fatalf("GET /metrics as %s: want %d, got %d %.200s", c.who, c.want, code, body)
+		}
+	}
 
 	if after := leader.FSM().State(); after.Generation != before.Generation || len(after.Nodes) != len(before.Nodes) || len(after.Trails) != 0 {
 		t.Fatalf("a refused request changed the store: generation %d → %d, %d → %d node statuses, trails %v",

@@ -35,6 +35,7 @@ func (n *Node) startReconciler(ctx context.Context) {
 		Publish:  n.publishStatus,
 		Interval: n.cfg.ReconcileInterval,
 		Log:      n.log.With("part", "reconcile"),
+		Ran:      n.metrics.reconciled,
 	}
 	n.reconciler.Store(l)
 	n.goLoop(func() {

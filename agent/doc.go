@@ -29,6 +29,9 @@
 //   - prune.go: the leader keeps the replicated state following the spec.
 //   - raftdb.go: refusing a damaged or emptied raft.db with a clear error.
 //   - peers.go: the pooled HTTP clients to the other members.
+//   - metrics.go: the Prometheus registry and the collector that reads
+//     the agent's state at each scrape (GET /metrics, --metrics-listen);
+//     raftmetrics.go bridges raft's go-metrics into it.
 //
 // Everything the agent persists through Raft is a command of package
 // store, proposed with store.Propose (Node.apply). Shutdown fences first,

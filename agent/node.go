@@ -75,6 +75,11 @@ type Config struct {
 	// whose agent was a member (it has an identity), as the member it
 	// was: its Raft term, vote and log are lost. Start refuses without it.
 	AcceptEmptyRaftDB bool
+	// MetricsListen, when set, is a loopback host:port where GET /metrics
+	// is also served in plain HTTP, for a scraper on this appliance (the
+	// API port serves it over mutual TLS). Start refuses any other
+	// address (ErrMetricsNotLoopback).
+	MetricsListen string
 }
 
 // Guard is what the node needs of its guard process: Beat never blocks,
@@ -169,6 +174,12 @@ type Node struct {
 	// record the join token it wrote to the data dir.
 	bootstrapToken atomic.Bool
 
+	// metrics is the agent's Prometheus registry (metrics.go);
+	// metricsSrv serves it on MetricsListen, at metricsAddr.
+	metrics     *metrics
+	metricsSrv  *http.Server
+	metricsAddr string
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 
@@ -195,7 +206,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.ReconcileInterval == 0 {
 		cfg.ReconcileInterval = DefaultReconcileInterval
 	}
+	if cfg.MetricsListen != "" {
+		if err := CheckMetricsListen(cfg.MetricsListen); err != nil {
+			return nil, err
+		}
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{}), memberLock: make(chan struct{}, 1)}
+	metrics, err := newMetrics(n)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = metrics
 	was, err := n.dir.ensure()
 	if err != nil {
 		return nil, err
@@ -255,6 +276,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.startReconciler(runCtx)
 	n.startReplication(runCtx)
 	n.goLoop(func() { n.failbackLoop(runCtx) })
+	if cfg.MetricsListen != "" {
+		if err := n.serveMetrics(); err != nil {
+			n.Shutdown()
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
@@ -538,6 +565,13 @@ func (n *Node) shutdown() error {
 		defer cancel()
 		if err := n.api.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
+		}
+	}
+	if n.metricsSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := n.metricsSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("metrics server: %w", err))
 		}
 	}
 	if n.mux != nil {

@@ -69,7 +69,7 @@ func decidePrune(st *store.State, members map[string]bool, now time.Time) pruneD
 		}
 		d.Repair = append(d.Repair, store.FailoverShare{
 			Share: sh.Name, From: fo.Active, To: sh.Appliance, ExpectedEpoch: fo.Epoch, At: now.UTC(),
-			Reason: fmt.Sprintf("%s no longer holds %s (the spec pairs %s with %s): active on its spec appliance %s again",
+			Reason: fmt.Sprintf("%s"+reasonRepaired+"%s (the spec pairs %s with %s): active on its spec appliance %s again",
 				fo.Active, sh.Name, sh.Appliance, sh.Replication.To, sh.Appliance),
 		})
 	}

@@ -133,6 +133,7 @@ func (n *Node) retryReturningTargets(ctx context.Context) {
 // recordTrail stores a replication attempt in the share's trail, through
 // the leader. A failure is logged: the attempt itself is not undone.
 func (n *Node) recordTrail(ctx context.Context, e reconcile.TrailEntry) {
+	n.metrics.sent(e)
 	cl, err := client.NewClient(n.cfg.Advertise, n.credentials(), n.cfg.Name)
 	if err == nil {
 		defer cl.Close()

@@ -41,7 +41,7 @@ func (n *Node) handleFailover(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
 	defer cancel()
-	res, err := n.switchover(ctx, req.Share, req.To, "planned switchover by "+userOf(r))
+	res, err := n.switchover(ctx, req.Share, req.To, reasonSwitchover+userOf(r))
 	if err != nil {
 		var ae *client.APIError
 		if errors.As(err, &ae) {
@@ -135,7 +135,7 @@ func (n *Node) failbackCheck(ctx context.Context) {
 		}
 		n.log.Info("failback: the share's appliance has caught up; switching back", "share", sh.Name, "to", sh.Appliance)
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		res, err := n.switchover(sctx, sh.Name, sh.Appliance, fmt.Sprintf("failback: %s caught up", sh.Appliance))
+		res, err := n.switchover(sctx, sh.Name, sh.Appliance, fmt.Sprintf(reasonFailback+"%s caught up", sh.Appliance))
 		cancel()
 		if err != nil {
 			n.log.Warn("failback did not happen; will retry", "share", sh.Name, "err", err)

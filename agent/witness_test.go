@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -309,6 +311,24 @@ func TestWitnessLeaseIdleFleetWritesNothing(t *testing.T) {
 	}
 }
 
+// wantMetric fails unless n's metrics have line (name, labels and value
+// as the text format writes them).
+func wantMetric(t *testing.T, n *Node, line string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	n.metrics.http.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !slices.Contains(strings.Split(rec.Body.String(), "\n"), line) {
+		name, _, _ := strings.Cut(line, "{")
+		var got []string
+		for _, l := range strings.Split(rec.Body.String(), "\n") {
+			if strings.HasPrefix(l, name) {
+				got = append(got, l)
+			}
+		}
+		t.Fatalf("%s's metrics: want %s, got %q", n.Name(), line, got)
+	}
+}
+
 func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 	t.Parallel()
 	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleStorage}
@@ -350,10 +370,16 @@ func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 			t.Fatalf("%s's failover event: want %s unreachable ... > failover_after 8s; %s, got %+v", n.Name(), active.Name(), wantDetail, e)
 		}
 		t.Logf("%s: witness log: %s", n.Name(), e.Detail)
+		// Every agent up counts it, by its reason, and the epoch moved.
+		wantMetric(t, n, `fleetctl_failovers_total{reason="unreachable",share="projects"} 1`)
+		wantMetric(t, n, `fleetctl_share_epoch{share="projects"} 1`)
 		if len(findEvents(st, store.EventUnreachable, "")) == 0 {
 			t.Fatalf("%s's witness log: want an unreachable event before the failover, got %+v", n.Name(), st.WitnessLog)
 		}
 	}
+
+	// The leader's witness has it unreachable.
+	wantMetric(t, readyLeader(t, up), fmt.Sprintf(`fleetctl_witness_reachable{appliance=%q} 0`, active.Name()))
 
 	// Compare-and-set: a second failover decided on the old epoch fails
 	// and changes nothing.
@@ -404,6 +430,10 @@ func TestWitnessFailsOverUnreachableAppliance(t *testing.T) {
 		ro, ok := readOnly(drivers[active.Name()], path)
 		return !ok || ro, fmt.Sprintf("exists=%v read-only=%v", ok, ro)
 	})
+	// Restarted, it replays the log: the old failover is not counted
+	// again (a restart is not a failover), the epoch stays.
+	wantMetric(t, back, `fleetctl_failovers_total{reason="unreachable",share="projects"} 0`)
+	wantMetric(t, back, `fleetctl_share_epoch{share="projects"} 1`)
 	// The fence it started with is dropped once it sees the epoch moved:
 	// a demoted copy is not a fence.
 	waitUntil(t, back.Name()+" to drop its start fence", func() (bool, string) {
@@ -442,6 +472,8 @@ func TestWitnessSelfFencing(t *testing.T) {
 	if _, ok := leader.FSM().State().Failover["projects"]; ok {
 		t.Fatalf("the leader failed over before %s fenced", x.Name())
 	}
+	wantMetric(t, x, fmt.Sprintf(`fleetctl_fenced{appliance=%q} 1`, x.Name()))
+	wantMetric(t, x, fmt.Sprintf(`fleetctl_fenced_shares{appliance=%q} 1`, x.Name()))
 	// The appliance reports it (it still reaches the leader for that), and
 	// the leader logs it.
 	waitUntil(t, x.Name()+"'s reported status to say projects is fenced", func() (bool, string) {
@@ -467,6 +499,7 @@ func TestWitnessSelfFencing(t *testing.T) {
 		return !ro && len(x.Fenced()) == 0, fmt.Sprintf("read-only=%v fenced=%v", ro, x.Fenced())
 	})
 	t.Logf("%s unfenced %v after renewals flowed again", x.Name(), time.Since(unblocked).Round(time.Millisecond))
+	wantMetric(t, x, fmt.Sprintf(`fleetctl_fenced{appliance=%q} 0`, x.Name()))
 	e := waitEvent(t, leader, store.EventUnfenced, "projects")
 	if !strings.Contains(e.Detail, "writable again") {
 		t.Fatalf("unfenced event: want it to say writable again, got %+v", e)

@@ -90,6 +90,9 @@ type Loop struct {
 	Publish func(ctx context.Context, r Report) error
 	// Interval is the time between runs when nothing changes.
 	Interval time.Duration
+	// Ran, when set, is told of every run Run makes: its report and how
+	// long it took (the agent's metrics count them). It must not block.
+	Ran func(r Report, took time.Duration)
 	// Log receives what the loop does.
 	Log *slog.Logger
 	// Now is the clock; time.Now when nil.
@@ -117,7 +120,11 @@ func (l *Loop) Run(ctx context.Context) {
 		wait := l.Interval
 		if spec != nil {
 			if gen != ran || !maps.Equal(active, ranActive) || !time.Now().Before(next) {
+				start := time.Now()
 				rep, _ := l.once(ctx, spec, gen, active)
+				if l.Ran != nil {
+					l.Ran(rep, time.Since(start))
+				}
 				l.publish(ctx, rep)
 				ran, ranActive, next = gen, active, time.Now().Add(l.Interval)
 			}

@@ -1,6 +1,6 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: installs btrfs-progs with
 # apt-get when it is missing and this is root on Debian; otherwise says what
-# is missing and returns non-zero.
+# is missing and returns non-zero. iproute2 and promtool likewise.
 ensure_btrfs_progs() {
   if command -v mkfs.btrfs >/dev/null 2>&1 && command -v btrfs >/dev/null 2>&1; then
     return 0
@@ -56,5 +56,28 @@ ensure_chromium() {
     return 0
   fi
   echo "chromium is missing and cannot be installed here" >&2
+  return 1
+}
+
+# ensure_promtool installs Debian's prometheus package (promtool, and the
+# prometheus server the metrics testscript scrapes real agents with) the
+# same way, only when either is missing. --no-install-recommends keeps
+# prometheus-node-exporter out. Where systemd runs, Debian starts the
+# package's prometheus service (port 9090): the tests need the binaries
+# only, so the service this installed is stopped and disabled again.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing prometheus (for promtool)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    return 0
+  fi
+  echo "promtool (Debian package prometheus) is missing and cannot be installed here" >&2
   return 1
 }

@@ -11,13 +11,15 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Real-btrfs tests need btrfs-progs: installed when missing (as root on
-# Debian); otherwise they skip and say why, and fail under CI=true.
+# Real-btrfs tests need btrfs-progs, the metrics tests Prometheus's
+# promtool: installed when missing (as root on Debian); otherwise they skip
+# and say why, and fail under CI=true.
 . scripts/ensure-btrfs-progs.sh
 ensure_btrfs_progs || echo "real-btrfs tests will skip" >&2
 ensure_iproute2 || echo "the network-namespace failover test will skip" >&2
 ensure_systemd_analyze || echo "the example systemd unit will not be verified" >&2
 ensure_chromium || echo "the dashboard's browser test will skip (and fail under CI=true)" >&2
+ensure_promtool || echo "the Prometheus example and metrics tests will skip (and fail under CI=true)" >&2
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -31,6 +31,8 @@ type agentCmd struct {
 	Token     string `env:"FLEETCTL_JOIN_TOKEN" placeholder:"TOKEN" help:"The fleet's join token. On the command line it shows in every process list: prefer --token-file, or FLEETCTL_JOIN_TOKEN."`
 	TokenFile string `name:"token-file" placeholder:"FILE" help:"File holding the fleet's join token: join-token in the first agent's data dir, or a copy of it (mode 0600). Read only while this agent has not joined yet."`
 	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
+	// MetricsListen is agent.Config.MetricsListen.
+	MetricsListen string `name:"metrics-listen" placeholder:"ADDR" help:"Also serve Prometheus metrics (GET /metrics only) in plain HTTP at this loopback address, like 127.0.0.1:9400, for a scraper on this appliance. Off by default; any address other than a loopback one is refused. The TLS port serves GET /metrics to a fleet credential anyway."`
 
 	ReconcileInterval time.Duration `default:"30s" help:"How often to look for drift (a share deleted or a quota changed by hand) when the spec does not change."`
 	Btrfs             string        `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
@@ -82,7 +84,13 @@ agent vouches for it. The agent starts fenced (its active shares read-only
 until it has caught up with the fleet and renewed its lease), fences them
 when it stops, and starts a guard process beside itself that fences them if
 the agent dies or hangs past its lease. DIR/agent.pid holds the agent's
-process ID. 'fleetctl fence' does the same by hand or from a unit file.`
+process ID. 'fleetctl fence' does the same by hand or from a unit file.
+
+Metrics: GET /metrics on the agent's port, over the same mutual TLS, for an
+admin credential or a member's agent (Prometheus's scrape config takes the
+credential's certificate, key and CA files); and with --metrics-listen
+127.0.0.1:PORT, in plain HTTP on loopback only, for a scraper on the
+appliance. docs/operations.md lists the metrics.`
 }
 
 func (c *agentCmd) Run(e env) error {
@@ -91,6 +99,11 @@ func (c *agentCmd) Run(e env) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	if c.MetricsListen != "" {
+		if err := agent.CheckMetricsListen(c.MetricsListen); err != nil {
+			return fmt.Errorf("agent: --metrics-listen: %w", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
@@ -126,6 +139,7 @@ func (c *agentCmd) Run(e env) error {
 		Logger:    log,
 
 		AcceptEmptyRaftDB: c.AcceptEmptyRaftDB,
+		MetricsListen:     c.MetricsListen,
 
 		Driver:            reconcile.NewBtrfs(c.Btrfs),
 		ReconcileInterval: c.ReconcileInterval,

@@ -86,6 +86,19 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				}
 				return err == nil, nil
 			}
+			if cond == "prometheus" {
+				// [prometheus]: Prometheus and its promtool are installed
+				// (Debian's prometheus package; scripts/test.sh installs
+				// it). On CI they must be: a skipped check is a failure.
+				_, err := exec.LookPath("promtool")
+				if err == nil {
+					_, err = exec.LookPath("prometheus")
+				}
+				if err != nil && os.Getenv("CI") == "true" {
+					return false, fmt.Errorf("prometheus and promtool are needed on CI (apt-get install prometheus): %w", err)
+				}
+				return err == nil, nil
+			}
 			if cond != "btrfs" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}
