@@ -205,6 +205,11 @@ const (
 	// it writable again, or the share moved to another appliance and its
 	// copy stays read-only (the detail says which).
 	EventUnfenced = "unfenced"
+	// EventQuorumRecovered: the fleet was recovered from quorum loss
+	// (fleetctl agent --recover) and its new leader forgot what the
+	// dropped members held; the detail names the survivors and the
+	// dropped.
+	EventQuorumRecovered = "recovered from quorum loss"
 )
 
 // FailoverShare is the body of CmdFailover (version 1): make To active for
