@@ -166,6 +166,7 @@ func Recover(ctx context.Context, cfg RecoverConfig) (*Recovery, error) {
 			rec.Answered = append(rec.Answered, string(s.ID))
 		}
 	}
+	slices.Sort(rec.Answered)
 	var reachable bool
 	reachable, rec.Voters, rec.Up = quorumReachable(rec.Before, id.Name, answered)
 	rec.Quorum = rec.Voters/2 + 1
@@ -224,7 +225,11 @@ func planRecovery(before raft.Configuration, self string, survivors []string) (r
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
-		return raft.Configuration{}, nil, fmt.Errorf("%w: %s %s not a member of the fleet (its members are %s)", ErrBadSurvivors, strings.Join(unknown, ", "), isAre(len(unknown)), strings.Join(members, ", "))
+		verb := "is not a member"
+		if len(unknown) > 1 {
+			verb = "are not members"
+		}
+		return raft.Configuration{}, nil, fmt.Errorf("%w: %s %s of the fleet (its members are %s)", ErrBadSurvivors, strings.Join(unknown, ", "), verb, strings.Join(members, ", "))
 	}
 	if !want[self] {
 		return raft.Configuration{}, nil, fmt.Errorf("%w: the survivors must include this agent, %s: run the recovery on each survivor, every one with the same --survivors", ErrBadSurvivors, self)
@@ -238,14 +243,8 @@ func planRecovery(before raft.Configuration, self string, survivors []string) (r
 			dropped = append(dropped, string(s.ID))
 		}
 	}
+	slices.Sort(dropped)
 	return after, dropped, nil
-}
-
-func isAre(n int) string {
-	if n == 1 {
-		return "is"
-	}
-	return "are"
 }
 
 // quorumReachable says whether a majority of config's voters answers:
@@ -268,23 +267,25 @@ func quorumReachable(config raft.Configuration, self string, answered map[raft.S
 func upNames(config raft.Configuration, self string, answered map[raft.ServerID]bool) string {
 	var out []string
 	for _, s := range config.Servers {
-		switch {
-		case s.Suffrage != raft.Voter:
-		case string(s.ID) == self:
-			out = append(out, self+" (this agent)")
-		case answered[s.ID]:
+		if s.Suffrage == raft.Voter && string(s.ID) != self && answered[s.ID] {
 			out = append(out, string(s.ID))
 		}
+	}
+	slices.Sort(out)
+	if slices.ContainsFunc(config.Servers, func(s raft.Server) bool { return string(s.ID) == self && s.Suffrage == raft.Voter }) {
+		out = append([]string{self + " (this agent)"}, out...)
 	}
 	return strings.Join(out, ", ")
 }
 
-// serverNames returns the servers' IDs in order.
+// serverNames returns the servers' IDs, sorted (messages name members
+// in the same order whatever order they joined in).
 func serverNames(servers []raft.Server) []string {
 	out := make([]string, 0, len(servers))
 	for _, s := range servers {
 		out = append(out, string(s.ID))
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -440,13 +441,21 @@ func (n *Node) finishRecoveryOnce(rec recoveryRecord) (done bool, err error) {
 			return false, fmt.Errorf("revoke the join tokens made before the recovery: %w", err)
 		}
 	}
-	detail := fmt.Sprintf("recovered from quorum loss at %s with %s (fleetctl agent --recover); dropped %s; forgot %d of their certificates and revoked %d join token(s) made before the recovery",
-		rec.At.Format(time.RFC3339), strings.Join(rec.Survivors, ", "), strings.Join(rec.Dropped, ", "), len(c.Certs), len(c.Tokens))
+	detail := fmt.Sprintf("fleetctl agent --recover at %s kept %s and dropped %s; forgot %s of theirs and revoked %s made before the recovery",
+		rec.At.Format(time.RFC3339), strings.Join(rec.Survivors, ", "), strings.Join(rec.Dropped, ", "), count(len(c.Certs), "certificate"), count(len(c.Tokens), "join token"))
 	if err := n.writeWitnessEvent(store.WitnessEvent{At: time.Now().UTC(), Member: n.cfg.Name, Event: store.EventQuorumRecovered, Detail: detail}); err != nil {
 		return false, fmt.Errorf("write the recovery to the witness log: %w", err)
 	}
 	n.log.Warn("finished the recovery from quorum loss", "survivors", rec.Survivors, "dropped", rec.Dropped, "certificates_forgotten", len(c.Certs), "tokens_revoked", len(c.Tokens))
 	return true, n.removeRecoveryRecord()
+}
+
+// count says "1 thing" or "n things".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 func (n *Node) removeRecoveryRecord() error {
