@@ -154,8 +154,10 @@ func TestRecoverAfterQuorumLoss(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 	waitSpec(t, nodes, 1, specOne)
-	waitUntil(t, "n2's certificate recorded", func() (bool, string) {
-		return n1.FSM().State().HasCerts(string(pki.RoleNode), "n2"), "not yet"
+	waitUntil(t, "every member's certificate recorded", func() (bool, string) {
+		st := n1.FSM().State()
+		return st.HasCerts(string(pki.RoleNode), "n1") && st.HasCerts(string(pki.RoleNode), "n2") && st.HasCerts(string(pki.RoleNode), "n3"),
+			fmt.Sprintf("%d certificates", len(st.Certs))
 	})
 	stop(t, n1)
 
