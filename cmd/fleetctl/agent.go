@@ -38,7 +38,7 @@ type agentCmd struct {
 	// Recover and Survivors recover a stopped agent's fleet from quorum
 	// loss (recover.go).
 	Recover   bool     `help:"Recover from quorum loss: rewrite the fleet's membership in this stopped agent's data dir to --survivors, then exit (start the agent again without it). Refused while a quorum of the fleet answers."`
-	Survivors []string `placeholder:"NAME,..." help:"With --recover: the members that survive, this one among them (the others are dropped). Run the same recovery on each survivor."`
+	Survivors []string `placeholder:"NAME" help:"With --recover: the members that survive, this one among them (the others are dropped). Run the same recovery on each survivor."`
 
 	// AcceptEmptyRaftDB is the way past agent.ErrRaftDBEmpty.
 	AcceptEmptyRaftDB bool `name:"accept-empty-raft-db" help:"Start even though DIR/raft.db is empty in a data dir whose agent was a member: it starts as that member with no Raft term, vote or log, and could vote twice in one term. Without it such an agent refuses to start."`
