@@ -204,8 +204,9 @@ func recoverRaftConfig(name string, log *slog.Logger) *raft.Config {
 // so that the election among them picks the most up-to-date log (a
 // non-voter's is never counted); a fleet of two survivors keeps an even
 // number of voters until the next join makes it three. It refuses
-// (ErrBadSurvivors) an empty list, a name that is not a member, and a list
-// without self.
+// (ErrBadSurvivors) an empty list, a name that is not a member, a list
+// without self, and survivors that are a majority of before's voters:
+// they have a quorum, and need only be started.
 func planRecovery(before raft.Configuration, self string, survivors []string) (raft.Configuration, []string, error) {
 	want := map[string]bool{}
 	for _, s := range survivors {
@@ -233,6 +234,19 @@ func planRecovery(before raft.Configuration, self string, survivors []string) (r
 	}
 	if !want[self] {
 		return raft.Configuration{}, nil, fmt.Errorf("%w: the survivors must include this agent, %s: run the recovery on each survivor, every one with the same --survivors", ErrBadSurvivors, self)
+	}
+	var voters, surviving []string
+	for _, s := range before.Servers {
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, string(s.ID))
+			if want[string(s.ID)] {
+				surviving = append(surviving, string(s.ID))
+			}
+		}
+	}
+	if len(surviving) > len(voters)/2 {
+		slices.Sort(surviving)
+		return raft.Configuration{}, nil, fmt.Errorf("%w: %s are %d of the fleet's %d voters, a quorum: start their agents as they were, and remove the members lost for good with 'fleetctl members remove --force NAME'", ErrBadSurvivors, strings.Join(surviving, ", "), len(surviving), len(voters))
 	}
 	var after raft.Configuration
 	var dropped []string

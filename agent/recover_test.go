@@ -36,6 +36,7 @@ func TestPlanRecovery(t *testing.T) {
 		{name: "one survivor", survivors: []string{"n1"},
 			want:    raft.Configuration{Servers: []raft.Server{{ID: "n1", Address: "10.0.0.1:7400", Suffrage: raft.Voter}}},
 			dropped: []string{"n2", "n3"}},
+		{name: "a quorum of the voters", survivors: []string{"n1", "n2"}, refused: "n1, n2 are 2 of the fleet's 2 voters, a quorum: start their agents as they were"},
 		{name: "two, a non-voter made a voter, in the configuration's order", survivors: []string{"n1", " n3", "n1"},
 			want: raft.Configuration{Servers: []raft.Server{
 				{ID: "n3", Address: "10.0.0.3:7400", Suffrage: raft.Voter},

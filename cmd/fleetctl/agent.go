@@ -86,7 +86,8 @@ It rewrites the fleet's membership in the data dir to the survivors (each
 a voter at its recorded address) and exits; the spec, certificates, trails
 and failover state are kept. It refuses, exit 2 and nothing changed, while
 a quorum of the last membership answers over the fleet's TLS, and when the
-survivors are empty, not members, or leave out this agent. Then start the
+survivors are empty, not members, leave out this agent, or are a quorum
+themselves. Then start the
 agents as usual: once one leads, it forgets the dropped members'
 certificates and the join tokens made before the recovery, and notes it in
 the witness log. Grow the fleet again with 'fleetctl token create' and
