@@ -16,6 +16,9 @@
 //   - certs.go: the certificates the fleet accepts (recorded in the
 //     store), revocation, join tokens, certificate renewal.
 //   - members.go: joins, removals and the voter set.
+//   - recover.go: recovery from quorum loss (fleetctl agent --recover):
+//     the offline rewrite of the Raft configuration, and what the new
+//     leader forgets of the dropped members.
 //   - appliance.go: the reconcile loop of this appliance and the plan
 //     endpoints behind `fleetctl diff`.
 //   - replication.go: the replication sender and receiver (package

@@ -257,6 +257,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop(func() { every(runCtx, sweepInterval, n.pruneState) })
 	n.goLoop(func() { every(runCtx, priorSample, n.notePrior) })
 	n.startLease(runCtx, early)
+	if rec, ok, err := n.dir.readRecovery(); err != nil {
+		n.log.Warn("cannot read the record of a recovery from quorum loss; the leader forgets the dropped members' certificates later (sweepCerts)", "err", err)
+	} else if ok {
+		n.goLoop(func() { n.finishRecovery(runCtx, rec) })
+	}
 
 	if fresh && cfg.Bootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(cfg.Name), Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}}

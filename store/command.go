@@ -210,6 +210,11 @@ const (
 	// comes, so that the witness log shows every restore beside the
 	// failovers.
 	EventRestore = "restore"
+	// EventQuorumRecovered: the fleet was recovered from quorum loss
+	// (fleetctl agent --recover) and its new leader forgot what the
+	// dropped members held; the detail names the survivors and the
+	// dropped.
+	EventQuorumRecovered = "recovered from quorum loss"
 )
 
 // FailoverShare is the body of CmdFailover (version 1): make To active for

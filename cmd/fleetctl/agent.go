@@ -23,7 +23,7 @@ import (
 type agentCmd struct {
 	Name      string `help:"This appliance's name, as fleet.yaml names it. Needed the first time; read from the data dir after." placeholder:"NAME"`
 	DataDir   string `name:"data-dir" required:"" env:"FLEETCTL_DATA_DIR" placeholder:"DIR" help:"Where the agent keeps its identity, credentials and Raft state."`
-	Listen    string `required:"" placeholder:"HOST:PORT" help:"Address to listen on, for Raft and the API (TLS only)."`
+	Listen    string `placeholder:"HOST:PORT" help:"Address to listen on, for Raft and the API (TLS only). Required, except with --recover."`
 	Advertise string `placeholder:"HOST:PORT" help:"Address other members reach this agent at (default: --listen)."`
 	Bootstrap bool   `help:"Start a new fleet with this agent as its first member (only when the data dir is new)."`
 	Fleet     string `default:"fleet" placeholder:"NAME" help:"With --bootstrap: the fleet's name, as fleet.yaml's fleet: gives it. It names the fleet's certificate authority."`
@@ -36,6 +36,11 @@ type agentCmd struct {
 
 	ReconcileInterval time.Duration `default:"30s" help:"How often to look for drift (a share deleted or a quota changed by hand) when the spec does not change."`
 	Btrfs             string        `default:"btrfs" placeholder:"PATH" help:"The btrfs command (btrfs-progs)."`
+
+	// Recover and Survivors recover a stopped agent's fleet from quorum
+	// loss (recover.go).
+	Recover   bool     `help:"Recover from quorum loss: rewrite the fleet's membership in this stopped agent's data dir to --survivors, then exit (start the agent again without it). Refused while a quorum of the fleet answers."`
+	Survivors []string `placeholder:"NAME" help:"With --recover: the members that survive, this one among them (the others are dropped). Run the same recovery on each survivor."`
 
 	// AcceptEmptyRaftDB is the way past agent.ErrRaftDBEmpty.
 	AcceptEmptyRaftDB bool `name:"accept-empty-raft-db" help:"Start even though DIR/raft.db is empty in a data dir whose agent was a member: it starts as that member with no Raft term, vote or log, and could vote twice in one term. Without it such an agent refuses to start."`
@@ -72,6 +77,24 @@ Restarted on the same data dir, an agent comes back with its identity and
 state; --bootstrap and --join are then ignored. A member whose data dir was
 lost is removed with 'fleetctl members remove NAME' and joins again.
 
+When most of the fleet's voters are lost for good (two of three dead), the
+fleet has no quorum and can change nothing, not even its members. Stop the
+agent of every surviving appliance, and on each run the same recovery,
+naming the survivors:
+
+  fleetctl agent --data-dir /var/lib/fleetctl --recover --survivors nas1
+
+It rewrites the fleet's membership in the data dir to the survivors (each
+a voter at its recorded address) and exits; the spec, certificates, trails
+and failover state are kept. It refuses, exit 2 and nothing changed, while
+a quorum of the last membership answers over the fleet's TLS, and when the
+survivors are empty, not members, leave out this agent, or are a quorum
+themselves. Then start the
+agents as usual: once one leads, it forgets the dropped members'
+certificates and the join tokens made before the recovery, and notes it in
+the witness log. Grow the fleet again with 'fleetctl token create' and
+--join.
+
 An agent whose DIR/raft.db is damaged (truncated, garbled) refuses to
 start and says so; so does one whose raft.db is empty though it has been
 a member, since its term and vote are gone (--accept-empty-raft-db starts
@@ -94,6 +117,12 @@ appliance. docs/operations.md lists the metrics.`
 }
 
 func (c *agentCmd) Run(e env) error {
+	if c.Recover || len(c.Survivors) > 0 {
+		return c.runRecover(e)
+	}
+	if c.Listen == "" {
+		return errors.New("missing flags: --listen=HOST:PORT")
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return err
