@@ -29,8 +29,11 @@
 //   - witness.go, witnessdecide.go: the leader's witness, a pure decider
 //     and the loop that applies its decisions (failover, the witness log).
 //   - switchover.go: planned switchovers and failback.
+//   - snapshots.go, diverged.go, drill.go: every copy of a share across
+//     the fleet, what a demoted share wrote, disaster-recovery drills.
+//   - restore.go, restoreinplace.go, restoreon.go: restores from a copy:
+//     files out, a new share, in place, and onto another appliance.
 //   - prune.go: the leader keeps the replicated state following the spec.
-//   - raftdb.go: refusing a damaged or emptied raft.db with a clear error.
 //   - peers.go: the pooled HTTP clients to the other members.
 //   - metrics.go: the Prometheus registry and the collector that reads
 //     the agent's state at each scrape (GET /metrics, --metrics-listen);
