@@ -69,6 +69,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"looppool":      cmdLooppool,
 			"envsubst":      cmdEnvsubst,
 			"netns":         cmdNetns,
+			"lan":           cmdLan,
 			"watchwritable": cmdWatchWritable,
 			"damage":        cmdDamage,
 			"notifysocket":  cmdNotifysocket,
@@ -349,6 +350,70 @@ func cmdNetns(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("netns: %v", err)
+}
+
+// cmdLan makes network namespaces that stand in for boxes on one LAN: a
+// namespace of its own holds a bridge (the switch), and each box's
+// namespace has a veth to it and an address in 10.203.0.0/24. Nothing of
+// it touches this namespace's interfaces, routes or firewall, so any
+// address is free to use:
+//
+//	lan LABEL VAR...
+//
+// sets each VAR to its box's address, VAR_NETNS to its namespace and
+// VAR_LINK to its cable on the switch (ip -n $LAN_NETNS link set
+// $VAR_LINK down unplugs it); LAN_NETNS is the switch's namespace. All
+// of it is removed when the script ends.
+func cmdLan(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 9 {
+		ts.Fatalf("usage: lan LABEL VAR... (1 to 8 boxes)")
+	}
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		ts.Fatalf("lan: %v", err)
+	}
+	id := hex.EncodeToString(b[:])
+	sw := "fl-" + args[0] + "-" + id
+	if _, err := ipCmd("netns", "add", sw); err != nil {
+		ts.Fatalf("lan: %v", err)
+	}
+	made := []string{sw}
+	ts.Defer(func() {
+		for _, ns := range made {
+			_, _ = ipCmd("netns", "del", ns)
+		}
+	})
+	steps := [][]string{
+		{"-n", sw, "link", "add", "br0", "type", "bridge"},
+		{"-n", sw, "link", "set", "br0", "up"},
+	}
+	for i, v := range args[1:] {
+		ns := fmt.Sprintf("%s-%d", sw, i+1)
+		if _, err := ipCmd("netns", "add", ns); err != nil {
+			ts.Fatalf("lan: %v", err)
+		}
+		made = append(made, ns)
+		cable, port := fmt.Sprintf("c%s%d", id, i+1), fmt.Sprintf("p%s%d", id, i+1)
+		ip := fmt.Sprintf("10.203.0.%d", i+11)
+		steps = append(steps,
+			[]string{"-n", sw, "link", "add", cable, "type", "veth", "peer", "name", port},
+			[]string{"-n", sw, "link", "set", port, "netns", ns},
+			[]string{"-n", sw, "link", "set", cable, "master", "br0"},
+			[]string{"-n", sw, "link", "set", cable, "up"},
+			[]string{"-n", ns, "addr", "add", ip + "/24", "dev", port},
+			[]string{"-n", ns, "link", "set", port, "up"},
+			[]string{"-n", ns, "link", "set", "lo", "up"},
+		)
+		ts.Setenv(v, ip)
+		ts.Setenv(v+"_NETNS", ns)
+		ts.Setenv(v+"_LINK", cable)
+	}
+	for _, step := range steps {
+		if out, err := ipCmd(step...); err != nil {
+			ts.Fatalf("lan: ip %s: %v: %s", strings.Join(step, " "), err, out)
+		}
+	}
+	ts.Setenv("LAN_NETNS", sw)
 }
 
 // netnsPair is a network namespace and the veth pair joining it to this
