@@ -110,6 +110,8 @@ var routeTable = []route{
 	{"POST /v1/tokens", accessAdmin, onLeader, (*Node).handleCreateToken},
 	{"GET /v1/tokens", accessAdmin, onAny, (*Node).handleListTokens},
 	{"DELETE /v1/tokens/{id}", accessAdmin, onLeader, (*Node).handleRevokeToken},
+	{"GET /v1/pools", accessAny, onAny, (*Node).handlePools},
+	{"GET /v1/pools/local", accessAny, onAny, (*Node).handlePoolsLocal},
 	{"GET /v1/snapshots", accessAny, onAny, (*Node).handleSnapshots},
 	{"GET /v1/snapshots/local", accessAny, onAny, (*Node).handleSnapshotsLocal},
 	{"GET /v1/diverged", accessAny, onAny, (*Node).handleDiverged},

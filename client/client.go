@@ -525,3 +525,9 @@ func (c *Client) Restore(ctx context.Context, req RestoreRequest) (*RestoreRespo
 	var out RestoreResponse
 	return &out, c.send(ctx, http.MethodPost, "/v1/restore", b, &out, true)
 }
+
+// Pools asks for the space of every storage appliance's pools.
+func (c *Client) Pools(ctx context.Context) (*PoolsResponse, error) {
+	var out PoolsResponse
+	return &out, c.do(ctx, http.MethodGet, "/v1/pools", nil, &out)
+}

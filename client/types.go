@@ -615,3 +615,23 @@ type RestoreResponse struct {
 	// Entry is the restore's trail entry (not for a dry run).
 	Entry *store.TrailEntry `json:"entry,omitempty"`
 }
+
+// PoolSpace is one pool's space on its appliance (GET /v1/pools): the
+// filesystem's size, used and free bytes by statfs, or why not.
+type PoolSpace struct {
+	Appliance string `json:"appliance"`
+	Pool      string `json:"pool"`
+	Path      string `json:"path"`
+	Size      uint64 `json:"size"`
+	Used      uint64 `json:"used"`
+	Free      uint64 `json:"free"`
+	Error     string `json:"error,omitempty"`
+}
+
+// PoolsResponse is every storage appliance's pools and their space (GET
+// /v1/pools, each appliance answering for its own: GET /v1/pools/local);
+// Errors names the appliances that did not answer.
+type PoolsResponse struct {
+	Pools  []PoolSpace      `json:"pools"`
+	Errors []ApplianceError `json:"errors,omitempty"`
+}

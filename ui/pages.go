@@ -124,13 +124,17 @@ type applianceView struct {
 	Replicas []client.ShareFailover
 }
 
-// poolView is one pool of an appliance: what the spec says and what its
-// shares hold (the agents do not report a pool's size or free space).
+// poolView is one pool of an appliance: what the spec says, what its
+// shares hold, and its filesystem's space as its agent reads it now.
 type poolView struct {
 	schema.Pool
 	Shares []store.ShareFacts
 	// Used is the bytes its shares refer to, by their last reports.
 	Used uint64
+	// Space is the filesystem's size, used and free bytes (nil when its
+	// agent did not say); SpaceError why not.
+	Space      *client.PoolSpace
+	SpaceError string
 }
 
 func (s *Server) appliancesPage(w http.ResponseWriter, r *http.Request) {
@@ -147,12 +151,18 @@ func (s *Server) appliancesPage(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.Errors = append(p.Errors, err.Error())
 	}
-	p.Data = appliancesView(st, spec)
+	pools, err := s.fleet.Pools(ctx)
+	if err != nil {
+		p.Errors = append(p.Errors, "pools: "+apiMessage(err))
+		pools = &client.PoolsResponse{}
+	}
+	p.Data = appliancesView(st, spec, pools)
 	s.render(w, r, "appliances", p)
 }
 
-// appliancesView joins the status reports with the stored spec's pools.
-func appliancesView(st *client.Status, spec *schema.Spec) []applianceView {
+// appliancesView joins the status reports with the stored spec's pools
+// and their space.
+func appliancesView(st *client.Status, spec *schema.Spec, space *client.PoolsResponse) []applianceView {
 	var out []applianceView
 	for _, a := range st.Appliances {
 		v := applianceView{ApplianceStatus: a, State: applianceState(a, st.Generation)}
@@ -171,6 +181,20 @@ func appliancesView(st *client.Status, spec *schema.Spec) []applianceView {
 		}
 		for _, pl := range pools {
 			pv := poolView{Pool: pl}
+			for i, ps := range space.Pools {
+				if ps.Appliance == a.Name && ps.Pool == pl.Name {
+					if ps.Error != "" {
+						pv.SpaceError = ps.Error
+					} else {
+						pv.Space = &space.Pools[i]
+					}
+				}
+			}
+			for _, e := range space.Errors {
+				if e.Appliance == a.Name {
+					pv.SpaceError = e.Error
+				}
+			}
 			for _, sh := range a.Shares {
 				if sh.Pool == pl.Name {
 					pv.Shares = append(pv.Shares, sh)

@@ -48,6 +48,7 @@ type Fleet interface {
 	WitnessStatus(ctx context.Context) (*client.WitnessStatus, error)
 	WitnessLog(ctx context.Context) ([]store.WitnessEvent, error)
 	Snapshots(ctx context.Context, share, appliance string) (*client.SnapshotsResponse, error)
+	Pools(ctx context.Context) (*client.PoolsResponse, error)
 	Apply(ctx context.Context, req client.ApplyRequest) (*client.ApplyResponse, error)
 	Failover(ctx context.Context, share, to string) (*client.FailoverResponse, error)
 }

@@ -45,6 +45,9 @@ func (f *fakeFleet) WitnessStatus(context.Context) (*client.WitnessStatus, error
 	return &client.WitnessStatus{Leader: "nas1"}, nil
 }
 func (f *fakeFleet) WitnessLog(context.Context) ([]store.WitnessEvent, error) { return nil, nil }
+func (f *fakeFleet) Pools(context.Context) (*client.PoolsResponse, error) {
+	return &client.PoolsResponse{Pools: []client.PoolSpace{{Appliance: "nas1", Pool: "tank", Size: 4 << 30, Used: 1 << 30, Free: 3 << 30}}}, nil
+}
 func (f *fakeFleet) Snapshots(context.Context, string, string) (*client.SnapshotsResponse, error) {
 	return &client.SnapshotsResponse{}, nil
 }
