@@ -48,8 +48,9 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"ms":  func(f float64) string { return fmt.Sprintf("%.1f ms", f) },
-	"dur": func(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() },
+	"ms":   func(f float64) string { return fmt.Sprintf("%.1f ms", f) },
+	"dur":  func(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() },
+	"span": roundDur,
 }
 
 // parseTemplates makes one template set per page: the layout with the
@@ -258,9 +259,13 @@ type replicationView struct {
 	Lag string
 	// Late says the lag is past twice the schedule's period.
 	Late bool
-	// Sending says a run is going now, with Bytes so far.
+	// Sending says a run is going now, with Bytes so far, at Rate
+	// (bytes a second since the page's last look; 0 unknown), and for a
+	// first, full send the ETA (0 unknown).
 	Sending bool
 	Bytes   int64
+	Rate    float64
+	ETA     time.Duration
 	Trail   []store.TrailEntry
 	// TrailError says why the trail could not be read.
 	TrailError string
@@ -282,9 +287,26 @@ func (s *Server) replicationPage(w http.ResponseWriter, r *http.Request) {
 		p.Errors = append(p.Errors, err.Error())
 	}
 	now := time.Now()
+	// The shares' sizes, for the ETA of a first send (best effort).
+	sizes := map[string]int64{}
+	if st, err := s.fleet.Status(ctx); err == nil {
+		for _, a := range st.Appliances {
+			for _, sf := range a.Shares {
+				if !sf.Demoted && int64(sf.Referenced) > sizes[sf.Name] {
+					sizes[sf.Name] = int64(sf.Referenced)
+				}
+			}
+		}
+	}
 	var views []replicationView
 	for _, sh := range shares {
 		v := replicationLag(sh, spec, now)
+		if v.Sending {
+			v.Rate = s.rates.observe(sh.Share, sh.Source.LastAttempt, v.Bytes, now)
+			if sh.LastSuccess.IsZero() {
+				v.ETA = sendETA(sizes[sh.Share], v.Bytes, v.Rate)
+			}
+		}
 		trail, err := s.fleet.Trail(ctx, sh.Share)
 		if err != nil {
 			v.TrailError = apiMessage(err)
@@ -401,6 +423,8 @@ func humanBytes(n any) string {
 		v = float64(x)
 	case int:
 		v = float64(x)
+	case float64:
+		v = x
 	case *uint64:
 		if x == nil {
 			return "-"

@@ -76,6 +76,7 @@ type Server struct {
 	pages   map[string]*template.Template
 	static  http.Handler
 	latency *latency
+	rates   sendRates
 	every   time.Duration
 	switchT time.Duration
 }

@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fleetctl/fleetctl/client"
+	"github.com/fleetctl/fleetctl/reconcile"
 	"github.com/fleetctl/fleetctl/schema"
 	"github.com/fleetctl/fleetctl/store"
 	"github.com/fleetctl/fleetctl/ui"
@@ -23,6 +26,10 @@ type fakeFleet struct {
 	mu        sync.Mutex
 	failovers []string
 	applies   []client.ApplyRequest
+	// sending makes ReplicationStatus report a first send of share
+	// projects going on, 10 MiB further at each call.
+	sending bool
+	sent    int64
 }
 
 func (f *fakeFleet) Status(context.Context) (*client.Status, error) {
@@ -38,7 +45,13 @@ func (f *fakeFleet) Plan(context.Context, string) (*client.PlanResponse, error) 
 	return &client.PlanResponse{}, nil
 }
 func (f *fakeFleet) ReplicationStatus(context.Context) ([]client.ReplicationShare, error) {
-	return nil, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.sending {
+		return nil, nil
+	}
+	f.sent += 10 << 20
+	return []client.ReplicationShare{{Share: "projects", Source: &reconcile.ShareReplication{Share: "projects", Running: true, Bytes: f.sent, LastAttempt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}}}, nil
 }
 func (f *fakeFleet) Trail(context.Context, string) ([]store.TrailEntry, error) { return nil, nil }
 func (f *fakeFleet) WitnessStatus(context.Context) (*client.WitnessStatus, error) {
@@ -242,5 +255,19 @@ func TestIsLoopbackHost(t *testing.T) {
 		if got := ui.IsLoopbackHost(host); got != want {
 			t.Errorf("IsLoopbackHost(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+// A running send shows its bytes, and from the second look on its rate.
+func TestReplicationShowsSendRate(t *testing.T) {
+	srv, base, c := dashboard(t, &fakeFleet{sending: true})
+	cookie := login(t, srv, base, c)
+	_, first := get(t, c, base+"/replication?fragment=live", cookie)
+	if !strings.Contains(first, "sending, 10.0 MiB so far</span>") {
+		t.Errorf("first look: want the bytes and no rate yet:\n%s", first)
+	}
+	_, second := get(t, c, base+"/replication?fragment=live", cookie)
+	if !regexp.MustCompile(`sending, 20\.0 MiB so far, [0-9.]+ [KMGT]?i?B/s`).MatchString(second) {
+		t.Errorf("second look: want the bytes and a rate:\n%s", second)
 	}
 }
