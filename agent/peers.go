@@ -60,6 +60,9 @@ type peerKey struct {
 	kind       peerKind
 }
 
+// streamBufferSize is the write buffer of the clients that stream.
+const streamBufferSize = 256 << 10
+
 // peerPool holds the pooled clients of one agent; Shutdown closes them.
 type peerPool struct {
 	mu      sync.Mutex
@@ -96,6 +99,12 @@ func (n *Node) peerClient(name, addr string, kind peerKind) (*http.Client, error
 	}
 	if kind == peerQuick {
 		tr.ResponseHeaderTimeout = peerResponseHeaderTimeout
+	} else {
+		// Streams (replication, restores): the transport writes a request
+		// body through a buffer of this size, and each flush is a TLS
+		// record (at most 16 KiB). The default 4 KiB makes four times the
+		// records, writes and decryptions for the same stream.
+		tr.WriteBufferSize = streamBufferSize
 	}
 	if p.clients == nil {
 		p.clients = map[peerKey]*http.Client{}
