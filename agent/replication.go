@@ -178,6 +178,20 @@ func (n *Node) handleAppendTrail(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
+// readHeaderJSON decodes the header name of r (JSON, base64) into v, or
+// answers 400 saying what (what) was wrong and reports false.
+func readHeaderJSON(w http.ResponseWriter, r *http.Request, name, what string, v any) bool {
+	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(name))
+	if err == nil {
+		err = json.Unmarshal(raw, v)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: what + ": " + err.Error()})
+		return false
+	}
+	return true
+}
+
 // memberAddr returns the Raft address of the member named name.
 func (n *Node) memberAddr(name string) (string, error) {
 	f := n.raft.GetConfiguration()
@@ -371,12 +385,7 @@ func (n *Node) handleReceive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var h reconcile.SendHeader
-	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(headerSend))
-	if err == nil {
-		err = json.Unmarshal(raw, &h)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "replication header: " + err.Error()})
+	if !readHeaderJSON(w, r, headerSend, "replication header", &h) {
 		return
 	}
 	spec := n.waitGeneration(r).Spec

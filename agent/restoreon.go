@@ -318,12 +318,7 @@ func (n *Node) handleRestoreReceive(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := identityOf(r)
 	var h restoreStream
-	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(headerRestore))
-	if err == nil {
-		err = json.Unmarshal(raw, &h)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, &client.APIError{Code: client.CodeBadRequest, Message: "restore header: " + err.Error()})
+	if !readHeaderJSON(w, r, headerRestore, "restore header", &h) {
 		return
 	}
 	t, ok := n.restoreTickets.take(h.Ticket)

@@ -124,6 +124,21 @@ func ApprovalFor(hs []Hazard) Approval {
 	return a
 }
 
+// Flags are the fleetctl apply flags that give a, separated by spaces.
+func (a Approval) Flags() string {
+	var flags []string
+	if len(a.Approve) > 0 {
+		flags = append(flags, "--approve="+strings.Join(a.Approve, ","))
+	}
+	if a.RenameFleet {
+		flags = append(flags, "--rename-fleet")
+	}
+	if a.ReplaceAppliances {
+		flags = append(flags, "--replace-appliances")
+	}
+	return strings.Join(flags, " ")
+}
+
 // Facts is what the fleet knows now that decides whether a change acts on
 // data: what the appliances last reported and the leader's leases.
 type Facts struct {

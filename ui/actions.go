@@ -239,18 +239,7 @@ func hazardViews(kinds, names, reasons []string) []hazardView {
 
 // approvalFlags are fleetctl apply's flags that approve exactly hs.
 func approvalFlags(hs []schema.Hazard) string {
-	a := schema.ApprovalFor(hs)
-	var flags []string
-	if len(a.Approve) > 0 {
-		flags = append(flags, "--approve="+strings.Join(a.Approve, ","))
-	}
-	if a.RenameFleet {
-		flags = append(flags, "--rename-fleet")
-	}
-	if a.ReplaceAppliances {
-		flags = append(flags, "--replace-appliances")
-	}
-	return strings.Join(flags, " ")
+	return schema.ApprovalFor(hs).Flags()
 }
 
 // failoverView is the switchover page: the question, then the answer.

@@ -167,18 +167,7 @@ func needsApproval(n int) string {
 
 // approvalFlags are the flags that approve exactly hs.
 func approvalFlags(hs []schema.Hazard) string {
-	a := schema.ApprovalFor(hs)
-	var flags []string
-	if len(a.Approve) > 0 {
-		flags = append(flags, "--approve="+strings.Join(a.Approve, ","))
-	}
-	if a.RenameFleet {
-		flags = append(flags, "--rename-fleet")
-	}
-	if a.ReplaceAppliances {
-		flags = append(flags, "--replace-appliances")
-	}
-	return strings.Join(flags, " ")
+	return schema.ApprovalFor(hs).Flags()
 }
 
 // interactive says whether apply may ask: standard input and error are a
