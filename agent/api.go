@@ -452,6 +452,11 @@ func writeError(w http.ResponseWriter, status int, e *client.APIError) {
 	writeJSON(w, status, e)
 }
 
+// writeErr answers with err as an APIError of code.
+func writeErr(w http.ResponseWriter, status int, code string, err error) {
+	writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
+}
+
 // applianceStatuses lists the storage appliances of the stored spec with
 // what each last reported.
 func applianceStatuses(st *store.State) []client.ApplianceStatus {

@@ -33,12 +33,7 @@ func (n *Node) handleDiverged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("no share %q: no spec has been applied yet", share)})
 		return
 	}
-	var storage []string
-	for _, a := range spec.Appliances {
-		if a.Role != schema.RoleWitness && (only == "" || a.Name == only) {
-			storage = append(storage, a.Name)
-		}
-	}
+	storage := storageNames(spec, only)
 	if only != "" && len(storage) == 0 {
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("the spec has no storage appliance %q", only)})
 		return
@@ -65,14 +60,7 @@ func (n *Node) handleDiverged(w http.ResponseWriter, r *http.Request) {
 		return cmp.Or(cmp.Compare(a.Share, b.Share), cmp.Compare(a.Appliance, b.Appliance), cmp.Compare(a.Path, b.Path))
 	})
 	if len(resp.Diverged) == 0 && spec.Share(share) == nil {
-		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a diverged copy of it", share)
-		if len(resp.Errors) > 0 {
-			var not []string
-			for _, e := range resp.Errors {
-				not = append(not, e.Appliance+": "+e.Error)
-			}
-			msg += " (not all could answer: " + strings.Join(not, "; ") + ")"
-		}
+		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a diverged copy of it", share) + notAllAnswered(resp.Errors)
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: msg})
 		return
 	}
@@ -81,16 +69,9 @@ func (n *Node) handleDiverged(w http.ResponseWriter, r *http.Request) {
 
 // remoteDiverged asks the agent name at addr for its own diverged copies.
 func (n *Node) remoteDiverged(ctx context.Context, name, addr, share string) client.LocalDivergedResponse {
-	fail := func(err error) client.LocalDivergedResponse {
-		return client.LocalDivergedResponse{Appliance: name, Errors: []string{fmt.Sprintf("agent unreachable: %v", err)}}
-	}
-	hc, err := n.peerClient(name, addr, peerQuick)
-	if err != nil {
-		return fail(err)
-	}
 	var out client.LocalDivergedResponse
-	if err := client.GetJSON(ctx, hc, "https://"+addr+"/v1/diverged/local?share="+url.QueryEscape(share), &out); err != nil {
-		return fail(err)
+	if err := n.askMember(ctx, name, addr, "/v1/diverged/local?share="+url.QueryEscape(share), &out); err != nil {
+		return client.LocalDivergedResponse{Appliance: name, Errors: []string{err.Error()}}
 	}
 	return out
 }
@@ -111,16 +92,9 @@ func (n *Node) handleDivergedLocal(w http.ResponseWriter, r *http.Request) {
 // of the errors.
 func (n *Node) localDiverged(ctx context.Context, spec *schema.Spec, share string) client.LocalDivergedResponse {
 	resp := client.LocalDivergedResponse{Appliance: n.cfg.Name, Diverged: []client.DivergedCopy{}}
-	var a *schema.Appliance
-	if spec != nil {
-		a = spec.Appliance(n.cfg.Name)
-	}
-	switch {
-	case n.cfg.Driver == nil:
-		resp.Errors = []string{"this agent does not manage btrfs"}
-		return resp
-	case a == nil:
-		resp.Errors = []string{"this agent's copy of the spec does not name it"}
+	a, err := n.ownAppliance(spec)
+	if err != nil {
+		resp.Errors = []string{err.Error()}
 		return resp
 	}
 	for _, p := range a.Pools {

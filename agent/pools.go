@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -27,16 +26,11 @@ func (n *Node) handlePools(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
-	var storage []string
-	for _, a := range spec.Appliances {
-		if a.Role != schema.RoleWitness {
-			storage = append(storage, a.Name)
-		}
-	}
+	storage := storageNames(spec, "")
 	ctx, cancel := context.WithTimeout(r.Context(), poolsTimeout)
 	defer cancel()
 	answers := askStorage(n, storage,
-		func() []client.PoolSpace { return n.localPools(spec) },
+		func() []client.PoolSpace { return n.localPools(ctx, spec) },
 		func(name, addr string) []client.PoolSpace { return n.remotePools(ctx, name, addr) },
 		func(name, why string) []client.PoolSpace { return []client.PoolSpace{{Appliance: name, Error: why}} })
 	for i, a := range answers {
@@ -53,22 +47,20 @@ func (n *Node) handlePools(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handlePoolsLocal(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.localPools(n.fsm.State().Spec))
+	writeJSON(w, http.StatusOK, n.localPools(r.Context(), n.fsm.State().Spec))
 }
 
 // localPools is the space of this appliance's pools in spec; a pool that
 // is not a mounted btrfs filesystem carries the error instead.
-func (n *Node) localPools(spec *schema.Spec) []client.PoolSpace {
-	a := spec.Appliance(n.cfg.Name)
-	if a == nil || n.cfg.Driver == nil {
-		return []client.PoolSpace{{Appliance: n.cfg.Name, Error: "this agent manages no pool of the spec"}}
+func (n *Node) localPools(ctx context.Context, spec *schema.Spec) []client.PoolSpace {
+	a, err := n.ownAppliance(spec)
+	if err != nil {
+		return []client.PoolSpace{{Appliance: n.cfg.Name, Error: err.Error()}}
 	}
 	out := []client.PoolSpace{}
 	for _, p := range a.Pools {
 		ps := client.PoolSpace{Appliance: n.cfg.Name, Pool: p.Name, Path: p.Path}
-		ctx, cancel := context.WithTimeout(context.Background(), poolsTimeout)
 		err := reconcile.CheckPoolMounted(ctx, n.cfg.Driver, p.Path)
-		cancel()
 		var sp reconcile.PoolSpace
 		if err == nil {
 			sp, err = reconcile.StatPool(p.Path)
@@ -84,13 +76,9 @@ func (n *Node) localPools(spec *schema.Spec) []client.PoolSpace {
 
 // remotePools asks the agent name at addr for its own pools.
 func (n *Node) remotePools(ctx context.Context, name, addr string) []client.PoolSpace {
-	hc, err := n.peerClient(name, addr, peerQuick)
 	var out []client.PoolSpace
-	if err == nil {
-		err = client.GetJSON(ctx, hc, "https://"+addr+"/v1/pools/local", &out)
-	}
-	if err != nil {
-		return []client.PoolSpace{{Appliance: name, Error: fmt.Sprintf("agent unreachable: %v", err)}}
+	if err := n.askMember(ctx, name, addr, "/v1/pools/local", &out); err != nil {
+		return []client.PoolSpace{{Appliance: name, Error: err.Error()}}
 	}
 	return out
 }

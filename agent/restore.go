@@ -113,33 +113,24 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &q) {
 		return
 	}
-	bad := func(status int, code string, err error) {
-		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
-	}
 	if err := checkRestoreRequest(q); err != nil {
-		bad(http.StatusBadRequest, client.CodeBadRequest, err)
+		writeErr(w, http.StatusBadRequest, client.CodeBadRequest, err)
 		return
 	}
 	spec := n.fsm.State().Spec
 	if spec == nil {
-		bad(http.StatusNotFound, client.CodeNotFound, errors.New("no spec has been applied yet"))
+		writeErr(w, http.StatusNotFound, client.CodeNotFound, errors.New("no spec has been applied yet"))
 		return
 	}
-	var storage []string
-	for _, a := range spec.Appliances {
-		if a.Role != schema.RoleWitness {
-			storage = append(storage, a.Name)
-		}
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), snapshotsTimeout)
-	all := n.gatherCopies(ctx, spec, storage, "")
+	all := n.gatherCopies(ctx, spec, storageNames(spec, ""), "")
 	cancel()
 	known := spec.Share(q.Share) != nil
 	for _, c := range all.Copies {
 		known = known || c.Share == q.Share
 	}
 	if !known {
-		bad(http.StatusNotFound, client.CodeNotFound, fmt.Errorf("no share %q: the spec has no share of that name and no storage appliance holds a copy of it", q.Share))
+		writeErr(w, http.StatusNotFound, client.CodeNotFound, fmt.Errorf("no share %q: the spec has no share of that name and no storage appliance holds a copy of it", q.Share))
 		return
 	}
 	c, err := matchSnapshot(all.Copies, q.Share, q.From)
@@ -148,9 +139,9 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("%w (%s did not answer: %s)", err, e.Appliance, e.Error)
 		}
 		if errors.Is(err, errRestoreNotFound) {
-			bad(http.StatusNotFound, client.CodeNotFound, err)
+			writeErr(w, http.StatusNotFound, client.CodeNotFound, err)
 		} else {
-			bad(http.StatusBadRequest, client.CodeBadRequest, err)
+			writeErr(w, http.StatusBadRequest, client.CodeBadRequest, err)
 		}
 		return
 	}
@@ -175,11 +166,11 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if pool == nil {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
 		return
 	}
 	if q.Pool != "" && q.Pool != pool.Name {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--as on the copy's own appliance %s makes the new share in the copy's pool %s (a snapshot cannot cross filesystems), not %s", n.cfg.Name, pool.Name, q.Pool))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("--as on the copy's own appliance %s makes the new share in the copy's pool %s (a snapshot cannot cross filesystems), not %s", n.cfg.Name, pool.Name, q.Pool))
 		return
 	}
 
@@ -195,10 +186,10 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, reconcile.ErrRestoreInput):
-		bad(http.StatusConflict, client.CodeConflict, err)
+		writeErr(w, http.StatusConflict, client.CodeConflict, err)
 		return
 	case err != nil:
-		bad(http.StatusInternalServerError, client.CodeInternal, err)
+		writeErr(w, http.StatusInternalServerError, client.CodeInternal, err)
 		return
 	}
 	resp := client.RestoreResponse{Copy: c, DryRun: q.DryRun, Plan: restorePlan(c, q, src, target)}
@@ -231,7 +222,7 @@ func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
 	n.recordTrail(r.Context(), e)
 	n.log.Info("restore", "share", q.Share, "by", by, "from", c.Path, "note", e.Note, "result", e.Result, "err", e.Error)
 	if err != nil {
-		bad(http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("restore failed (recorded in the trail of %s): %w", q.Share, err))
+		writeErr(w, http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("restore failed (recorded in the trail of %s): %w", q.Share, err))
 		return
 	}
 	te := store.TrailEntry(e)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/fleetctl/fleetctl/client"
@@ -25,34 +24,22 @@ import (
 // followTimeout bounds asking the replica what it holds, for the plan.
 const followTimeout = 15 * time.Second
 
-// inPlaceApproval is what approves an in-place restore of share.
-func inPlaceApproval(share string) string { return "restore:" + share }
-
-// approvedInPlace says whether approve approves an in-place restore of
-// share.
-func approvedInPlace(approve []string, share string) bool {
-	return slices.Contains(approve, inPlaceApproval(share)) || slices.Contains(approve, "all")
-}
-
 // restoreInPlace serves POST /v1/restore with InPlace, after the copy c
 // was found: on the appliance active for the share, the share is set
 // aside read-only and replaced by a writable snapshot of c, with the
 // reconciler, the share's replication and the write door held so that
 // none of them sees it half done; then the replica is asked to follow.
 func (n *Node) restoreInPlace(w http.ResponseWriter, r *http.Request, spec *schema.Spec, c client.ShareCopy, q client.RestoreRequest, start time.Time) {
-	bad := func(status int, code string, err error) {
-		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
-	}
 	st := n.fsm.State()
 	sh := spec.Share(q.Share)
 	if sh == nil || sh.State == schema.StateAbsent {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s is not a share of the spec (any more): --in-place restores a share the spec has; --as makes a new one of the snapshot", q.Share))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("%s is not a share of the spec (any more): --in-place restores a share the spec has; --as makes a new one of the snapshot", q.Share))
 		return
 	}
 	pl, _ := st.Place(sh)
 	active := pl.Active.Appliance
 	if c.Appliance != active {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s is active on %s, but the copy %s is on %s: --in-place needs a copy on %s (fleetctl snapshots %s --appliance %s lists them), or restore this one elsewhere with --as or --path",
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("%s is active on %s, but the copy %s is on %s: --in-place needs a copy on %s (fleetctl snapshots %s --appliance %s lists them), or restore this one elsewhere with --as or --path",
 			q.Share, active, c.Path, c.Appliance, active, q.Share, active))
 		return
 	}
@@ -63,13 +50,13 @@ func (n *Node) restoreInPlace(w http.ResponseWriter, r *http.Request, spec *sche
 	pool := reconcile.SharePool(spec, sh, n.cfg.Name)
 	switch {
 	case n.cfg.Driver == nil || n.reconciler.Load() == nil:
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s does not manage btrfs", n.cfg.Name))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("%s does not manage btrfs", n.cfg.Name))
 		return
 	case pool == nil:
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("the spec has no pool for %s on %s", q.Share, n.cfg.Name))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("the spec has no pool for %s on %s", q.Share, n.cfg.Name))
 		return
 	case pool.Name != c.Pool:
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("the copy %s is in pool %s, the share in pool %s: a snapshot cannot cross filesystems; use --as or --path", c.Path, c.Pool, pool.Name))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("the copy %s is in pool %s, the share in pool %s: a snapshot cannot cross filesystems; use --as or --path", c.Path, c.Pool, pool.Name))
 		return
 	}
 	sharePath := filepath.Join(pool.Path, sh.Name)
@@ -100,9 +87,9 @@ func (n *Node) restoreInPlace(w http.ResponseWriter, r *http.Request, spec *sche
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
-	if !approvedInPlace(q.Approve, sh.Name) {
+	if !client.ApprovesInPlace(q.Approve, sh.Name) {
 		writeError(w, http.StatusConflict, &client.APIError{Code: client.CodeApprovalRequired,
-			Message: fmt.Sprintf("an in-place restore replaces the current state of %s (kept as the read-only snapshot %s): approve it with --approve=%s", sh.Name, before, inPlaceApproval(sh.Name))})
+			Message: fmt.Sprintf("an in-place restore replaces the current state of %s (kept as the read-only snapshot %s): approve it with --approve=%s", sh.Name, before, client.InPlaceApproval(sh.Name))})
 		return
 	}
 
@@ -118,10 +105,10 @@ func (n *Node) restoreInPlace(w http.ResponseWriter, r *http.Request, spec *sche
 	n.log.Info("restore in place", "share", sh.Name, "by", by, "from", c.Path, "before", before, "result", e.Result, "err", e.Error)
 	switch {
 	case errors.Is(err, errDoorClosed):
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("nothing was changed (recorded in the trail of %s): %w", sh.Name, err))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("nothing was changed (recorded in the trail of %s): %w", sh.Name, err))
 		return
 	case err != nil:
-		bad(http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("restore failed (recorded in the trail of %s): %w", sh.Name, err))
+		writeErr(w, http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("restore failed (recorded in the trail of %s): %w", sh.Name, err))
 		return
 	}
 	if replicated {

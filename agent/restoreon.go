@@ -139,19 +139,16 @@ func restorePoolOn(spec *schema.Spec, a *schema.Appliance, share, named string) 
 // than the copy's: without a ticket on that appliance (step 1), with one
 // on the copy's (step 2).
 func (n *Node) restoreOn(w http.ResponseWriter, r *http.Request, spec *schema.Spec, c client.ShareCopy, q client.RestoreRequest) {
-	bad := func(status int, code string, err error) {
-		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
-	}
 	on := spec.Appliance(q.On)
 	if on == nil || on.Role == schema.RoleWitness {
-		bad(http.StatusNotFound, client.CodeNotFound, fmt.Errorf("--on %s: the spec has no storage appliance %s", q.On, q.On))
+		writeErr(w, http.StatusNotFound, client.CodeNotFound, fmt.Errorf("--on %s: the spec has no storage appliance %s", q.On, q.On))
 		return
 	}
 	var pool *schema.Pool
 	if q.As != "" {
 		var err error
 		if pool, err = restorePoolOn(spec, on, q.Share, q.Pool); err != nil {
-			bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
+			writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
 			return
 		}
 	}
@@ -164,7 +161,7 @@ func (n *Node) restoreOn(w http.ResponseWriter, r *http.Request, spec *schema.Sp
 		return
 	}
 	if n.cfg.Driver == nil {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s does not manage btrfs", n.cfg.Name))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("%s does not manage btrfs", n.cfg.Name))
 		return
 	}
 	t := restoreTicket{share: q.Share, from: c.Appliance, copyPath: c.Path, by: userOf(r), expires: time.Now().Add(ticketTTL)}
@@ -196,10 +193,10 @@ func (n *Node) restoreOn(w http.ResponseWriter, r *http.Request, spec *schema.Sp
 	}
 	switch {
 	case errors.Is(err, reconcile.ErrRestoreInput):
-		bad(http.StatusConflict, client.CodeConflict, err)
+		writeErr(w, http.StatusConflict, client.CodeConflict, err)
 		return
 	case err != nil:
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("--on %s: %w", q.On, err))
 		return
 	}
 	if !q.DryRun {
@@ -215,16 +212,13 @@ func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.
 		n.redirectTo(w, r, c.Appliance)
 		return
 	}
-	bad := func(status int, code string, err error) {
-		writeError(w, status, &client.APIError{Code: code, Message: err.Error()})
-	}
 	spec := n.fsm.State().Spec
 	var pool *schema.Pool
 	if a := spec.Appliance(n.cfg.Name); a != nil {
 		pool = a.Pool(c.Pool)
 	}
 	if pool == nil || n.cfg.Driver == nil {
-		bad(http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
+		writeErr(w, http.StatusConflict, client.CodeConflict, fmt.Errorf("%s has no pool %s in the spec any more", n.cfg.Name, c.Pool))
 		return
 	}
 	rel, _ := filepath.Rel(pool.Path, c.Path)
@@ -233,7 +227,7 @@ func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.
 	if q.As != "" {
 		uuid, err := reconcile.SendUUID(r.Context(), n.cfg.Driver, pool.Path, c.Path)
 		if err != nil {
-			bad(http.StatusInternalServerError, client.CodeInternal, err)
+			writeErr(w, http.StatusInternalServerError, client.CodeInternal, err)
 			return
 		}
 		h.UUID = uuid
@@ -245,7 +239,7 @@ func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.
 			if errors.Is(err, reconcile.ErrRestoreInput) {
 				code = http.StatusConflict
 			}
-			bad(code, client.CodeConflict, err)
+			writeErr(w, code, client.CodeConflict, err)
 			return
 		}
 		h.Files, h.Path = true, q.Path
@@ -264,7 +258,7 @@ func (n *Node) sendRestoreCopy(w http.ResponseWriter, r *http.Request, c client.
 			writeError(w, ae.Status, ae)
 			return
 		}
-		bad(http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("send %s to %s: %w", c.Path, q.On, err))
+		writeErr(w, http.StatusInternalServerError, client.CodeInternal, fmt.Errorf("send %s to %s: %w", c.Path, q.On, err))
 		return
 	}
 	res.Copy = c

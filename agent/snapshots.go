@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -35,12 +36,7 @@ func (n *Node) handleSnapshots(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: "no copies of shares: no spec has been applied yet"})
 		return
 	}
-	var storage []string
-	for _, a := range spec.Appliances {
-		if a.Role != schema.RoleWitness && (only == "" || a.Name == only) {
-			storage = append(storage, a.Name)
-		}
-	}
+	storage := storageNames(spec, only)
 	if only != "" && len(storage) == 0 {
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: fmt.Sprintf("the spec has no storage appliance %q", only)})
 		return
@@ -49,14 +45,7 @@ func (n *Node) handleSnapshots(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	resp := n.gatherCopies(ctx, spec, storage, share)
 	if share != "" && len(resp.Copies) == 0 && spec.Share(share) == nil {
-		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a copy of it", share)
-		if len(resp.Errors) > 0 {
-			var not []string
-			for _, e := range resp.Errors {
-				not = append(not, e.Appliance+": "+e.Error)
-			}
-			msg += " (not all could answer: " + strings.Join(not, "; ") + ")"
-		}
+		msg := fmt.Sprintf("no share %q: the spec has no share of that name and no storage appliance holds a copy of it", share) + notAllAnswered(resp.Errors)
 		writeError(w, http.StatusNotFound, &client.APIError{Code: client.CodeNotFound, Message: msg})
 		return
 	}
@@ -104,20 +93,13 @@ func SortCopies(copies []client.ShareCopy) {
 
 // remoteCopies asks the agent name at addr for its own copies.
 func (n *Node) remoteCopies(ctx context.Context, name, addr, share string) client.LocalSnapshotsResponse {
-	fail := func(err error) client.LocalSnapshotsResponse {
-		return client.LocalSnapshotsResponse{Appliance: name, Errors: []string{fmt.Sprintf("agent unreachable: %v", err)}}
-	}
-	hc, err := n.peerClient(name, addr, peerQuick)
-	if err != nil {
-		return fail(err)
-	}
-	u := "https://" + addr + "/v1/snapshots/local"
+	path := "/v1/snapshots/local"
 	if share != "" {
-		u += "?share=" + url.QueryEscape(share)
+		path += "?share=" + url.QueryEscape(share)
 	}
 	var out client.LocalSnapshotsResponse
-	if err := client.GetJSON(ctx, hc, u, &out); err != nil {
-		return fail(err)
+	if err := n.askMember(ctx, name, addr, path, &out); err != nil {
+		return client.LocalSnapshotsResponse{Appliance: name, Errors: []string{err.Error()}}
 	}
 	return out
 }
@@ -132,16 +114,9 @@ func (n *Node) handleSnapshotsLocal(w http.ResponseWriter, r *http.Request) {
 // through its btrfs driver; a pool it cannot read is one of the errors.
 func (n *Node) localCopies(ctx context.Context, spec *schema.Spec, share string) client.LocalSnapshotsResponse {
 	resp := client.LocalSnapshotsResponse{Appliance: n.cfg.Name, Copies: []client.ShareCopy{}}
-	var a *schema.Appliance
-	if spec != nil {
-		a = spec.Appliance(n.cfg.Name)
-	}
-	switch {
-	case n.cfg.Driver == nil:
-		resp.Errors = []string{"this agent does not manage btrfs"}
-		return resp
-	case a == nil:
-		resp.Errors = []string{"this agent's copy of the spec does not name it"}
+	a, err := n.ownAppliance(spec)
+	if err != nil {
+		resp.Errors = []string{err.Error()}
 		return resp
 	}
 	for _, p := range a.Pools {
@@ -172,6 +147,61 @@ func shareCopy(appliance string, c reconcile.Copy) client.ShareCopy {
 		out.Time = &t
 	}
 	return out
+}
+
+// storageNames are the storage appliances of spec, in its order: only
+// the one named only, when it is not "".
+func storageNames(spec *schema.Spec, only string) []string {
+	var out []string
+	for _, a := range spec.Appliances {
+		if a.Role != schema.RoleWitness && (only == "" || a.Name == only) {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+// ownAppliance is this agent's appliance in spec, for a listing of its
+// own pools; an error says why it has none to list.
+func (n *Node) ownAppliance(spec *schema.Spec) (*schema.Appliance, error) {
+	var a *schema.Appliance
+	if spec != nil {
+		a = spec.Appliance(n.cfg.Name)
+	}
+	switch {
+	case n.cfg.Driver == nil:
+		return nil, errors.New("this agent does not manage btrfs")
+	case a == nil:
+		return nil, errors.New("this agent's copy of the spec does not name it")
+	}
+	return a, nil
+}
+
+// askMember GETs path (with its query) from the agent name at addr into
+// out, over the pooled client for quick requests; an error says the
+// agent was unreachable.
+func (n *Node) askMember(ctx context.Context, name, addr, path string, out any) error {
+	hc, err := n.peerClient(name, addr, peerQuick)
+	if err == nil {
+		err = client.GetJSON(ctx, hc, "https://"+addr+path, out)
+	}
+	if err != nil {
+		return fmt.Errorf("agent unreachable: %v", err)
+	}
+	return nil
+}
+
+// notAllAnswered is what a "not found" of a fleet-wide listing adds when
+// some appliances did not answer ("" when all did).
+func notAllAnswered(errs []client.ApplianceError) string {
+	if len(errs) == 0 {
+		return ""
+	}
+	var not []string
+	for _, e := range errs {
+		not = append(not, e.Appliance+": "+e.Error)
+	}
+	return " (not all could answer: " + strings.Join(not, "; ") + ")"
 }
 
 // askStorage asks each of the storage appliances named, concurrently, and

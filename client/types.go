@@ -1,6 +1,7 @@
 package client
 
 import (
+	"slices"
 	"time"
 
 	"github.com/fleetctl/fleetctl/reconcile"
@@ -579,6 +580,16 @@ type RestoreRequest struct {
 	Approve []string `json:"approve,omitempty"`
 	// DryRun checks the request and answers with the plan only.
 	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// InPlaceApproval is the RestoreRequest.Approve item that approves an
+// in-place restore of share ("all" approves it too).
+func InPlaceApproval(share string) string { return "restore:" + share }
+
+// ApprovesInPlace says whether approve approves an in-place restore of
+// share: the agent's rule, which the CLI checks too before it asks.
+func ApprovesInPlace(approve []string, share string) bool {
+	return slices.Contains(approve, InPlaceApproval(share)) || slices.Contains(approve, "all")
 }
 
 // RestoreResponse is a restore's plan and, unless DryRun, what it did.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -113,7 +112,7 @@ func (c *restoreCmd) Run(e env) error {
 	if c.Output != "json" {
 		printRestorePlan(e, plan, false)
 	}
-	if c.InPlace && !approvedRestore(approve, c.Share) {
+	if c.InPlace && !client.ApprovesInPlace(approve, c.Share) {
 		if !isTerminal(e.stdin) || !isTerminal(e.stderr) {
 			fmt.Fprintf(e.stderr, "fleetctl: an in-place restore replaces the current state of %s (kept as the read-only snapshot %s); nothing was changed. To go ahead: --approve=restore:%s\n", c.Share, plan.Before, c.Share)
 			return exitError(exitFailed)
@@ -123,7 +122,7 @@ func (c *restoreCmd) Run(e env) error {
 			fmt.Fprintf(e.stderr, "%s: not approved; nothing was changed\n", c.Share)
 			return exitError(exitFailed)
 		}
-		req.Approve = append(req.Approve, "restore:"+c.Share)
+		req.Approve = append(req.Approve, client.InPlaceApproval(c.Share))
 	}
 	req.DryRun = false
 	res, err := cl.Restore(ctx, req)
@@ -182,12 +181,6 @@ func (c *restoreCmd) Run(e env) error {
 	}
 	fmt.Fprintf(e.stdout, "Recorded in the trail of %s (fleetctl replication trail %s) and the witness log.\n", c.Share, c.Share)
 	return nil
-}
-
-// approvedRestore says whether approve approves an in-place restore of
-// share.
-func approvedRestore(approve []string, share string) bool {
-	return slices.Contains(approve, "restore:"+share) || slices.Contains(approve, "all")
 }
 
 // confirmName asks on out to type name and reads the answer from in.
