@@ -226,8 +226,12 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		}
 		expected = st.Generation
 	}
+	// The FSM takes the spec validated here instead of parsing the same
+	// bytes again on the way of the apply (followers still parse them).
+	yaml := []byte(req.YAML)
+	n.fsm.Decoded(yaml, spec)
 	resp, err := n.apply(store.CmdApplySpec, store.ApplySpec{
-		YAML:               []byte(req.YAML),
+		YAML:               yaml,
 		AppliedBy:          userOf(r),
 		AppliedAt:          time.Now().UTC(),
 		ExpectedGeneration: expected,
