@@ -91,6 +91,19 @@ type DiffOptions struct {
 	Active map[string]string
 }
 
+// DiffNeedsActive reports whether a diff against new depends on
+// DiffOptions.Active: new makes a replicated share absent, and the note on
+// it names where it is deleted. Otherwise DiffWith is Diff whatever
+// Active holds.
+func DiffNeedsActive(new *Spec) bool {
+	for i := range new.Shares {
+		if sh := &new.Shares[i]; sh.State == StateAbsent && sh.Replication != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // DiffWith is Diff, told what DiffOptions holds. It stays pure: the caller
 // reads the failover state.
 func DiffWith(old, new *Spec, opt DiffOptions) Changes {
