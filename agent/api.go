@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -226,8 +227,12 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		}
 		expected = st.Generation
 	}
+	// The FSM takes the spec validated here instead of parsing the same
+	// bytes again on the way of the apply (followers still parse them).
+	yaml := []byte(req.YAML)
+	n.fsm.Decoded(yaml, spec)
 	resp, err := n.apply(store.CmdApplySpec, store.ApplySpec{
-		YAML:               []byte(req.YAML),
+		YAML:               yaml,
 		AppliedBy:          userOf(r),
 		AppliedAt:          time.Now().UTC(),
 		ExpectedGeneration: expected,
@@ -237,7 +242,21 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := resp.(store.ApplyResult)
-	writeJSON(w, http.StatusOK, client.ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)})
+	out := client.ApplyResponse{Generation: res.Generation, Unchanged: res.Unchanged, Previous: string(res.Previous)}
+	// The diff the CLI prints, from the two specs decoded here, when the
+	// spec replaced is the one read above (so st.Spec decodes it) and the
+	// diff needs nothing more: a 1,000-share spec diffs in a few ms, where
+	// the client would parse Previous first (about 30 ms).
+	if !res.Unchanged && !schema.DiffNeedsActive(spec) &&
+		(len(res.Previous) == 0 || st.Spec != nil && bytes.Equal(res.Previous, st.YAML)) {
+		var prev *schema.Spec
+		if len(res.Previous) > 0 {
+			prev = st.Spec
+		}
+		changes := schema.Diff(prev, spec)
+		out.Changes = &changes
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // applyFacts is what decides whether a spec's changes act on data now

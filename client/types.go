@@ -103,6 +103,13 @@ type ApplyResponse struct {
 	Generation uint64 `json:"generation"`
 	Unchanged  bool   `json:"unchanged"`
 	Previous   string `json:"previous,omitempty"`
+	// Changes is what changed in the spec (schema.Diff of the spec
+	// replaced and the one stored), worked out by the leader, which holds
+	// both decoded, so that the client need not parse Previous. Nil when
+	// the leader did not: nothing changed, an agent from before this
+	// field, a spec whose diff needs where a share is active
+	// (schema.DiffNeedsActive), or a stored spec the leader could not read.
+	Changes *schema.Changes `json:"changes,omitempty"`
 }
 
 // SpecResponse is the stored spec.

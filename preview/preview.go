@@ -75,11 +75,7 @@ func (r Report) Changed() bool {
 // that is what its agent will do. Nil when no replicated share is absent
 // (the fleet is not asked).
 func ActiveAppliances(ctx context.Context, f StatusReader, spec *schema.Spec, plans []client.AppliancePlan) (map[string]string, error) {
-	need := false
-	for _, sh := range spec.Shares {
-		need = need || sh.State == schema.StateAbsent && sh.Replication != nil
-	}
-	if !need {
+	if !schema.DiffNeedsActive(spec) {
 		return nil, nil
 	}
 	st, err := f.Status(ctx)

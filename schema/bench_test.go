@@ -44,3 +44,22 @@ func BenchmarkYAMLNode1000Shares(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDiff1000Shares diffs two parsed 1,000-share specs that differ in
+// every share's quota: what fleetctl apply and diff print after parsing.
+func BenchmarkDiff1000Shares(b *testing.B) {
+	old, err := schema.Parse("old.yaml", benchSpec(1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	new, err := schema.Parse("new.yaml", []byte(strings.ReplaceAll(string(benchSpec(1000)), "quota: 100GiB", "quota: 200GiB")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if cs := schema.Diff(old, new); len(cs) != 1000 {
+			b.Fatalf("%d changes, want 1000", len(cs))
+		}
+	}
+}

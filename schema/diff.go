@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Op says what a Change does to an object of the spec.
@@ -89,6 +91,19 @@ type DiffOptions struct {
 	Active map[string]string
 }
 
+// DiffNeedsActive reports whether a diff against new depends on
+// DiffOptions.Active: new makes a replicated share absent, and the note on
+// it names where it is deleted. Otherwise DiffWith is Diff whatever
+// Active holds.
+func DiffNeedsActive(new *Spec) bool {
+	for i := range new.Shares {
+		if sh := &new.Shares[i]; sh.State == StateAbsent && sh.Replication != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // DiffWith is Diff, told what DiffOptions holds. It stays pure: the caller
 // reads the failover state.
 func DiffWith(old, new *Spec, opt DiffOptions) Changes {
@@ -130,15 +145,12 @@ func DiffWith(old, new *Spec, opt DiffOptions) Changes {
 		}
 	}
 
-	oldShare := func(name string) *Share {
-		if old == nil {
-			return nil
-		}
-		return old.Share(name)
-	}
+	// Shares by name: Spec.Share looks through the list, and a fleet may
+	// have thousands.
+	oldShares, newShares := sharesByName(old), sharesByName(new)
 	for i := range new.Shares {
 		s := &new.Shares[i]
-		c, ok := compare(KindShare, s.Name, oldShare(s.Name), s, "name")
+		c, ok := compare(KindShare, s.Name, oldShares[s.Name], s, "name")
 		for j, f := range c.Fields {
 			if f.deletes() {
 				c.Fields[j].Note = deleteNote(s, opt.Active[s.Name], c.Op == OpAdd)
@@ -149,7 +161,7 @@ func DiffWith(old, new *Spec, opt DiffOptions) Changes {
 	if old != nil {
 		for i := range old.Shares {
 			gone := &old.Shares[i]
-			if new.Share(gone.Name) == nil {
+			if newShares[gone.Name] == nil {
 				c, _ := compare(KindShare, gone.Name, gone, nil, "name")
 				c.Note = "removed from the spec: kept on disk, reported as orphaned"
 				if gone.State == StateAbsent {
@@ -160,6 +172,22 @@ func DiffWith(old, new *Spec, opt DiffOptions) Changes {
 		}
 	}
 	return cs
+}
+
+// sharesByName maps the names of spec's shares to them; nil for a nil spec.
+// A name given twice (an invalid spec) maps to its first share, as
+// Spec.Share finds it.
+func sharesByName(spec *Spec) map[string]*Share {
+	if spec == nil {
+		return nil
+	}
+	m := make(map[string]*Share, len(spec.Shares))
+	for i := range spec.Shares {
+		if _, ok := m[spec.Shares[i].Name]; !ok {
+			m[spec.Shares[i].Name] = &spec.Shares[i]
+		}
+	}
+	return m
 }
 
 // deleteNote says where a share made absent is deleted: on active, the
@@ -271,37 +299,87 @@ var textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
 // added or removed shows as its fields added or removed. It panics on a field
 // kind it cannot render, so that a new kind of field in the spec fails the
 // tests instead of silently dropping out of diffs.
+//
+// Which fields a type has, and their paths, are worked out once per type
+// (flatFields): a diff of 1,000 shares flattens 2,000 of them.
 func flatten(v reflect.Value, prefix string, skip []string) []renderedField {
-	var out []renderedField
-	for _, sf := range reflect.VisibleFields(v.Type()) {
+	fields := flatFields(v.Type(), prefix, skip)
+	out := make([]renderedField, len(fields))
+	for i, f := range fields {
+		fv := v
+		for _, index := range f.levels {
+			fv = fv.FieldByIndex(index)
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					fv = reflect.Zero(fv.Type().Elem())
+				} else {
+					fv = fv.Elem()
+				}
+			}
+		}
+		out[i] = renderedField{f.path, render(fv, f.path, f.text)}
+	}
+	return out
+}
+
+// flatField is one field flatten renders: its path and how to reach it, the
+// field index at each level of nested blocks, outermost first (a pointer
+// is followed, or taken as zero when nil, after each level).
+type flatField struct {
+	path   string
+	levels [][]int
+	text   bool // the field's type is an encoding.TextMarshaler
+}
+
+// flatKey names one list of flatFields: the type, the prefix and the
+// top-level fields left out.
+type flatKey struct {
+	t            reflect.Type
+	prefix, skip string
+}
+
+// flatCache holds flatFields' answers, by flatKey.
+var flatCache sync.Map
+
+// flatFields lists the fields flatten renders for struct type t, in order.
+func flatFields(t reflect.Type, prefix string, skip []string) []flatField {
+	key := flatKey{t, prefix, strings.Join(skip, "\x00")}
+	if fs, ok := flatCache.Load(key); ok {
+		return fs.([]flatField)
+	}
+	fs := appendFlatFields(nil, t, prefix, skip, nil)
+	flatCache.Store(key, fs)
+	return fs
+}
+
+func appendFlatFields(out []flatField, t reflect.Type, prefix string, skip []string, outer [][]int) []flatField {
+	for _, sf := range reflect.VisibleFields(t) {
 		if !sf.IsExported() || (prefix == "" && contains(skip, yamlName(sf))) {
 			continue
 		}
 		path := prefix + yamlName(sf)
-		fv := v.FieldByIndex(sf.Index)
-		if fv.Kind() == reflect.Pointer {
-			if fv.IsNil() {
-				fv = reflect.Zero(fv.Type().Elem())
-			} else {
-				fv = fv.Elem()
-			}
+		levels := append(slices.Clip(outer), sf.Index)
+		ft := sf.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
 		}
-		if fv.Kind() == reflect.Struct && !fv.Type().Implements(textMarshaler) {
-			out = append(out, flatten(fv, path+".", nil)...)
+		if ft.Kind() == reflect.Struct && !ft.Implements(textMarshaler) {
+			out = appendFlatFields(out, ft, path+".", nil, levels)
 			continue
 		}
-		out = append(out, renderedField{path, render(fv, path)})
+		out = append(out, flatField{path, levels, ft.Implements(textMarshaler)})
 	}
 	return out
 }
 
 // render writes one scalar as the file writes it; the zero value, which the
-// file writes by leaving the field out, renders empty.
-func render(v reflect.Value, path string) string {
+// file writes by leaving the field out, renders empty. text says that v's
+// type is an encoding.TextMarshaler.
+func render(v reflect.Value, path string, text bool) string {
 	if v.IsZero() {
 		return ""
 	}
-	if v.Type().Implements(textMarshaler) {
+	if text {
 		b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
 		if err != nil {
 			return fmt.Sprint(v.Interface())

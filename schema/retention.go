@@ -2,7 +2,6 @@ package schema
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -21,7 +20,25 @@ type Retention struct {
 // All is the count that keeps every snapshot of a kind (written *).
 const All = -1
 
-var retentionRE = regexp.MustCompile(`^([0-9]+|\*)([hdwmy])$`)
+// retentionWord splits one word of a retention, like 7d or *d, into its
+// count (digits, or *) and its unit (h, d, w, m or y). It is the regular
+// expression ^([0-9]+|\*)([hdwmy])$ written out: a spec of 1,000 shares
+// has 2,000 retentions, and the regexp took a tenth of parsing it.
+func retentionWord(w string) (count string, unit byte, ok bool) {
+	if len(w) < 2 || !strings.ContainsRune("hdwmy", rune(w[len(w)-1])) {
+		return "", 0, false
+	}
+	count, unit = w[:len(w)-1], w[len(w)-1]
+	if count == "*" {
+		return count, unit, true
+	}
+	for i := range len(count) {
+		if count[i] < '0' || count[i] > '9' {
+			return "", 0, false
+		}
+	}
+	return count, unit, true
+}
 
 // ParseRetention parses a btrbk-style retention.
 func ParseRetention(s string) (Retention, error) {
@@ -40,18 +57,17 @@ func (r *Retention) UnmarshalText(b []byte) error {
 	var out Retention
 	seen := map[byte]bool{}
 	for _, w := range words {
-		m := retentionRE.FindStringSubmatch(w)
-		if m == nil {
+		count, unit, ok := retentionWord(w)
+		if !ok {
 			return fmt.Errorf("%q: %q is not a count with a unit h, d, w, m or y (like 7d)", s, w)
 		}
-		unit := m[2][0]
 		if seen[unit] {
-			return fmt.Errorf("%q: unit %q appears twice", s, m[2])
+			return fmt.Errorf("%q: unit %q appears twice", s, string(unit))
 		}
 		seen[unit] = true
 		n := All
-		if m[1] != "*" {
-			v, err := strconv.Atoi(m[1])
+		if count != "*" {
+			v, err := strconv.Atoi(count)
 			if err != nil || v > 100000 {
 				return fmt.Errorf("%q: %q is too large", s, w)
 			}

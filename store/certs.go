@@ -91,7 +91,7 @@ func (s *State) HasCerts(role, name string) bool {
 	return false
 }
 
-func recordCertV1(cur *State, body []byte) (*State, any) {
+func recordCertV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd CertRecord
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdRecordCert, err)
@@ -111,7 +111,7 @@ func recordCertV1(cur *State, body []byte) (*State, any) {
 	return &next, nil
 }
 
-func forgetCertsV1(cur *State, body []byte) (*State, any) {
+func forgetCertsV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd ForgetCerts
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdForgetCerts, err)
@@ -136,7 +136,7 @@ func forgetCertsV1(cur *State, body []byte) (*State, any) {
 	return &next, forgotten
 }
 
-func joinTokensV1(cur *State, body []byte) (*State, any) {
+func joinTokensV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd JoinTokenChange
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdJoinTokens, err)

@@ -249,10 +249,11 @@ type commandKey struct {
 	version uint8
 }
 
-// handler applies one command body to the current state. It returns the
-// state to publish, or nil when nothing changed, and the value Apply returns:
-// a result, nil, or an error.
-type handler func(cur *State, body []byte) (next *State, result any)
+// handler applies one command body to the current state of f. It returns
+// the state to publish, or nil when nothing changed, and the value Apply
+// returns: a result, nil, or an error. Handlers read nothing of f but what
+// cannot change the outcome (FSM.decodeSpec's reuse of a decoded spec).
+type handler func(f *FSM, cur *State, body []byte) (next *State, result any)
 
 // handlers is every command this agent can apply. Entries are only ever
 // added: see the comment at the top of this file.
@@ -292,7 +293,7 @@ func EncodeCommand(t CommandType, body any) ([]byte, error) {
 // against.
 const specFile = "fleet.yaml"
 
-func applySpecV1(cur *State, body []byte) (*State, any) {
+func applySpecV1(f *FSM, cur *State, body []byte) (*State, any) {
 	var cmd ApplySpec
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdApplySpec, err)
@@ -308,7 +309,7 @@ func applySpecV1(cur *State, body []byte) (*State, any) {
 	}
 	// The leader validated the spec before proposing it. Decoding here is
 	// for this agent's own use and never decides the outcome (see above).
-	spec, specErr := decodeSpec(cmd.YAML)
+	spec, specErr := f.decodeSpec(cmd.YAML)
 	next := *cur
 	next.Generation = cur.Generation + 1
 	next.YAML = cmd.YAML
@@ -327,7 +328,7 @@ func decodeSpec(yaml []byte) (*schema.Spec, error) {
 	return spec, nil
 }
 
-func setNodeStatusV1(cur *State, body []byte) (*State, any) {
+func setNodeStatusV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd SetNodeStatus
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdSetNodeStatus, err)
@@ -372,7 +373,7 @@ func Response(f raft.ApplyFuture) (any, error) {
 	return resp, nil
 }
 
-func appendTrailV1(cur *State, body []byte) (*State, any) {
+func appendTrailV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd AppendTrail
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdAppendTrail, err)
@@ -393,7 +394,7 @@ func appendTrailV1(cur *State, body []byte) (*State, any) {
 	return &next, nil
 }
 
-func witnessEventV1(cur *State, body []byte) (*State, any) {
+func witnessEventV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var e WitnessEvent
 	if err := json.Unmarshal(body, &e); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdWitnessEvent, err)
@@ -415,7 +416,7 @@ func appendWitnessLog(old []WitnessEvent, e WitnessEvent) []WitnessEvent {
 	return append(append(out, old[start:]...), e)
 }
 
-func failoverV1(cur *State, body []byte) (*State, any) {
+func failoverV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd FailoverShare
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdFailover, err)

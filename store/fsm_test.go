@@ -590,3 +590,36 @@ func TestFSMAppendTrailIsBounded(t *testing.T) {
 		t.Fatalf("an entry without a share was accepted")
 	}
 }
+
+// TestFSMApplySpecTakesDecoded: a spec offered with Decoded for the same
+// bytes is the one stored, once; other bytes are parsed; and parsing the
+// same bytes again gives an equal spec, so the reuse changes nothing a
+// follower or a replay would see.
+func TestFSMApplySpecTakesDecoded(t *testing.T) {
+	f := newTestFSM()
+	offered, err := schema.Parse(specFile, []byte(specTwo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Decoded([]byte(specTwo), offered)
+	mustApplySpec(t, f, specTwo, 0)
+	if got := f.State().Spec; got != offered {
+		t.Fatalf("the stored spec is not the one offered for the same bytes")
+	}
+	replay := newTestFSM()
+	mustApplySpec(t, replay, specTwo, 0)
+	if !reflect.DeepEqual(replay.State().Spec, offered) {
+		t.Fatalf("parsing the same bytes again gave a different spec:\n%+v\n%+v", replay.State().Spec, offered)
+	}
+
+	// Offered for other bytes, or already taken: parsed.
+	f.Decoded([]byte(specOne), offered)
+	mustApplySpec(t, f, specOne+"\n", 0)
+	if got := f.State().Spec; got == offered || len(got.Shares) != 0 {
+		t.Fatalf("a spec offered for other bytes was stored: %+v", got)
+	}
+	mustApplySpec(t, f, specTwo, 0)
+	if got := f.State().Spec; got == offered {
+		t.Fatalf("a spec offered once was stored twice")
+	}
+}

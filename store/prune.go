@@ -29,7 +29,7 @@ type Prune struct {
 // spec no longer names (CmdPrune writes it).
 const EventPruned = "pruned"
 
-func pruneV1(cur *State, body []byte) (*State, any) {
+func pruneV1(_ *FSM, cur *State, body []byte) (*State, any) {
 	var cmd Prune
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return nil, fmt.Errorf("decode %v command: %w", CmdPrune, err)

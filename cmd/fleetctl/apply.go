@@ -109,14 +109,10 @@ func (c *applyCmd) Run(e env) error {
 	if err != nil {
 		return refused(e, name, err)
 	}
-	var prev *schema.Spec
-	if res.Previous != "" {
-		if prev, err = schema.Parse("stored spec", []byte(res.Previous)); err != nil {
-			return fmt.Errorf("the spec it replaced no longer parses: %w", err)
-		}
+	changes, err := appliedChanges(ctx, cl, spec, res)
+	if err != nil {
+		return err
 	}
-	active, _ := preview.ActiveAppliances(ctx, cl, spec, nil) // without it, the note names the spec's appliance
-	changes := schema.DiffWith(prev, spec, schema.DiffOptions{Active: active})
 	if res.Unchanged {
 		changes = schema.Changes{}
 	}
@@ -136,6 +132,23 @@ func (c *applyCmd) Run(e env) error {
 		return nil
 	}
 	return waitReconciled(e, cl, res.Generation, c.Timeout)
+}
+
+// appliedChanges is what an apply changed in the spec: as the leader
+// diffed it, or else spec against the spec it replaced.
+func appliedChanges(ctx context.Context, cl *client.Client, spec *schema.Spec, res *client.ApplyResponse) (schema.Changes, error) {
+	if res.Changes != nil {
+		return *res.Changes, nil
+	}
+	var prev *schema.Spec
+	if res.Previous != "" {
+		var err error
+		if prev, err = schema.Parse("stored spec", []byte(res.Previous)); err != nil {
+			return nil, fmt.Errorf("the spec it replaced no longer parses: %w", err)
+		}
+	}
+	active, _ := preview.ActiveAppliances(ctx, cl, spec, nil) // without it, the note names the spec's appliance
+	return schema.DiffWith(prev, spec, schema.DiffOptions{Active: active}), nil
 }
 
 // showHazards prints the spec changes against the stored spec, then each
