@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -638,5 +639,85 @@ func TestWitnessDegradedAndRecovered(t *testing.T) {
 			st := leader.FSM().State()
 			return slices.ContainsFunc(findEvents(st, store.EventRecovered, ""), func(e store.WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
 		})
+	}
+}
+
+// The edge of the credit: the leader answers renewals only after a check
+// round the other voters confirmed (each notes its yes, in the leader's
+// term), and when the leader, the active appliance, stops, the new leader
+// gets the reports of the voters and credits the old leader from them,
+// before its office, also at the tightest policy.
+func TestWitnessNewLeaderCreditsOldFromReports(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleWitness}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	var replica *Node
+	for _, n := range rest {
+		if n.cfg.Driver != nil {
+			replica = n
+		}
+	}
+	if leader.cfg.Driver == nil {
+		t.Skipf("the witness %s leads; the story needs a storage leader", leader.Name())
+	}
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", leader.Name(), replica.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, leader.Name(), replica.Name())
+
+	term := leader.raft.CurrentTerm()
+	for _, n := range rest {
+		waitUntil(t, n.Name()+" to confirm a check round of term "+fmt.Sprint(term), func() (bool, string) {
+			n.acks.mu.Lock()
+			defer n.acks.mu.Unlock()
+			return n.acks.term == term && !n.acks.last.IsZero(), fmt.Sprintf("term %d, last %v", n.acks.term, n.acks.last)
+		})
+	}
+
+	old := leader.Name()
+	stop(t, leader)
+	next := readyLeader(t, rest)
+	var credit, since time.Time
+	waitUntil(t, next.Name()+" to credit "+old+" from the voters' reports", func() (bool, string) {
+		w := &next.wit
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		_, ok := reportedBound(old, w.book.voters, w.book.reports, w.book.term)
+		credit, since = w.book.credited[old], w.book.since
+		return ok && !credit.IsZero(), fmt.Sprintf("voters %v, reports %v, credit %v", w.book.voters, w.book.reports, credit)
+	})
+	if !credit.Before(since) {
+		t.Fatalf("credit %v: want before office %v", credit, since)
+	}
+	waitFailover(t, rest, "projects", replica.Name(), 1)
+}
+
+// A renewal waits for a check round; once the agent stops, none runs and
+// the renewal is refused at once.
+func TestWitnessConfirmedRefusedWhenStopping(t *testing.T) {
+	n := &Node{}
+	n.rounds.kick = make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.ackLoop(ctx)
+	}()
+	waiting := make(chan error, 1)
+	n.rounds.mu.Lock()
+	n.rounds.next = &ackRound{done: make(chan struct{})}
+	r := n.rounds.next
+	n.rounds.mu.Unlock()
+	go func() {
+		<-r.done
+		waiting <- r.err
+	}()
+	cancel()
+	<-done
+	if err := <-waiting; !errors.Is(err, errRoundsStopped) {
+		t.Fatalf("a renewal waiting as the agent stops: want errRoundsStopped, got %v", err)
+	}
+	if err := n.confirmed(context.Background()); !errors.Is(err, errRoundsStopped) {
+		t.Fatalf("a renewal after the agent stopped: want errRoundsStopped, got %v", err)
 	}
 }
