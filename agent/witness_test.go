@@ -721,3 +721,22 @@ func TestWitnessConfirmedRefusedWhenStopping(t *testing.T) {
 		t.Fatalf("a renewal after the agent stopped: want errRoundsStopped, got %v", err)
 	}
 }
+
+// An agent from before the check rounds answers 404 (its API has no such
+// route): a rolling upgrade counts it as yes. Any other failure is no.
+func TestOlderAgent(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&client.APIError{Status: http.StatusNotFound, Code: client.CodeInternal, Message: "404 Not Found: 404 page not found"}, true},
+		{fmt.Errorf("check round: %w", &client.APIError{Status: http.StatusNotFound}), true},
+		{&client.APIError{Status: http.StatusServiceUnavailable, Code: client.CodeNoLeader}, false},
+		{errors.New("connection refused"), false},
+		{nil, false},
+	} {
+		if got := olderAgent(c.err); got != c.want {
+			t.Errorf("olderAgent(%v): want %v, got %v", c.err, c.want, got)
+		}
+	}
+}

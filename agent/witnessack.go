@@ -329,6 +329,13 @@ func (n *Node) ackRound(ctx context.Context) error {
 			if err == nil {
 				err = client.PostJSON(ctx, hc, "https://"+string(s.Address)+"/v1/witness/ack", ackRequest{Term: term}, &struct{}{})
 			}
+			if olderAgent(err) {
+				// An agent from before the check rounds (a rolling
+				// upgrade): counted as yes, so renewals go on. Its
+				// report, once upgraded, is no earlier than its start,
+				// which is after this answer (docs/design.md).
+				err = nil
+			}
 			if err != nil {
 				n.log.Debug("a voter did not confirm the check round", "voter", s.ID, "term", term, "err", err)
 			}
@@ -361,4 +368,11 @@ func (n *Node) office(term uint64) leadTerm {
 		n.wit.report(n.cfg.Name, term, c, nil)
 	}
 	return o
+}
+
+// olderAgent says whether err is the answer of an agent that does not
+// know the check rounds: its API has no such route.
+func olderAgent(err error) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
