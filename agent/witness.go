@@ -20,8 +20,10 @@ import (
 // side is lease.go). The Raft quorum is the witness: every storage
 // appliance renews a lease with the leader about every LeaseInterval, and
 // the leader keeps the renewals in memory only, never in the log. The
-// leader counts from when it received a renewal; a new leader counts every
-// appliance as renewed when it took office. Every WitnessTick the leader
+// leader answers a renewal after a check round of the voters
+// (witnessack.go) and counts from when it received it; a new leader counts
+// every appliance as renewed when it took office, and the leader it
+// followed from the bound the voters' reports give (creditPrior). Every WitnessTick the leader
 // looks at each member's lease and round trip, writes a witness event when
 // something changed (an idle fleet writes nothing), and commits a failover
 // of a share whose active appliance has gone unrenewed past the policy's
