@@ -692,33 +692,81 @@ func TestWitnessNewLeaderCreditsOldFromReports(t *testing.T) {
 	waitFailover(t, rest, "projects", replica.Name(), 1)
 }
 
-// A renewal waits for a check round; once the agent stops, none runs and
-// the renewal is refused at once.
+// A renewal waits for a check round that starts after it arrived: one
+// that arrives while a round runs gets the next round's answer, and the
+// renewals waiting together share one round. Once the agent stops, none
+// runs and a renewal is refused at once.
+func TestWitnessCheckRoundsCoalesce(t *testing.T) {
+	a := &ackRounds{kick: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan int, 10)
+	release := make(chan error)
+	var rounds int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.loop(ctx, func(context.Context) error {
+			rounds++
+			started <- rounds
+			return <-release
+		})
+	}()
+	first := make(chan error, 1)
+	go func() { first <- a.wait(context.Background()) }()
+	if r := <-started; r != 1 {
+		t.Fatalf("want round 1 to start, got %d", r)
+	}
+	// Round 1 runs: these two arrive now and must wait for round 2.
+	second := make(chan error, 2)
+	for range 2 {
+		go func() { second <- a.wait(context.Background()) }()
+	}
+	waitUntil(t, "the two renewals to join the next round", func() (bool, string) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.next != nil && a.next.waiting == 2, fmt.Sprint(a.next)
+	})
+	release <- errNoQuorum
+	if err := <-first; !errors.Is(err, errNoQuorum) {
+		t.Fatalf("the renewal of round 1: want its answer, got %v", err)
+	}
+	if r := <-started; r != 2 {
+		t.Fatalf("want round 2 to start, got %d", r)
+	}
+	release <- nil
+	for range 2 {
+		if err := <-second; err != nil {
+			t.Fatalf("a renewal that arrived during round 1: want round 2's yes, got %v", err)
+		}
+	}
+	cancel()
+	<-done
+	if rounds != 2 {
+		t.Fatalf("rounds: want 2 for three renewals, got %d", rounds)
+	}
+	if err := a.wait(context.Background()); !errors.Is(err, errRoundsStopped) {
+		t.Fatalf("a renewal after the agent stopped: want errRoundsStopped, got %v", err)
+	}
+}
+
+// A renewal still waiting as the agent stops is refused.
 func TestWitnessConfirmedRefusedWhenStopping(t *testing.T) {
-	n := &Node{}
-	n.rounds.kick = make(chan struct{}, 1)
+	a := &ackRounds{kick: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n.ackLoop(ctx)
+		a.loop(ctx, func(context.Context) error { t.Error("no round may run"); return nil })
 	}()
-	waiting := make(chan error, 1)
-	n.rounds.mu.Lock()
-	n.rounds.next = &ackRound{done: make(chan struct{})}
-	r := n.rounds.next
-	n.rounds.mu.Unlock()
-	go func() {
-		<-r.done
-		waiting <- r.err
-	}()
+	a.mu.Lock()
+	a.next = &ackRound{done: make(chan struct{})}
+	r := a.next
+	a.mu.Unlock()
 	cancel()
 	<-done
-	if err := <-waiting; !errors.Is(err, errRoundsStopped) {
-		t.Fatalf("a renewal waiting as the agent stops: want errRoundsStopped, got %v", err)
-	}
-	if err := n.confirmed(context.Background()); !errors.Is(err, errRoundsStopped) {
-		t.Fatalf("a renewal after the agent stopped: want errRoundsStopped, got %v", err)
+	<-r.done
+	if !errors.Is(r.err, errRoundsStopped) {
+		t.Fatalf("a renewal waiting as the agent stops: want errRoundsStopped, got %v", r.err)
 	}
 }
 

@@ -213,17 +213,21 @@ type ackRounds struct {
 // errRoundsStopped answers a renewal once the agent is stopping.
 var errRoundsStopped = errors.New("the agent is stopping")
 
-// ackRound is one check round; done is closed when err is set.
+// ackRound is one check round; done is closed when err is set. waiting
+// counts the renewals that joined it.
 type ackRound struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	waiting int
 }
 
 // confirmed waits for a check round that starts after this call (so after
 // the renewal it answers was received) and reports whether it confirmed
 // this leader's term.
-func (n *Node) confirmed(ctx context.Context) error {
-	a := &n.rounds
+func (n *Node) confirmed(ctx context.Context) error { return n.rounds.wait(ctx) }
+
+// wait joins the next round to start and waits for its end.
+func (a *ackRounds) wait(ctx context.Context) error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -233,6 +237,7 @@ func (n *Node) confirmed(ctx context.Context) error {
 		a.next = &ackRound{done: make(chan struct{})}
 	}
 	r := a.next
+	r.waiting++
 	a.mu.Unlock()
 	select {
 	case a.kick <- struct{}{}:
@@ -248,8 +253,12 @@ func (n *Node) confirmed(ctx context.Context) error {
 
 // ackLoop runs the check rounds renewals wait for, one at a time and at
 // most one every ackPace, until ctx ends.
-func (n *Node) ackLoop(ctx context.Context) {
-	a := &n.rounds
+func (n *Node) ackLoop(ctx context.Context) { n.rounds.loop(ctx, n.ackRound) }
+
+// loop runs round for the renewals waiting, one round at a time and at
+// most one every ackPace, until ctx ends; then it fails the renewals
+// still waiting and any later one.
+func (a *ackRounds) loop(ctx context.Context, round func(context.Context) error) {
 	defer func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -284,7 +293,7 @@ func (n *Node) ackLoop(ctx context.Context) {
 			continue
 		}
 		last = time.Now()
-		r.err = n.ackRound(ctx)
+		r.err = round(ctx)
 		close(r.done)
 	}
 }
