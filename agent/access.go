@@ -118,6 +118,8 @@ var routeTable = []route{
 	{"GET /v1/diverged/local", accessAny, onAny, (*Node).handleDivergedLocal},
 	{"GET /v1/witness/status", accessAny, onLeader, (*Node).handleWitnessStatus},
 	{"GET /v1/witness/log", accessAny, onAny, (*Node).handleWitnessLog},
+	{"POST /v1/witness/ack", accessNode, onAny, (*Node).handleWitnessAck},       // a check round of the leader's term (witnessack.go)
+	{"POST /v1/witness/report", accessNode, onAny, (*Node).handleWitnessReport}, // a voter's report to the leader of its term
 	// Prometheus metrics: what status and witness status show, as
 	// numbers; any admin or member, as those reads (metrics.go).
 	{"GET /metrics", accessAny, onAny, (*Node).handleMetrics},

@@ -22,7 +22,7 @@ import (
 // leader every LeaseInterval, through its own API, which redirects it to the
 // leader; renewals overlap, so a slow answer does not hold back the next.
 // It counts its lease from when it sent the newest renewal the leader
-// answered (before the first answer, from its first attempt; never from
+// answered (before the first answer, from its first attempt, never from
 // before its state named it a storage appliance), so it always starts
 // counting before the leader does. When the lease is older than the
 // policy's fence_after, the agent fences itself: every replicated share it
@@ -85,9 +85,9 @@ type leaseState struct {
 	activeMu    sync.Mutex
 	activeSaved fence.Records
 	// storageSince is when this agent first saw its state name it a
-	// storage appliance (zero while it does not): the lease counts from
-	// then at the earliest, as the leader counts an appliance from when it
-	// first sees it in the spec.
+	// storage appliance (zero while it does not): until a renewal is
+	// answered the lease counts from then at the earliest, as the leader
+	// counts an appliance from when it first sees it in the spec.
 	storageSince time.Time
 	// writeMu is the door through which a share becomes writable
 	// (openForWrite); fencing on stop takes it too.
@@ -216,7 +216,9 @@ func (n *Node) renew(ctx context.Context, c *client.Client, start time.Time) {
 	}
 	l.failing = false
 	// The lease counts from the newest renewal sent that was answered.
-	l.answered, l.rtt, l.index = start, time.Since(start), resp.AppliedIndex
+	// The round trip leaves out the leader's check that it still leads.
+	rtt := time.Since(start) - time.Duration(resp.CheckMillis*float64(time.Millisecond))
+	l.answered, l.rtt, l.index = start, max(rtt, time.Microsecond), resp.AppliedIndex
 }
 
 // fenceLoop fences and unfences every fenceTick.
@@ -264,8 +266,12 @@ func (n *Node) fenceCheck(ctx context.Context) bool {
 }
 
 // leaseAgeLocked is how old this appliance's lease is at now, by st: from
-// the newest answered renewal it sent, its first attempt, or when st
-// first named it a storage appliance, whichever is latest. l.mu is held.
+// the newest answered renewal it sent; before any, from its first attempt
+// or when st first named it a storage appliance, whichever is later.
+// Once a renewal was answered the lease counts from it alone, even when st
+// named this a storage appliance later: a new leader's credit bounds when
+// an answered renewal was sent, not when an appliance read the spec
+// (docs/design.md, "A new leader credits the old one"). l.mu is held.
 func (n *Node) leaseAgeLocked(st *store.State, now time.Time) time.Duration {
 	l := &n.lease
 	switch storage := isStorage(st.Spec, n.cfg.Name); {
@@ -274,7 +280,10 @@ func (n *Node) leaseAgeLocked(st *store.State, now time.Time) time.Duration {
 	case !storage:
 		l.storageSince = time.Time{}
 	}
-	return now.Sub(maxTime(maxTime(l.answered, l.started), l.storageSince))
+	if !l.answered.IsZero() {
+		return now.Sub(l.answered)
+	}
+	return now.Sub(maxTime(l.started, l.storageSince))
 }
 
 // fence makes every replicated share this appliance is active for (in its

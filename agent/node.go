@@ -153,7 +153,12 @@ type Node struct {
 	wit witness
 	// prior is the leader this agent last followed (witness.go).
 	prior priorTracker
-	lease leaseState
+	// acks, rounds and reporter are the check rounds before a renewal is
+	// answered and the reports to a new leader (witnessack.go).
+	acks     ackBook
+	rounds   ackRounds
+	reporter reporter
+	lease    leaseState
 	// fresh says the data dir held no Raft state when the node started:
 	// there is nothing stale to act on, so nothing to fence while the log
 	// is replayed.
@@ -212,6 +217,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), dir: dataDir(cfg.DataDir), done: make(chan struct{}), memberLock: make(chan struct{}, 1)}
+	n.acks.since = time.Now()
+	n.rounds.kick = make(chan struct{}, 1)
 	metrics, err := newMetrics(n)
 	if err != nil {
 		return nil, err
@@ -255,7 +262,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop(func() { n.certRenewLoop(runCtx) })
 	n.goLoop(func() { every(runCtx, sweepInterval, n.sweepCerts) })
 	n.goLoop(func() { every(runCtx, sweepInterval, n.pruneState) })
-	n.goLoop(func() { every(runCtx, priorSample, n.notePrior) })
+	n.goLoop(func() {
+		every(runCtx, priorSample, func() {
+			n.notePrior()
+			n.reportPrior(runCtx)
+		})
+	})
+	n.goLoop(func() { n.ackLoop(runCtx) })
 	n.startLease(runCtx, early)
 	if rec, ok, err := n.dir.readRecovery(); err != nil {
 		n.log.Warn("cannot read the record of a recovery from quorum loss; the leader forgets the dropped members' certificates later (sweepCerts)", "err", err)
@@ -494,6 +507,7 @@ func (n *Node) watchLeadership(ctx context.Context) {
 				n.log.Info("lost leadership")
 				continue
 			}
+			term := n.raft.CurrentTerm()
 			n.log.Info("became leader; waiting for earlier entries to apply")
 			if err := n.raft.Barrier(30 * time.Second).Error(); err != nil {
 				n.log.Warn("barrier after election failed; not serving writes until the next election", "err", err)
@@ -506,7 +520,7 @@ func (n *Node) watchLeadership(ctx context.Context) {
 			if prior.name == n.cfg.Name {
 				prior = priorLeader{}
 			}
-			n.wit.startTerm(time.Now(), n.fsm.State(), prior)
+			n.wit.startTerm(time.Now(), n.fsm.State(), prior, n.office(term))
 			n.leaderReady.Store(true)
 			n.log.Info("leader ready")
 			if n.bootstrapToken.CompareAndSwap(true, false) {

@@ -20,8 +20,10 @@ import (
 // side is lease.go). The Raft quorum is the witness: every storage
 // appliance renews a lease with the leader about every LeaseInterval, and
 // the leader keeps the renewals in memory only, never in the log. The
-// leader counts from when it received a renewal; a new leader counts every
-// appliance as renewed when it took office. Every WitnessTick the leader
+// leader answers a renewal after a check round of the voters
+// (witnessack.go) and counts from when it received it; a new leader counts
+// every appliance as renewed when it took office, and the leader it
+// followed from the bound the voters' reports give (creditPrior). Every WitnessTick the leader
 // looks at each member's lease and round trip, writes a witness event when
 // something changed (an idle fleet writes nothing), and commits a failover
 // of a share whose active appliance has gone unrenewed past the policy's
@@ -62,18 +64,53 @@ type witness struct {
 	leading bool
 	term    uint64 // counts the terms this node has led
 	book    witnessBook
+	// reports are the voters' reports (handleWitnessReport), by voter,
+	// kept from before this node takes office in their term.
+	reports map[string]priorReport
+}
+
+// leadTerm is what a node that has just taken office knows of it: the
+// Raft term it leads and the voters of its configuration then.
+type leadTerm struct {
+	term   uint64
+	voters []string
 }
 
 // startTerm starts the bookkeeping when this node has taken office (after
 // its Barrier) at now, from the state st (see newWitnessBook), crediting
-// the leader it followed before (see creditPrior).
-func (w *witness) startTerm(now time.Time, st *store.State, prior priorLeader) {
+// the leader it followed before (see creditPrior) with the reports the
+// voters sent in this term so far.
+func (w *witness) startTerm(now time.Time, st *store.State, prior priorLeader, o leadTerm) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.leading = true
 	w.term++
 	w.book = newWitnessBook(now, st)
+	w.book.term, w.book.voters = o.term, o.voters
+	w.book.reports = map[string]priorReport{}
+	for voter, r := range w.reports {
+		if r.term == o.term {
+			w.book.reports[voter] = r
+		}
+	}
 	w.book.creditPrior(prior, st.Spec, now)
+}
+
+// report takes a voter's report in Raft term term, at (this node's
+// clock), before or after this node took office in it.
+func (w *witness) report(voter string, term uint64, at time.Time, spec *schema.Spec) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := priorReport{term: term, at: at}
+	if old, ok := w.reports[voter]; !ok || old.term != term || at.Before(old.at) {
+		if w.reports == nil {
+			w.reports = map[string]priorReport{}
+		}
+		w.reports[voter] = r
+	}
+	if w.leading && w.book.term == term {
+		w.book.addReport(voter, r, spec)
+	}
 }
 
 // endTerm forgets every renewal: they were this term's.
@@ -196,12 +233,20 @@ func (n *Node) handleLease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rtt := time.Duration(req.PreviousRTTMillis * float64(time.Millisecond))
-	idx, ok := n.wit.renew(req.Appliance, rtt, time.Now(), n.raft.AppliedIndex)
+	received := time.Now()
+	// Answered only after a check round that started after its receipt
+	// (witnessack.go): the bound a new leader credits the old one from.
+	if err := n.confirmed(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: n.cfg.Name + " could not confirm it still leads: " + err.Error() + "; retry"})
+		return
+	}
+	idx, ok := n.wit.renew(req.Appliance, rtt, received, n.raft.AppliedIndex)
 	if !ok {
 		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: n.cfg.Name + " is no longer the leader; retry"})
 		return
 	}
-	writeJSON(w, http.StatusOK, client.LeaseResponse{Leader: n.cfg.Name, AppliedIndex: idx})
+	held := time.Since(received)
+	writeJSON(w, http.StatusOK, client.LeaseResponse{Leader: n.cfg.Name, AppliedIndex: idx, CheckMillis: float64(held.Microseconds()) / 1000})
 }
 
 func (n *Node) handleWitnessStatus(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -638,5 +639,152 @@ func TestWitnessDegradedAndRecovered(t *testing.T) {
 			st := leader.FSM().State()
 			return slices.ContainsFunc(findEvents(st, store.EventRecovered, ""), func(e store.WitnessEvent) bool { return e.Member == name }), fmt.Sprintf("%+v", st.WitnessLog)
 		})
+	}
+}
+
+// The edge of the credit: the leader answers renewals only after a check
+// round the other voters confirmed (each notes its yes, in the leader's
+// term), and when the leader, the active appliance, stops, the new leader
+// gets the reports of the voters and credits the old leader from them,
+// before its office, also at the tightest policy.
+func TestWitnessNewLeaderCreditsOldFromReports(t *testing.T) {
+	t.Parallel()
+	roles := []schema.Role{schema.RoleStorage, schema.RoleStorage, schema.RoleWitness}
+	nodes, drivers := witnessFleet(t, roles...)
+	leader := readyLeader(t, nodes)
+	rest := except(nodes, leader)
+	var replica *Node
+	for _, n := range rest {
+		if n.cfg.Driver != nil {
+			replica = n
+		}
+	}
+	if leader.cfg.Driver == nil {
+		t.Skipf("the witness %s leads; the story needs a storage leader", leader.Name())
+	}
+	applyWitnessSpec(t, nodes, drivers, roles, fastPolicy, testShare{"projects", leader.Name(), replica.Name(), schema.FailoverAuto})
+	waitRenewing(t, nodes, leader.Name(), replica.Name())
+
+	term := leader.raft.CurrentTerm()
+	for _, n := range rest {
+		waitUntil(t, n.Name()+" to confirm a check round of term "+fmt.Sprint(term), func() (bool, string) {
+			n.acks.mu.Lock()
+			defer n.acks.mu.Unlock()
+			return n.acks.term == term && !n.acks.last.IsZero(), fmt.Sprintf("term %d, last %v", n.acks.term, n.acks.last)
+		})
+	}
+
+	old := leader.Name()
+	stop(t, leader)
+	next := readyLeader(t, rest)
+	var credit, since time.Time
+	waitUntil(t, next.Name()+" to credit "+old+" from the voters' reports", func() (bool, string) {
+		w := &next.wit
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		_, ok := reportedBound(old, w.book.voters, w.book.reports, w.book.term)
+		credit, since = w.book.credited[old], w.book.since
+		return ok && !credit.IsZero(), fmt.Sprintf("voters %v, reports %v, credit %v", w.book.voters, w.book.reports, credit)
+	})
+	if !credit.Before(since) {
+		t.Fatalf("credit %v: want before office %v", credit, since)
+	}
+	waitFailover(t, rest, "projects", replica.Name(), 1)
+}
+
+// A renewal waits for a check round that starts after it arrived: one
+// that arrives while a round runs gets the next round's answer, and the
+// renewals waiting together share one round. Once the agent stops, none
+// runs and a renewal is refused at once.
+func TestWitnessCheckRoundsCoalesce(t *testing.T) {
+	a := &ackRounds{kick: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan int, 10)
+	release := make(chan error)
+	var rounds int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.loop(ctx, func(context.Context) error {
+			rounds++
+			started <- rounds
+			return <-release
+		})
+	}()
+	first := make(chan error, 1)
+	go func() { first <- a.wait(context.Background()) }()
+	if r := <-started; r != 1 {
+		t.Fatalf("want round 1 to start, got %d", r)
+	}
+	// Round 1 runs: these two arrive now and must wait for round 2.
+	second := make(chan error, 2)
+	for range 2 {
+		go func() { second <- a.wait(context.Background()) }()
+	}
+	waitUntil(t, "the two renewals to join the next round", func() (bool, string) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.next != nil && a.next.waiting == 2, fmt.Sprint(a.next)
+	})
+	release <- errNoQuorum
+	if err := <-first; !errors.Is(err, errNoQuorum) {
+		t.Fatalf("the renewal of round 1: want its answer, got %v", err)
+	}
+	if r := <-started; r != 2 {
+		t.Fatalf("want round 2 to start, got %d", r)
+	}
+	release <- nil
+	for range 2 {
+		if err := <-second; err != nil {
+			t.Fatalf("a renewal that arrived during round 1: want round 2's yes, got %v", err)
+		}
+	}
+	cancel()
+	<-done
+	if rounds != 2 {
+		t.Fatalf("rounds: want 2 for three renewals, got %d", rounds)
+	}
+	if err := a.wait(context.Background()); !errors.Is(err, errRoundsStopped) {
+		t.Fatalf("a renewal after the agent stopped: want errRoundsStopped, got %v", err)
+	}
+}
+
+// A renewal still waiting as the agent stops is refused.
+func TestWitnessConfirmedRefusedWhenStopping(t *testing.T) {
+	a := &ackRounds{kick: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.loop(ctx, func(context.Context) error { t.Error("no round may run"); return nil })
+	}()
+	a.mu.Lock()
+	a.next = &ackRound{done: make(chan struct{})}
+	r := a.next
+	a.mu.Unlock()
+	cancel()
+	<-done
+	<-r.done
+	if !errors.Is(r.err, errRoundsStopped) {
+		t.Fatalf("a renewal waiting as the agent stops: want errRoundsStopped, got %v", r.err)
+	}
+}
+
+// An agent from before the check rounds answers 404 (its API has no such
+// route): a rolling upgrade counts it as yes. Any other failure is no.
+func TestOlderAgent(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&client.APIError{Status: http.StatusNotFound, Code: client.CodeInternal, Message: "404 Not Found: 404 page not found"}, true},
+		{fmt.Errorf("check round: %w", &client.APIError{Status: http.StatusNotFound}), true},
+		{&client.APIError{Status: http.StatusServiceUnavailable, Code: client.CodeNoLeader}, false},
+		{errors.New("connection refused"), false},
+		{nil, false},
+	} {
+		if got := olderAgent(c.err); got != c.want {
+			t.Errorf("olderAgent(%v): want %v, got %v", c.err, c.want, got)
+		}
 	}
 }

@@ -32,6 +32,14 @@ type witnessBook struct {
 	// storage appliance, counted as renewed when this node last heard from
 	// it rather than at office (creditPrior).
 	credited map[string]time.Time
+	// prior is that leader; term is the Raft term this node leads, voters
+	// the voters of its configuration at office, and reports what they
+	// reported in that term (by voter, this node included), for the
+	// credit (recredit).
+	prior   priorLeader
+	term    uint64
+	voters  []string
+	reports map[string]priorReport
 	// What the witness log last said, to write transitions only.
 	unreachable map[string]bool            // by appliance
 	degraded    map[string]bool            // by appliance
@@ -127,36 +135,111 @@ type priorLeader struct {
 	contact time.Time
 }
 
+// priorReport is a voter's report to this leader: the newest time it
+// confirmed a check round of an earlier term (or started), on this
+// leader's clock (reportedContact), and the term it reported in.
+type priorReport struct {
+	term uint64
+	at   time.Time
+}
+
+// reportedContact turns a voter's report, an age at sending, into a time
+// of the leader's clock: receipt − age, never earlier than the truth (the
+// report was sent before it was received; a negative age counts as 0).
+func reportedContact(receipt time.Time, age time.Duration) time.Time {
+	return receipt.Add(-max(age, 0))
+}
+
+// reportedBound is the bound B on the send time of every renewal any
+// leader answered before term: the latest contact reported, in term, by a
+// majority of voters other than prior (the leader being credited, which
+// must be a voter). Every answered renewal waited for a check round that
+// a majority of the voters confirmed after receiving it; that majority
+// meets any majority of the others, and each of those reports its newest
+// confirmation of an earlier term. False until such a majority reported.
+func reportedBound(prior string, voters []string, reports map[string]priorReport, term uint64) (time.Time, bool) {
+	if !slices.Contains(voters, prior) {
+		return time.Time{}, false
+	}
+	var b time.Time
+	q := 0
+	for _, v := range voters {
+		r, ok := reports[v]
+		if v == prior || !ok || r.term != term {
+			continue
+		}
+		q++
+		b = maxTime(b, r.at)
+	}
+	if q < len(voters)/2+1 {
+		return time.Time{}, false
+	}
+	return b, true
+}
+
 // creditPrior counts p, the leader this node followed before taking
-// office at now, as renewed when this node last heard from it, instead of
-// at office as every other appliance: when the active appliance of a
-// share was the leader and died, the failover then comes failover_after
-// after it went silent rather than failover_after after the election.
-//
-// It takes only what the policy leaves beyond the margin validation asks
-// for (schema.FenceMargin): the credit never goes below
-// floor = office + fence_after + FenceMargin − failover_after, so the
-// earliest failover, credit + failover_after, is never before office +
-// fence_after + FenceMargin — what it is for every appliance without a
-// credit at the tightest policy, where office bounds the old leader's
-// last answered renewal (it answers only while it leads; see
-// docs/design.md, "A new leader credits the old one"). A policy with
-// failover_after − fence_after at the minimum gets no credit at all.
-// A witness or an appliance not in the spec gets none either.
+// office at now, as renewed earlier than office, as every other appliance
+// is: when the active appliance of a share was the leader and died, the
+// failover then comes failover_after after it went silent rather than
+// failover_after after the election. The credit is recomputed as reports
+// arrive (addReport); see recredit.
 func (b *witnessBook) creditPrior(p priorLeader, spec *schema.Spec, now time.Time) {
-	if p.name == "" || p.contact.IsZero() || spec == nil {
+	b.prior = p
+	b.since = now
+	b.recredit(spec)
+}
+
+// addReport takes a voter's report and credits the prior leader again.
+// Of several reports from one voter for a term the earliest counts: each
+// is no earlier than the truth.
+func (b *witnessBook) addReport(voter string, r priorReport, spec *schema.Spec) {
+	if b.reports == nil {
+		b.reports = map[string]priorReport{}
+	}
+	if old, ok := b.reports[voter]; ok && old.term == r.term && old.at.Before(r.at) {
+		return
+	}
+	b.reports[voter] = r
+	b.recredit(spec)
+}
+
+// recredit credits the prior leader (if a storage appliance in spec) from
+// the earlier of two bounds on its last answered renewal, each of which
+// keeps the whole validated margin:
+//
+//   - the reports of a majority of the other voters (reportedBound), B:
+//     the old leader's appliance counts its lease from a renewal sent no
+//     later than B, so it fences by B + fence_after, and the failover at
+//     B + failover_after comes after it with the full margin. Never later
+//     than office.
+//   - without them, this node's own last contact, never below
+//     office + fence_after + FenceMargin − failover_after: the old leader
+//     answers renewals only before this node's office, so the earliest
+//     failover is still fence_after + FenceMargin after that; at the
+//     minimum margin this is office itself, no credit.
+//
+// A credit only ever moves earlier. A witness or an appliance not in the
+// spec gets none.
+func (b *witnessBook) recredit(spec *schema.Spec) {
+	p, office := b.prior, b.since
+	if p.name == "" || spec == nil {
 		return
 	}
 	if a := spec.Appliance(p.name); a == nil || a.Role == schema.RoleWitness {
 		return
 	}
-	pol := spec.Witness
-	at := p.contact
-	floor := now.Add(time.Duration(pol.FenceAfter) + time.Duration(schema.FenceMargin(pol.FailoverAfter)) - time.Duration(pol.FailoverAfter))
-	if at.Before(floor) {
-		at = floor
+	at := office
+	if !p.contact.IsZero() {
+		pol := spec.Witness
+		at = maxTime(p.contact, office.Add(time.Duration(pol.FenceAfter)+time.Duration(schema.FenceMargin(pol.FailoverAfter))-time.Duration(pol.FailoverAfter)))
 	}
-	if !at.Before(now) {
+	if bound, ok := reportedBound(p.name, b.voters, b.reports, b.term); ok && bound.Before(at) {
+		at = bound
+	}
+	if !at.Before(office) {
+		return
+	}
+	if c, ok := b.credited[p.name]; ok && !at.Before(c) {
 		return
 	}
 	if b.credited == nil {

@@ -555,7 +555,7 @@ func TestWitnessFailoverConfirm(t *testing.T) {
 func TestWitnessRenewOnlyWhileLeading(t *testing.T) {
 	var w witness
 	st := &store.State{Spec: decideSpec()}
-	w.startTerm(office, st, priorLeader{})
+	w.startTerm(office, st, priorLeader{}, leadTerm{})
 	applied := func() uint64 { return 7 }
 	if idx, ok := w.renew("nas1", 3*time.Millisecond, office.Add(time.Second), applied); !ok || idx != 7 {
 		t.Fatalf("renew while leading: want index 7, got %d (%v)", idx, ok)
@@ -568,7 +568,7 @@ func TestWitnessRenewOnlyWhileLeading(t *testing.T) {
 	if _, ok := w.renew("nas1", 0, office.Add(3*time.Second), applied); ok {
 		t.Fatalf("renew after the term ended: want refused")
 	}
-	w.startTerm(office.Add(time.Minute), st, priorLeader{})
+	w.startTerm(office.Add(time.Minute), st, priorLeader{}, leadTerm{})
 	if last, renewed := w.book.lastRenewal("nas1"); !last.Equal(office.Add(time.Minute)) || renewed {
 		t.Fatalf("next term: want nas1 counted from office at %v, not received; got %v, %v", office.Add(time.Minute), last, renewed)
 	}
@@ -619,5 +619,192 @@ func TestWitnessCreditsPriorLeader(t *testing.T) {
 				t.Fatalf("at office+%v: failovers %+v, want projects from nas1", c.failing, d.Failovers)
 			}
 		})
+	}
+}
+
+// A voter's report is an age at sending; the leader turns it into a time
+// of its own clock, receipt − age, never earlier than the truth: the
+// report was sent before it was received. A negative age counts as 0.
+func TestReportedContact(t *testing.T) {
+	for _, c := range []struct {
+		receipt time.Time
+		age     time.Duration
+		want    time.Time
+	}{
+		{office, 1500 * time.Millisecond, office.Add(-1500 * time.Millisecond)},
+		{office, 0, office},
+		{office, -time.Second, office}, // a garbled age never moves it later than receipt
+	} {
+		if got := reportedContact(c.receipt, c.age); !got.Equal(c.want) {
+			t.Errorf("reportedContact(%v, %v): want %v, got %v", c.receipt, c.age, c.want, got)
+		}
+	}
+	// The truth: a voter last confirmed at c, sent its report 300ms later
+	// (age 300ms), and the report took 40ms: the leader reads c + 40ms.
+	c := office.Add(-2 * time.Second)
+	sent := c.Add(300 * time.Millisecond)
+	received := sent.Add(40 * time.Millisecond)
+	if got := reportedContact(received, sent.Sub(c)); got.Before(c) {
+		t.Fatalf("reportedContact: %v is before the voter's contact %v", got, c)
+	}
+}
+
+// The bound B needs reports, in this leader's term, from a majority of
+// all the voters that are not the old leader; it is the latest of them.
+func TestReportedBound(t *testing.T) {
+	const term = 7
+	voters := []string{"nas1", "nas2", "wit"}
+	five := []string{"nas1", "nas2", "nas3", "wit", "nas4"}
+	at := func(d time.Duration) time.Time { return office.Add(d) }
+	for _, c := range []struct {
+		name    string
+		prior   string
+		voters  []string
+		reports map[string]priorReport
+		want    time.Time
+		ok      bool
+	}{
+		{"both others reported", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}}, at(-2 * time.Second), true},
+		{"only one of two others: no majority", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}}, time.Time{}, false},
+		{"the old leader's own report does not count", "nas1", voters, map[string]priorReport{"nas1": {term, at(-9 * time.Second)}, "nas2": {term, at(-3 * time.Second)}}, time.Time{}, false},
+		{"a report of an earlier term does not count", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term - 1, at(-5 * time.Second)}}, time.Time{}, false},
+		{"a non-voter's report does not count", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "nas3": {term, at(-5 * time.Second)}}, time.Time{}, false},
+		{"an old leader that is not a voter gets none", "nas9", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}}, time.Time{}, false},
+		{"five voters: three of the four others", "nas1", five, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}, "nas4": {term, at(-1 * time.Second)}}, at(-time.Second), true},
+		{"five voters: two of the four others are not enough", "nas1", five, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}}, time.Time{}, false},
+	} {
+		got, ok := reportedBound(c.prior, c.voters, c.reports, term)
+		if ok != c.ok || !got.Equal(c.want) {
+			t.Errorf("%s: want %v (%v), got %v (%v)", c.name, c.want, c.ok, got, ok)
+		}
+	}
+}
+
+// With the reports of a majority of the other voters, the old leader is
+// credited from their bound B with no floor, at the tightest policy too
+// (8s / fence 3s, where the office bound gives no credit at all): the
+// failover comes at B + failover_after. Without a majority it counts from
+// office; a later report moves the credit earlier, never later; reports
+// of another term are ignored.
+func TestWitnessCreditsPriorLeaderFromReports(t *testing.T) {
+	auto := testShare{"projects", "nas1", "nas2", schema.FailoverAuto}
+	const term = 4
+	voters := []string{"nas1", "nas2", "wit"}
+	newSim := func() *witnessSim {
+		st := &store.State{Spec: decideSpec(auto), Generation: 1}
+		st.Spec.Witness.FailoverAfter = schema.Duration(8 * time.Second)
+		st.Spec.Witness.FenceAfter = schema.Duration(3 * time.Second)
+		s := newWitnessSim(st)
+		s.book.term, s.book.voters = term, voters
+		return s
+	}
+	// due says whether projects fails over at office+d (nas2 and nas3
+	// renewing all along).
+	due := func(s *witnessSim, d time.Duration) bool {
+		s.at(d)
+		s.renew(time.Millisecond, "nas2", "nas3")
+		return len(s.decide().Failovers) == 1
+	}
+	prior := priorLeader{"nas1", office.Add(-1500 * time.Millisecond)}
+
+	t.Run("a majority reported: B + failover_after", func(t *testing.T) {
+		s := newSim()
+		s.book.addReport("nas2", priorReport{term, office.Add(-1800 * time.Millisecond)}, s.st.Spec) // before office: the leader's own
+		s.book.creditPrior(prior, s.st.Spec, office)
+		s.book.addReport("wit", priorReport{term, office.Add(-1700 * time.Millisecond)}, s.st.Spec)
+		if due(s, 6200*time.Millisecond) {
+			t.Fatalf("failover at office+6.2s, B+7.9s: want none yet")
+		}
+		if !due(s, 6400*time.Millisecond) {
+			t.Fatalf("no failover at office+6.4s, B+8.1s (B = office−1.7s)")
+		}
+	})
+	t.Run("no majority: office + failover_after", func(t *testing.T) {
+		s := newSim()
+		s.book.creditPrior(prior, s.st.Spec, office)
+		s.book.addReport("wit", priorReport{term, office.Add(-1700 * time.Millisecond)}, s.st.Spec)
+		s.book.addReport("nas2", priorReport{term - 1, office.Add(-1800 * time.Millisecond)}, s.st.Spec) // of the term before
+		if due(s, 7900*time.Millisecond) {
+			t.Fatalf("failover at office+7.9s without a majority's reports: want none")
+		}
+		if !due(s, 8100*time.Millisecond) {
+			t.Fatalf("no failover at office+8.1s")
+		}
+	})
+	t.Run("B is never later than office", func(t *testing.T) {
+		s := newSim()
+		s.book.creditPrior(prior, s.st.Spec, office)
+		s.book.addReport("nas2", priorReport{term, office.Add(time.Second)}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(time.Second)}, s.st.Spec)
+		if _, ok := s.book.credited["nas1"]; ok {
+			t.Fatalf("credited from a bound after office: %v", s.book.credited["nas1"])
+		}
+		if !due(s, 8100*time.Millisecond) {
+			t.Fatalf("no failover at office+8.1s")
+		}
+	})
+	t.Run("a voter's earliest report counts, the credit only moves earlier", func(t *testing.T) {
+		s := newSim()
+		s.book.creditPrior(prior, s.st.Spec, office)
+		s.book.addReport("nas2", priorReport{term, office.Add(-1 * time.Second)}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(-1 * time.Second)}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(-500 * time.Millisecond)}, s.st.Spec) // a later, looser copy
+		if got, want := s.book.credited["nas1"], office.Add(-time.Second); !got.Equal(want) {
+			t.Fatalf("credit: want %v, got %v", want, got)
+		}
+	})
+	t.Run("a witness as the old leader gets none", func(t *testing.T) {
+		s := newSim()
+		s.book.voters = []string{"nas2", "nas3", "wit"}
+		s.book.addReport("nas2", priorReport{term, office.Add(-2 * time.Second)}, s.st.Spec)
+		s.book.addReport("nas3", priorReport{term, office.Add(-2 * time.Second)}, s.st.Spec)
+		s.book.creditPrior(priorLeader{"wit", office.Add(-2 * time.Second)}, s.st.Spec, office)
+		if len(s.book.credited) != 0 {
+			t.Fatalf("credited a witness: %v", s.book.credited)
+		}
+	})
+}
+
+// A voter says yes to a round only in its current term; its report in a
+// term is the newest yes of an earlier term, or its start when later, and
+// only while it is in that term, so no yes of an earlier term can follow.
+func TestAckBook(t *testing.T) {
+	current := uint64(3)
+	term := func() uint64 { return current }
+	a := ackBook{since: office}
+	at := func(d time.Duration) time.Time { return office.Add(d) }
+	if a.ack(2, term, at(time.Second)) {
+		t.Fatalf("yes to a round of term 2 in term 3")
+	}
+	if !a.ack(3, term, at(2*time.Second)) || !a.ack(3, term, at(3*time.Second)) {
+		t.Fatalf("no yes to a round of the current term")
+	}
+	if c, ok := a.contactBefore(3, term); !ok || !c.Equal(office) {
+		t.Fatalf("report in term 3: want the start %v, got %v (%v)", office, c, ok)
+	}
+	current = 5
+	if a.ack(3, term, at(4*time.Second)) {
+		t.Fatalf("yes to a round of term 3 in term 5")
+	}
+	if _, ok := a.contactBefore(4, term); ok {
+		t.Fatalf("report for term 4 while in term 5")
+	}
+	if c, ok := a.contactBefore(5, term); !ok || !c.Equal(at(3*time.Second)) {
+		t.Fatalf("report in term 5: want the last yes of term 3 at %v, got %v (%v)", at(3*time.Second), c, ok)
+	}
+	a.ack(5, term, at(6*time.Second))
+	if c, ok := a.contactBefore(5, term); !ok || !c.Equal(at(3*time.Second)) {
+		t.Fatalf("report in term 5 after a yes in term 5: want still %v, got %v (%v)", at(3*time.Second), c, ok)
+	}
+	current = 6
+	if c, ok := a.contactBefore(6, term); !ok || !c.Equal(at(6*time.Second)) {
+		t.Fatalf("report in term 6: want %v, got %v (%v)", at(6*time.Second), c, ok)
+	}
+	late := ackBook{since: at(time.Minute)}
+	current = 7
+	late.ack(7, term, at(time.Second))
+	current = 8
+	if c, _ := late.contactBefore(8, term); !c.Equal(at(time.Minute)) {
+		t.Fatalf("a start after the yeses: want the start, got %v", c)
 	}
 }

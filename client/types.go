@@ -226,6 +226,10 @@ type LeaseResponse struct {
 	// fenced appliance waits until it has applied as much before it trusts
 	// its own copy of the share epochs.
 	AppliedIndex uint64 `json:"applied_index"`
+	// CheckMillis is how long the leader held the answer for its check
+	// that it still leads; the appliance leaves it out of the round trip
+	// it measures (the link's latency, for degraded_latency).
+	CheckMillis float64 `json:"check_ms,omitempty"`
 }
 
 // WitnessStatus is the leader's view of the members' leases and the

@@ -4,8 +4,9 @@
 # replica, with the default witness policy (failover_after 30s), the
 # tightest one validation accepts (8s, fence 3s) and one with 2s over the
 # minimum margin (10s, fence 3s), each against its own failover_after (the
-# ratio says how much the election, the commit and the promotion add to
-# the deadline; a new leader credits the old one only beyond the margin).
+# ratio says how much the commit and the promotion add to the deadline: a
+# new leader credits the old one from the voters' reports, so the election
+# adds nothing; below 1 when the last confirmed renewal was before the kill).
 # Two storage agents and a witness on 127.0.0.1, loop-mounted btrfs pools.
 # Needs root.
 #
