@@ -342,9 +342,8 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	st := n.fsm.State()
 	tok, err := pki.ParseToken(req.Token)
-	if err != nil || tok.CAPin != pki.SPKIPin(n.ca.Cert) || !tokenValid(st, tok, time.Now()) {
+	if err != nil || tok.CAPin != pki.SPKIPin(n.ca.Cert) || !tokenValid(n.joinTokenState(r.Context(), tok), tok, time.Now()) {
 		n.log.Warn("join refused: unknown, expired or revoked token", "name", req.Name, "remote", r.RemoteAddr)
 		writeError(w, http.StatusForbidden, &client.APIError{Code: client.CodeUnauthorized, Message: "the join token is not one this fleet accepts: wrong, expired (tokens last 24 h unless made with --ttl) or revoked; make a new one with 'fleetctl token create'"})
 		return

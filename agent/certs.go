@@ -279,6 +279,41 @@ func (n *Node) recordSelfLoop(ctx context.Context) {
 	}
 }
 
+// bootstrapTokenWait bounds how long a join with the bootstrap token waits
+// for the new fleet to record it.
+const bootstrapTokenWait = 10 * time.Second
+
+// joinTokenState returns the state to check the join token tok against.
+// When tok is this run's bootstrap token and the new fleet has not yet
+// recorded it (its first leader does that once ready, a moment after the
+// election), it waits for the record, at most bootstrapTokenWait, instead
+// of refusing a join made right after --bootstrap.
+func (n *Node) joinTokenState(ctx context.Context, tok pki.Token) *store.State {
+	st, changed := n.fsm.Watch()
+	if tokenValid(st, tok, time.Now()) || !n.tokenPending.Load() {
+		return st
+	}
+	want, _ := pki.SecretHash(n.token)
+	if id, _ := pki.SecretHash(tok); id != want {
+		return st
+	}
+	timeout := time.NewTimer(bootstrapTokenWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return st
+		case <-timeout.C:
+			return st
+		case <-changed:
+		}
+		st, changed = n.fsm.Watch()
+		if tokenValid(st, tok, time.Now()) || !n.tokenPending.Load() {
+			return st
+		}
+	}
+}
+
 // tokenValid says whether tok is a join token the fleet accepts at now.
 func tokenValid(st *store.State, tok pki.Token, now time.Time) bool {
 	id, hash := pki.SecretHash(tok)
@@ -370,6 +405,7 @@ const sweepInterval = 10 * time.Second
 // recordBootstrapToken records the join token a bootstrap wrote to the
 // data dir, valid for DefaultTokenTTL from now.
 func (n *Node) recordBootstrapToken() {
+	defer n.tokenPending.Store(false)
 	rec := tokenRecord(n.token, DefaultTokenTTL, "node:"+n.cfg.Name, "made by --bootstrap", time.Now())
 	if _, err := n.apply(store.CmdJoinTokens, store.JoinTokenChange{Create: &rec, At: rec.CreatedAt}); err != nil {
 		n.log.Warn("could not record the bootstrap join token; make one with 'fleetctl token create'", "err", err)

@@ -62,3 +62,57 @@ func TestCertRenewal(t *testing.T) {
 	}
 	waitMembers(t, []*Node{leader, x}, names(nodes)...)
 }
+
+// A join with the bootstrap token made in the moment between the new
+// fleet's election and the record of that token waits for the record
+// instead of being refused (seen as a flake of
+// TestNodeThreeMembersApplyThroughFollower: "the join token is not one
+// this fleet accepts" 2 ms after "leader ready").
+func TestJoinWaitsForTheBootstrapTokenRecord(t *testing.T) {
+	t.Parallel()
+	n1 := startNode(t, bootstrapConfig(t, "n1"))
+	readyLeader(t, []*Node{n1})
+	// The real bootstrap token is recorded first (its goroutine reads
+	// n1.token).
+	deadline := time.After(30 * time.Second)
+	for st, changed := n1.fsm.Watch(); !tokenValid(st, n1.token, time.Now()) || n1.tokenPending.Load(); st, changed = n1.fsm.Watch() {
+		select {
+		case <-changed:
+		case <-time.After(time.Second): // tokenPending is not watched
+		case <-deadline:
+			t.Fatal("the bootstrap token was never recorded")
+		}
+	}
+	// A second token this run "made at bootstrap" and has not recorded yet.
+	tok, err := pki.NewToken(n1.ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.token = tok
+	n1.tokenPending.Store(true)
+	got := make(chan bool, 1)
+	go func() {
+		st := n1.joinTokenState(t.Context(), tok)
+		got <- tokenValid(st, tok, time.Now())
+	}()
+	rec := tokenRecord(tok, time.Hour, "node:n1", "test", time.Now())
+	if _, err := n1.apply(store.CmdJoinTokens, store.JoinTokenChange{Create: &rec, At: rec.CreatedAt}); err != nil {
+		t.Fatalf("record the token: %v", err)
+	}
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("the join was checked before the bootstrap token was recorded: it would be refused")
+		}
+	case <-time.After(bootstrapTokenWait + 5*time.Second):
+		t.Fatal("the join did not see the recorded bootstrap token")
+	}
+	// Another token is not waited for.
+	other, err := pki.NewToken(n1.ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokenValid(n1.joinTokenState(t.Context(), other), other, time.Now()) {
+		t.Fatal("an unrecorded token was accepted")
+	}
+}

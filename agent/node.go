@@ -178,6 +178,10 @@ type Node struct {
 	// bootstrapToken says this run bootstrapped the fleet and has yet to
 	// record the join token it wrote to the data dir.
 	bootstrapToken atomic.Bool
+	// tokenPending says this run's bootstrap join token is not in the
+	// log yet: a join with it waits for the record (joinTokenState)
+	// rather than being refused in the moment after the election.
+	tokenPending atomic.Bool
 
 	// metrics is the agent's Prometheus registry (metrics.go);
 	// metricsSrv serves it on MetricsListen, at metricsAddr.
@@ -283,6 +287,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
 		n.log.Info("bootstrapped a new fleet", "join_token_file", n.dir.path(fileToken), "join_token_ttl", DefaultTokenTTL)
+		n.tokenPending.Store(true)
 		n.bootstrapToken.Store(true)
 	}
 	if fresh && cfg.Join != "" {
