@@ -548,8 +548,12 @@ func TestWitnessFencedShareStaysReadOnlyAfterFailover(t *testing.T) {
 	if ro, ok := readOnly(drivers[x.Name()], path); ok && !ro {
 		t.Fatalf("after the failover and the renewed lease: %s's %s is writable", x.Name(), path)
 	}
-	// The newest unfenced event (a loaded machine may have fenced and
-	// unfenced before the test blocked the lease) says so.
+	// The newest unfenced event says so. It is written after the failover
+	// was seen: a loaded machine may have fenced and unfenced before the
+	// test blocked the lease, and the leader writes that event a moment
+	// later, which can be after the block but never after the failover
+	// (it comes failover_after later).
+	seen := blocked.Add(failedOver)
 	var e store.WitnessEvent
 	waitUntil(t, "an unfenced event after the failover", func() (bool, string) {
 		found := findEvents(leader.FSM().State(), store.EventUnfenced, "projects")
@@ -557,7 +561,7 @@ func TestWitnessFencedShareStaysReadOnlyAfterFailover(t *testing.T) {
 			return false, "none"
 		}
 		e = found[len(found)-1]
-		return e.At.After(blocked), fmt.Sprintf("%+v", found)
+		return e.At.After(seen), fmt.Sprintf("%+v", found)
 	})
 	if !strings.Contains(e.Detail, "stays read-only") {
 		t.Fatalf("unfenced event after a failover: want it to say the copy stays read-only, got %+v", e)
