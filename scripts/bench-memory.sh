@@ -10,7 +10,11 @@
 # VmHWM (peak) are read from /proc; and again SOAK seconds later, after the
 # periodic reconcile runs (every 30 s) of that time, each observing every
 # share: what the agents keep growing shows there. n1 holds the shares, n2
-# the replicas. The ratio is the last reading against the baseline.
+# the replicas. The ratio is the last reading against the baseline. Last,
+# where that memory is, from each agent's Go runtime (its Prometheus
+# go_memstats_*, scraped on --metrics-listen after the reading): the heap
+# in use, and all the runtime holds from the OS; the rest of the RSS is
+# the binary's pages and the mmapped bolt stores.
 #
 #   scripts/bench-memory.sh                        # SHARES=1000 REPLICATED=10 SOAK=90
 #   KEEP=1 scripts/bench-memory.sh                 # keep the work dir (logs)
@@ -44,7 +48,7 @@ pool() { # name
 }
 pool p1; pool p2
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P1=$(port); P2=$(port)
+P1=$(port); P2=$(port); M1=$(port); M2=$(port)
 
 spec() { # shares replicated > file
   cat <<YAML
@@ -63,9 +67,9 @@ YAML
   done
 }
 
-"$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --bootstrap 2>"$work/n1.log" & pids+=($!)
+"$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --metrics-listen "127.0.0.1:$M1" --bootstrap 2>"$work/n1.log" & pids+=($!)
 "$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
-"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
+"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --metrics-listen "127.0.0.1:$M2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
 for _ in $(seq 150); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^n2 .*healthy' && break; sleep 0.2; done
 
 # settle N R: apply the spec, wait until both appliances converged and the
@@ -115,3 +119,10 @@ for n in 1 2; do
   row "n$n VmHWM (peak)" "$(mb "${base_hwm[$n]}")" "$(mb "${hwm[$n]}")" "$(mb "$h")" "$(awk -v a="$h" -v b="${base_hwm[$n]}" 'BEGIN {printf "%.2f", a / b}')"
 done
 echo "($replicated of the $shares shares replicated n1 → n2; n1 holds the shares, n2 the replicas)"
+metric() { awk -v k="$2" '$1 == k {printf "%.1f", $2 / 1048576}' <<<"$1"; }
+for n in 1 2; do
+  m=$(curl -fsS "http://127.0.0.1:$([ "$n" = 1 ] && echo "$M1" || echo "$M2")/metrics")
+  printf 'n%s Go runtime (MB): heap in use %s, heap from the OS %s, stacks %s, all from the OS %s\n' "$n" \
+    "$(metric "$m" go_memstats_heap_inuse_bytes)" "$(metric "$m" go_memstats_heap_sys_bytes)" \
+    "$(metric "$m" go_memstats_stack_inuse_bytes)" "$(metric "$m" go_memstats_sys_bytes)"
+done
