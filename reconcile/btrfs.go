@@ -47,8 +47,12 @@ const (
 )
 
 // Btrfs is the Driver that speaks to btrfs, by running btrfs-progs as
-// Rockstor and btrbk do. Every command runs with LC_ALL=C (its messages are
-// parsed), ends when its context does, and reads nothing from stdin.
+// Rockstor and btrbk do for every change and for send and receive. The
+// reads a reconcile run makes of each pool (Subvolumes, QuotaEnabled,
+// Qgroups) run no command: they use the kernel's ioctls directly, the ones
+// btrfs-progs would (btrfsioctl.go), so a run that changes nothing starts no
+// process. Every command runs with LC_ALL=C (its messages are parsed), ends
+// when its context does, and reads nothing from stdin.
 //
 // The zero value runs "btrfs" from PATH. A Btrfs is safe for concurrent use
 // once its fields are set.
@@ -259,17 +263,13 @@ func isSubvolume(path string) (bool, error) {
 // paths relative to pool. The pool may be the filesystem's top level, a
 // subvolume mounted with subvol=, or a plain directory inside either.
 //
-// It runs three commands: "btrfs inspect-internal rootid" for the subvolume
-// holding the pool, "btrfs subvolume list -a -puqR -gc" for every subvolume of
-// the filesystem, and "btrfs subvolume list -r" for the read-only ones
-// (matched by ID, rather than one "btrfs property get" per subvolume).
-//
-// Why -a: without it, list prints a path relative to the subvolume it was
-// asked about when the subvolume lies below it, and relative to the top level
-// otherwise, so on a subvol= mount "x" may mean either. With -a every path is
-// relative to the top level, prefixed with "<FS_TREE>/" exactly when the
-// subvolume's parent is not the subvolume asked about, which the parent
-// column tells. Paths are then taken relative to the pool's own path.
+// It runs no command: it asks the kernel with the ioctls "btrfs subvolume
+// list" uses, in one search of the filesystem's root tree (see
+// listSubvolumes), and BTRFS_IOC_INO_LOOKUP for the ID of the subvolume
+// holding the pool ("btrfs inspect-internal rootid"). What it returns is
+// what "btrfs subvolume list -a -puqR -gc" and "btrfs subvolume list -r"
+// together show, read-only flag included. Paths are relative to the top
+// level, then taken relative to the pool's own path.
 func (b *Btrfs) Subvolumes(ctx context.Context, pool string) ([]Subvolume, error) {
 	subvols, err := b.subvolumes(ctx, pool)
 	if err != nil {
@@ -286,35 +286,18 @@ func (b *Btrfs) subvolumes(ctx context.Context, pool string) ([]Subvolume, error
 	if err != nil {
 		return nil, err
 	}
-	out, err := b.run(ctx, "inspect-internal", "rootid", pool)
+	f, err := os.Open(pool)
 	if err != nil {
 		return nil, err
 	}
-	rootID, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+	defer f.Close()
+	_, rootID, err := inoLookup(f, 0, subvolumeRootIno)
 	if err != nil {
-		return nil, fmt.Errorf("btrfs inspect-internal rootid %s: unexpected output %q", pool, out)
+		return nil, fmt.Errorf("find the subvolume of %s: %w", pool, err)
 	}
-	out, err = b.run(ctx, "subvolume", "list", "-a", "-p", "-u", "-q", "-R", "-g", "-c", pool)
-	if err != nil {
-		return nil, err
-	}
-	all, err := parseSubvolumeList(out)
+	all, readOnly, err := listSubvolumes(ctx, f)
 	if err != nil {
 		return nil, err
-	}
-	// Listed after the others: a subvolume made between the two commands is
-	// missing rather than shown writable when it is not.
-	out, err = b.run(ctx, "subvolume", "list", "-r", pool)
-	if err != nil {
-		return nil, err
-	}
-	ro, err := parseSubvolumeList(out)
-	if err != nil {
-		return nil, err
-	}
-	readOnly := make(map[uint64]bool, len(ro))
-	for _, e := range ro {
-		readOnly[e.ID] = true
 	}
 	return subvolumesBelow(all, readOnly, rootID, within)
 }
@@ -360,7 +343,7 @@ func pathInSubvolume(pool string) (string, error) {
 	return filepath.ToSlash(rel), nil
 }
 
-// listEntry is one line of "btrfs subvolume list".
+// listEntry is one subvolume as "btrfs subvolume list" shows it.
 type listEntry struct {
 	ID, Gen, CGen, Parent, TopLevel uint64
 	UUID, ParentUUID, ReceivedUUID  string
@@ -368,100 +351,11 @@ type listEntry struct {
 	hasID, hasPath, hasParent       bool
 }
 
-// parseSubvolumeList parses the output of "btrfs subvolume list" in its
-// default layout, whatever columns were asked for:
-//
-//	ID 257 gen 9 parent 5 top level 5 parent_uuid - received_uuid - uuid 3671… path my share
-//
-// Keys come in a fixed order with path last, so the path is the rest of the
-// line, spaces and all. btrfs prints names raw, so a line that does not
-// start with "ID " continues the previous path after a newline in a name.
-func parseSubvolumeList(out []byte) ([]listEntry, error) {
-	text := strings.TrimSuffix(string(out), "\n")
-	if text == "" {
-		return nil, nil
-	}
-	var entries []listEntry
-	for i, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, "ID ") {
-			if len(entries) == 0 || !entries[len(entries)-1].hasPath {
-				return nil, fmt.Errorf("btrfs subvolume list: unexpected line %d: %q", i+1, line)
-			}
-			entries[len(entries)-1].Path += "\n" + line
-			continue
-		}
-		e, err := parseListLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("btrfs subvolume list: line %d: %v: %q", i+1, err, line)
-		}
-		entries = append(entries, e)
-	}
-	return entries, nil
-}
-
-func parseListLine(line string) (listEntry, error) {
-	var e listEntry
-	rest := line
-	for rest != "" {
-		if p, ok := strings.CutPrefix(rest, "path "); ok {
-			e.Path, e.hasPath = p, true
-			break
-		}
-		var key string
-		if r, ok := strings.CutPrefix(rest, "top level "); ok {
-			key, rest = "top level", r
-		} else {
-			key, rest, _ = strings.Cut(rest, " ")
-		}
-		rest = strings.TrimLeft(rest, " ")
-		var val string
-		val, rest, _ = strings.Cut(rest, " ")
-		if key == "otime" && val != "-" { // "2026-11-25 08:46:00"
-			_, rest, _ = strings.Cut(rest, " ")
-		}
-		rest = strings.TrimLeft(rest, " ")
-		var err error
-		switch key {
-		case "ID":
-			e.ID, err = strconv.ParseUint(val, 10, 64)
-			e.hasID = true
-		case "gen":
-			e.Gen, err = strconv.ParseUint(val, 10, 64)
-		case "cgen":
-			e.CGen, err = strconv.ParseUint(val, 10, 64)
-		case "parent":
-			e.Parent, err = strconv.ParseUint(val, 10, 64)
-			e.hasParent = true
-		case "top level":
-			e.TopLevel, err = strconv.ParseUint(val, 10, 64)
-		case "uuid":
-			e.UUID = dashless(val)
-		case "parent_uuid":
-			e.ParentUUID = dashless(val)
-		case "received_uuid":
-			e.ReceivedUUID = dashless(val)
-		}
-		if err != nil {
-			return e, fmt.Errorf("%s: %v", key, err)
-		}
-	}
-	if !e.hasID || !e.hasPath {
-		return e, errors.New("no ID or no path")
-	}
-	return e, nil
-}
-
-// dashless turns btrfs's "-" (no such UUID) into "".
-func dashless(s string) string {
-	if s == "-" {
-		return ""
-	}
-	return s
-}
-
-// subvolumesBelow turns "btrfs subvolume list -a -puqR -gc" entries of a
-// filesystem into the subvolumes below the pool, which is the directory
-// within inside the subvolume rootID.
+// subvolumesBelow turns the subvolumes of a filesystem, as "btrfs subvolume
+// list -a -puqR -gc" shows them (paths relative to the top level, those
+// whose parent is not rootID with "<FS_TREE>/" before them or not) into
+// the subvolumes below the pool, which is the directory within inside the
+// subvolume rootID.
 func subvolumesBelow(all []listEntry, readOnly map[uint64]bool, rootID uint64, within string) ([]Subvolume, error) {
 	full := make(map[uint64]string, len(all))
 	for _, e := range all {
@@ -611,34 +505,42 @@ func (b *Btrfs) SetReadOnly(ctx context.Context, path string, readOnly bool) err
 	return nil
 }
 
-// quotasDisabled tells the failure of "btrfs qgroup show" on a filesystem
-// without quotas: btrfs-progs 5.x and 6.x say "quotas not enabled"
-// (ENOTTY from the kernel); older ones printed the errno.
-func quotasDisabled(err error) bool {
-	var ce *CommandError
-	if !errors.As(err, &ce) || ce.Killed != nil {
-		return false
-	}
-	return strings.Contains(ce.Stderr, "quotas not enabled") ||
-		strings.Contains(ce.Stderr, "can't list qgroups: Inappropriate ioctl for device") ||
-		strings.Contains(ce.Stderr, "can't list qgroups: No such file or directory")
-}
-
 // QuotaEnabled reports whether quotas are enabled on the pool, by whether
-// "btrfs qgroup show" can list its qgroups.
+// its filesystem has a quota tree (BTRFS_IOC_TREE_SEARCH_V2 of its status
+// item, as "btrfs qgroup show" reads it). It runs no command.
 func (b *Btrfs) QuotaEnabled(ctx context.Context, pool string) (bool, error) {
 	if err := checkAbs(pool); err != nil {
 		return false, fmt.Errorf("check quota of %s: %w", pool, err)
 	}
-	_, err := b.run(ctx, "qgroup", "show", pool)
-	switch {
-	case err == nil:
-		return true, nil
-	case quotasDisabled(err):
-		return false, nil
-	default:
+	f, err := openOnBtrfs(pool)
+	if err != nil {
 		return false, fmt.Errorf("check quota of %s: %w", pool, err)
 	}
+	defer f.Close()
+	on, err := quotaEnabled(ctx, f)
+	if err != nil {
+		return false, fmt.Errorf("check quota of %s: %w", pool, err)
+	}
+	return on, nil
+}
+
+// openOnBtrfs opens path, which must be on a btrfs filesystem, for its
+// ioctls.
+func openOnBtrfs(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Fstatfs(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, &fs.PathError{Op: "statfs", Path: path, Err: err}
+	}
+	if uint32(st.Type) != btrfsSuperMagic {
+		f.Close()
+		return nil, fmt.Errorf("%s is not on a btrfs filesystem", path)
+	}
+	return f, nil
 }
 
 // EnableQuota runs "btrfs quota enable" and then "btrfs quota rescan -w",
@@ -658,130 +560,25 @@ func (b *Btrfs) EnableQuota(ctx context.Context, pool string) error {
 	return nil
 }
 
-// Qgroups reads the level-0 qgroups of the pool's filesystem with "btrfs
-// qgroup show --raw -r -e", by subvolume ID. The numbers are as of the last
-// transaction commit (up to 30 s old by default). Without quotas it fails
-// with ErrQuotaDisabled.
+// Qgroups reads the level-0 qgroups of the pool's filesystem from its
+// quota tree (BTRFS_IOC_TREE_SEARCH_V2, as "btrfs qgroup show --raw -r -e"
+// reads them), by subvolume ID; it runs no command. The numbers are as of
+// the last transaction commit (up to 30 s old by default); a limit set by
+// hand is there at once. Without quotas it fails with ErrQuotaDisabled.
 func (b *Btrfs) Qgroups(ctx context.Context, pool string) (map[uint64]Qgroup, error) {
 	if err := checkAbs(pool); err != nil {
 		return nil, fmt.Errorf("read qgroups of %s: %w", pool, err)
 	}
-	out, err := b.run(ctx, "qgroup", "show", "--raw", "-r", "-e", pool)
-	if quotasDisabled(err) {
-		return nil, fmt.Errorf("read qgroups of %s: %w: %w", pool, ErrQuotaDisabled, err)
-	}
+	f, err := openOnBtrfs(pool)
 	if err != nil {
 		return nil, fmt.Errorf("read qgroups of %s: %w", pool, err)
 	}
-	q, err := parseQgroupShow(out)
+	defer f.Close()
+	q, err := readQgroups(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("read qgroups of %s: %w", pool, err)
 	}
 	return q, nil
-}
-
-// parseQgroupShow parses "btrfs qgroup show --raw -r -e": a header, a line
-// of dashes under each column name, then one row per qgroup. Columns are
-// found by name, in the names of btrfs-progs 5.x and later (Qgroupid,
-// Referenced, Exclusive, Max referenced, Max exclusive, Path) or of older
-// ones (qgroupid, rfer, excl, max_rfer, max_excl). Every column but the
-// last (Path, which may hold spaces) is one word in a row. "none" is no
-// limit, 0.
-func parseQgroupShow(out []byte) (map[uint64]Qgroup, error) {
-	var lines []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.TrimSpace(l) != "" {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) < 2 || strings.Trim(lines[1], "- ") != "" || !strings.Contains(lines[1], "-") {
-		return nil, fmt.Errorf("btrfs qgroup show: no header in %q", firstLines(out))
-	}
-	header, dashes := lines[0], lines[1]
-	col := map[string]int{}
-	n := 0
-	for i := 0; i < len(dashes); {
-		if dashes[i] != '-' {
-			i++
-			continue
-		}
-		j := i
-		for j < len(dashes) && dashes[j] == '-' {
-			j++
-		}
-		name := ""
-		if i < len(header) {
-			name = header[i:min(j, len(header))]
-		}
-		name = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), " ", "_")
-		switch name {
-		case "referenced":
-			name = "rfer"
-		case "exclusive":
-			name = "excl"
-		case "max_referenced":
-			name = "max_rfer"
-		case "max_exclusive":
-			name = "max_excl"
-		}
-		col[name] = n
-		n++
-		i = j
-	}
-	for _, want := range []string{"qgroupid", "rfer", "excl", "max_rfer"} {
-		if _, ok := col[want]; !ok {
-			return nil, fmt.Errorf("btrfs qgroup show: no %s column in header %q", want, header)
-		}
-	}
-	qgroups := map[uint64]Qgroup{}
-	for _, line := range lines[2:] {
-		f := strings.Fields(line)
-		field := func(name string) string {
-			if i := col[name]; i < len(f) {
-				return f[i]
-			}
-			return ""
-		}
-		level, id, ok := strings.Cut(field("qgroupid"), "/")
-		if !ok {
-			return nil, fmt.Errorf("btrfs qgroup show: unexpected line %q", line)
-		}
-		if level != "0" {
-			continue
-		}
-		var q Qgroup
-		sid, err := strconv.ParseUint(id, 10, 64)
-		if err == nil {
-			q.Referenced, err = parseQgroupBytes(field("rfer"))
-		}
-		if err == nil {
-			q.Exclusive, err = parseQgroupBytes(field("excl"))
-		}
-		if err == nil {
-			q.MaxReferenced, err = parseQgroupBytes(field("max_rfer"))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("btrfs qgroup show: line %q: %v", line, err)
-		}
-		qgroups[sid] = q
-	}
-	return qgroups, nil
-}
-
-func parseQgroupBytes(s string) (uint64, error) {
-	if s == "none" || s == "-" {
-		return 0, nil
-	}
-	return strconv.ParseUint(s, 10, 64)
-}
-
-// firstLines is the start of a command's output, for an error message.
-func firstLines(out []byte) string {
-	s := string(out)
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }
 
 // SetQuota limits the referenced bytes of the subvolume at path with "btrfs

@@ -1,10 +1,12 @@
 // Package reconcile makes one appliance's btrfs state match the fleet spec
 // and says what it did. The planner (Plan) is the only place that decides
 // what to change and is pure; the executor runs a plan through a Driver; the
-// btrfs driver (Btrfs) is the one piece of code that speaks to btrfs, through
-// btrfs-progs as Rockstor and btrbk do. Replicator and Receiver replicate
-// shares between appliances with btrfs send and receive (see DESIGN.md);
-// Receiver.Drill runs disaster-recovery drills on a share's replica.
+// btrfs driver (Btrfs) is the one piece of code that speaks to btrfs: it
+// changes it through btrfs-progs as Rockstor and btrbk do, and reads a
+// pool's subvolumes and qgroups with the ioctls btrfs-progs uses for that.
+// Replicator and Receiver replicate shares between appliances with btrfs
+// send and receive (see DESIGN.md); Receiver.Drill runs disaster-recovery
+// drills on a share's replica.
 package reconcile
 
 import (

@@ -65,3 +65,6 @@ func (b *tokenBucket) Take(n int) time.Duration { return b.take(n) }
 func (r *rateReader) SetSleep(sleep func(ctx context.Context, d time.Duration) error) {
 	r.bucket.sleep = sleep
 }
+
+// StartCPU starts measuring a benchmark's CPU time (cpu-ms/op).
+var StartCPU = startCPU

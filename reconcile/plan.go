@@ -512,18 +512,22 @@ func (pp *poolPlanner) snapshots(sh *schema.Share, path, snapDir string, snaps [
 	// One snapshot when due, however many ticks were missed: Next of the
 	// newest snapshot is the first tick it does not cover.
 	due := len(snaps) == 0
-	detail := sn.Schedule.String()
-	reason := fmt.Sprintf("share %s has no snapshot yet", sh.Name)
+	var next time.Time
 	if len(snaps) > 0 {
 		newest := snaps[len(snaps)-1]
-		next := sn.Schedule.Next(newest.time.In(now.Location()))
+		next = sn.Schedule.Next(newest.time.In(now.Location()))
 		due = !next.IsZero() && !next.After(now) && filepath.Base(newest.rel) != name
-		detail += ", last " + ago(now.Sub(newest.time))
-		reason = fmt.Sprintf("schedule %q was due at %s; the newest snapshot is from %s", sn.Schedule, next.UTC().Format(time.RFC3339), newest.time.UTC().Format(time.RFC3339))
-	} else {
-		detail += ", first"
 	}
 	if due {
+		// Written only for a snapshot that is due: formatting them for
+		// every share at every run was a tenth of a no-op plan.
+		detail := sn.Schedule.String() + ", first"
+		reason := fmt.Sprintf("share %s has no snapshot yet", sh.Name)
+		if len(snaps) > 0 {
+			newest := snaps[len(snaps)-1]
+			detail = sn.Schedule.String() + ", last " + ago(now.Sub(newest.time))
+			reason = fmt.Sprintf("schedule %q was due at %s; the newest snapshot is from %s", sn.Schedule, next.UTC().Format(time.RFC3339), newest.time.UTC().Format(time.RFC3339))
+		}
 		pp.meta = append(pp.meta, Action{
 			Kind: ActionMakeMetaDir, Pool: pp.pool.Name, Share: sh.Name, Path: snapDir,
 			Reason: "snapshots of " + sh.Name + " live there; made if missing",

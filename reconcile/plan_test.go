@@ -574,9 +574,11 @@ func BenchmarkPlan1000Shares(b *testing.B) {
 		b.Fatalf("not converged: %q", lines(got)[:min(5, len(got))])
 	}
 	b.ReportAllocs()
+	cpu := reconcile.StartCPU(b)
 	for b.Loop() {
 		reconcile.Plan(in)
 	}
+	cpu.Report()
 }
 
 func BenchmarkNoopReconcile1000Shares(b *testing.B) {
@@ -584,10 +586,12 @@ func BenchmarkNoopReconcile1000Shares(b *testing.B) {
 	spec, d := convergedFleet(b, 1000)
 	before := d.Mutations()
 	b.ReportAllocs()
+	cpu := reconcile.StartCPU(b)
 	for b.Loop() {
 		obs := reconcile.Observe(ctx, d, spec, "nas1")
 		reconcile.Execute(ctx, d, reconcile.Plan(reconcile.PlanInput{Spec: spec, Appliance: "nas1", Observed: obs, Now: planNow}))
 	}
+	cpu.Report()
 	if n := d.Mutations() - before; n != 0 {
 		b.Fatalf("a converged fleet made %d mutations", n)
 	}

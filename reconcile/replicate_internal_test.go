@@ -87,3 +87,33 @@ func BenchmarkReplicatorSources1000(b *testing.B) {
 		}
 	}
 }
+
+// TestParseStampAsTimeParse checks the hand-written parseStamp against what
+// it replaced: time.Parse of StampFormat, and the result formatted back
+// must be the name.
+func TestParseStampAsTimeParse(t *testing.T) {
+	old := func(s string) (time.Time, bool) {
+		tm, err := time.Parse(StampFormat, s)
+		if err != nil || tm.Format(StampFormat) != s {
+			return time.Time{}, false
+		}
+		return tm, true
+	}
+	cases := []string{
+		"20261125T120000Z", "00000101T000000Z", "99991231T235959Z", "20240229T120000Z", "20250229T120000Z",
+		"20261131T120000Z", "20261100T120000Z", "20261225T240000Z", "20261225T236000Z", "20261225T235960Z",
+		"2026112XT120000Z", "+0261125T120000Z", "-0261125T120000Z", "20261125 120000Z", "20261125T120000z",
+		"20261125T1200000", "20261125T12000Z", "120261125T12000Z", "20261125T12:00Z", "0026112aT120000Z",
+	}
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for i := range 2000 {
+		cases = append(cases, base.Add(time.Duration(i)*7919*time.Second).Format(StampFormat))
+	}
+	for _, s := range cases {
+		got, gotOK := parseStamp(s)
+		want, wantOK := old(s)
+		if gotOK != wantOK || !got.Equal(want) || got.Location() != want.Location() {
+			t.Errorf("parseStamp(%q) = %v, %t; time.Parse gives %v, %t", s, got, gotOK, want, wantOK)
+		}
+	}
+}
