@@ -94,6 +94,10 @@ type Guard interface {
 // deleted or a quota changed by hand) when the spec does not change.
 const DefaultReconcileInterval = 30 * time.Second
 
+// raftLogCache is how many of the newest Raft log entries an agent keeps
+// in memory in front of raft.db (as Consul does, 512).
+const raftLogCache = 512
+
 // DefaultMaxVoters keeps the quorum small, as the design says: five voters
 // survive two failures; more only slow every commit.
 const DefaultMaxVoters = 5
@@ -450,11 +454,17 @@ func (n *Node) startRaft(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
+	// The leader reads the entry before each member's next one for every
+	// AppendEntries it sends, idle or not: from memory, not from bolt.
+	logs, err := raft.NewLogCache(raftLogCache, n.store)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.Name)
 	rc.ShutdownOnRemove = false // a removed member stays up to say so; it can be re-added
 	rc.Logger = hclogger(n.log)
-	r, err := raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
