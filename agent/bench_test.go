@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	gometrics "github.com/hashicorp/go-metrics/compat"
+
 	"github.com/fleetctl/fleetctl/client"
 )
 
@@ -63,3 +65,15 @@ func BenchmarkApply1Share(b *testing.B) { benchmarkApply(b, 1) }
 
 // BenchmarkApply1000Shares is an apply of a 1,000-share spec (about 180 KB).
 func BenchmarkApply1000Shares(b *testing.B) { benchmarkApply(b, 1000) }
+
+// BenchmarkRaftHeartbeatSample is what renaming raft's metric costs for
+// each heartbeat the leader sends a member (the sink itself discards).
+func BenchmarkRaftHeartbeatSample(b *testing.B) {
+	s := raftNames{&gometrics.BlackholeSink{}}
+	key := []string{"raft", "replication", "heartbeat"}
+	labels := []gometrics.Label{{Name: "peerId", Value: "n42"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.AddSampleWithLabels(key, 0.5, labels)
+	}
+}

@@ -118,8 +118,23 @@ func raftKey(key []string) []string {
 	out := make([]string, 0, len(key)+2)
 	out = append(out, "fleetctl")
 	for _, k := range key {
-		out = append(out, snakeCase(k))
+		out = append(out, snakeName(k))
 	}
+	return out
+}
+
+// snakeNames caches snakeCase of the key parts and label names raft
+// emits: a few dozen strings, each converted again for every heartbeat
+// and AppendEntries to every member otherwise.
+var snakeNames sync.Map // string -> string
+
+// snakeName is snakeCase(s), from the cache once converted.
+func snakeName(s string) string {
+	if v, ok := snakeNames.Load(s); ok {
+		return v.(string)
+	}
+	out := snakeCase(s)
+	snakeNames.Store(s, out)
 	return out
 }
 
@@ -130,7 +145,7 @@ func snakeLabels(labels []gometrics.Label) []gometrics.Label {
 	}
 	out := make([]gometrics.Label, len(labels))
 	for i, l := range labels {
-		out[i] = gometrics.Label{Name: snakeCase(l.Name), Value: l.Value}
+		out[i] = gometrics.Label{Name: snakeName(l.Name), Value: l.Value}
 	}
 	return out
 }
