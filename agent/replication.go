@@ -278,6 +278,9 @@ func (t *mtlsTransport) Send(ctx context.Context, target string, h reconcile.Sen
 		body = pr
 	}
 	defer gate.Close()
+	// The bandwidth limit holds the bytes on the wire: compressed, when
+	// they are.
+	body = reconcile.PaceReader(ctx, body, h.BandwidthLimit)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/replication/receive", body)
 	if err != nil {
 		return res, err
