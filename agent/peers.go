@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -90,9 +91,10 @@ func (n *Node) peerClient(name, addr string, kind peerKind) (*http.Client, error
 	if err != nil {
 		return nil, fmt.Errorf("TLS client for %s: %w", name, err)
 	}
+	dialer := &net.Dialer{Timeout: peerDialTimeout, KeepAlive: peerKeepAlive}
 	tr := &http.Transport{
 		TLSClientConfig:     conf,
-		DialContext:         (&net.Dialer{Timeout: peerDialTimeout, KeepAlive: peerKeepAlive}).DialContext,
+		DialContext:         dialer.DialContext,
 		TLSHandshakeTimeout: peerTLSHandshakeTimeout,
 		IdleConnTimeout:     peerIdleConnTimeout,
 		MaxIdleConnsPerHost: 4,
@@ -105,6 +107,11 @@ func (n *Node) peerClient(name, addr string, kind peerKind) (*http.Client, error
 		// record (at most 16 KiB). The default 4 KiB makes four times the
 		// records, writes and decryptions for the same stream.
 		tr.WriteBufferSize = streamBufferSize
+		// And the records of each write go to the socket together
+		// (batchconn.go).
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialBatchedTLS(ctx, dialer, conf, network, addr)
+		}
 	}
 	if p.clients == nil {
 		p.clients = map[peerKey]*http.Client{}

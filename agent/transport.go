@@ -74,7 +74,7 @@ func (m *mux) serve() {
 }
 
 func (m *mux) route(c net.Conn) {
-	tc := tls.Server(c, m.conf)
+	tc := tls.Server(newReadBufferedConn(c), m.conf)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {

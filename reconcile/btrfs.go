@@ -829,7 +829,7 @@ func (b *Btrfs) Receive(ctx context.Context, dir string, r io.Reader) error {
 	readErr := make(chan error, 1)
 	go func() {
 		er := &errReader{r: r}
-		_, _ = io.CopyBuffer(stdin, er, make([]byte, streamBuffer))
+		_, _ = copyFilled(stdin, er, make([]byte, streamBuffer))
 		readErr <- er.err // before Close, so Wait below finds it
 		stdin.Close()
 	}()
@@ -876,6 +876,32 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 // errReader remembers why its reader failed (io.EOF is no failure).
+// copyFilled copies src to dst as io.Copy does, but fills buf before each
+// write: a TLS stream arrives a record (16 KiB) at a time, and writing each
+// record to btrfs receive's pipe on its own wakes btrfs receive, and this
+// process after it, sixteen times as often as a full buffer does. It
+// stops at src's first error (io.EOF included) after writing what it read.
+func copyFilled(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, rerr := io.ReadFull(src, buf)
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF: // src ended, after k bytes
+			return n, nil
+		default:
+			return n, rerr
+		}
+	}
+}
+
 type errReader struct {
 	r   io.Reader
 	err error

@@ -91,6 +91,17 @@ func newRateReader(ctx context.Context, r io.Reader, rate int64, now func() time
 	return &rateReader{ctx: ctx, r: r, bucket: newTokenBucket(rate, now), chunk: chunkFor(rate)}
 }
 
+// PaceReader returns r paced to rate bytes per second (none when rate <=
+// 0) until ctx ends; after that its reads fail with ctx's error. A
+// Transport paces what it puts on the wire with it (SendHeader's
+// BandwidthLimit): after compression, so that the limit is the link's.
+func PaceReader(ctx context.Context, r io.Reader, rate int64) io.Reader {
+	if rate <= 0 {
+		return r
+	}
+	return newRateReader(ctx, r, rate, nil)
+}
+
 // Read reads at most one chunk and then waits until the bucket has paid
 // for it, so the bytes returned so far never run ahead of the rate by more
 // than the burst.

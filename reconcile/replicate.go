@@ -156,6 +156,11 @@ type SendHeader struct {
 	// Compression is the spec's compression of the stream on the wire: the
 	// transport's business, carried here so it knows.
 	Compression schema.Compression `json:"compression,omitempty"`
+	// BandwidthLimit is the spec's bandwidth_limit in bytes per second, 0
+	// for none. The transport holds what it puts on the wire to it, after
+	// compression, so that compression buys time on a limited link. The
+	// sender's business only: it is not sent.
+	BandwidthLimit int64 `json:"-"`
 }
 
 // Kind is KindIncremental when the header names a parent, else KindFull.
@@ -185,7 +190,9 @@ type Transport interface {
 	Held(ctx context.Context, target, share string) ([]Subvolume, error)
 	// Send streams a btrfs send stream to target, which receives it
 	// (Receiver.Receive there, with the sender's authenticated name), and
-	// returns the receiver's result. The stream the target reads must end
+	// returns the receiver's result. It holds the bytes it sends to
+	// h.BandwidthLimit (PaceReader), counted on the wire: after any
+	// compression. The stream the target reads must end
 	// (io.EOF) exactly where stream does, and fail where stream fails: a
 	// receiver accepts a stream only when it ends cleanly right after the
 	// btrfs end command. When the receiver refuses, the error wraps
@@ -716,7 +723,8 @@ func (r *Replicator) replicate(ctx context.Context, src replicaSource, e *TrailE
 	h := SendHeader{
 		ID: e.ID, Share: share, From: r.Appliance,
 		Snapshot: name, UUID: uuid, Epoch: src.act.Epoch,
-		Compression: src.share.Replication.Compression,
+		Compression:    src.share.Replication.Compression,
+		BandwidthLimit: int64(src.share.Replication.BandwidthLimit),
 	}
 	if parent != nil {
 		h.Parent, h.ParentUUID = parent.name, sendUUID(parent.sv)
@@ -786,11 +794,7 @@ func (r *Replicator) stream(ctx context.Context, src replicaSource, h SendHeader
 			progress(n)
 		}
 	}}
-	var body io.Reader = sr
-	if rate := src.share.Replication.BandwidthLimit; rate > 0 {
-		body = newRateReader(ctx, body, int64(rate), nil)
-	}
-	res, terr := r.Transport.Send(ctx, src.target, h, body)
+	res, terr := r.Transport.Send(ctx, src.target, h, sr)
 	abandoned, serr := sr.abandon()
 	switch {
 	case terr == nil && serr == nil:

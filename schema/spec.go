@@ -132,8 +132,8 @@ type Replication struct {
 	// Compression of the stream between the appliances: none or zstd. None
 	// when omitted.
 	Compression Compression `yaml:"compression,omitempty"`
-	// BandwidthLimit caps the stream's rate, like 50MiB/s or 100MB/s. No
-	// limit when omitted.
+	// BandwidthLimit caps the stream's rate on the wire (after
+	// compression), like 50MiB/s or 100MB/s. No limit when omitted.
 	BandwidthLimit Rate `yaml:"bandwidth_limit,omitempty"`
 }
 
