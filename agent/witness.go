@@ -74,6 +74,8 @@ type witness struct {
 type leadTerm struct {
 	term   uint64
 	voters []string
+	// configIndex is the index of that configuration.
+	configIndex uint64
 }
 
 // startTerm starts the bookkeeping when this node has taken office (after
@@ -86,7 +88,7 @@ func (w *witness) startTerm(now time.Time, st *store.State, prior priorLeader, o
 	w.leading = true
 	w.term++
 	w.book = newWitnessBook(now, st)
-	w.book.term, w.book.voters = o.term, o.voters
+	w.book.term, w.book.voters, w.book.configIndex = o.term, o.voters, o.configIndex
 	w.book.reports = map[string]priorReport{}
 	for voter, r := range w.reports {
 		if r.term == o.term {
@@ -96,13 +98,13 @@ func (w *witness) startTerm(now time.Time, st *store.State, prior priorLeader, o
 	w.book.creditPrior(prior, st.Spec, now)
 }
 
-// report takes a voter's report in Raft term term, at (this node's
-// clock), before or after this node took office in it.
-func (w *witness) report(voter string, term uint64, at time.Time, spec *schema.Spec) {
+// report takes a voter's report r, in Raft term r.term, before or after
+// this node took office in it.
+func (w *witness) report(voter string, r priorReport, spec *schema.Spec) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	r := priorReport{term: term, at: at}
-	if old, ok := w.reports[voter]; !ok || old.term != term || at.Before(old.at) {
+	term := r.term
+	if old, ok := w.reports[voter]; !ok || old.term != term || r.at.Before(old.at) {
 		if w.reports == nil {
 			w.reports = map[string]priorReport{}
 		}
@@ -425,14 +427,17 @@ func (t *priorTracker) get() priorLeader {
 	return t.p
 }
 
-// notePrior samples the leader this agent follows (not itself) and its
-// last contact, for the credit a new leader gives it (creditPrior).
+// notePrior samples the leader this agent follows (not itself), the term
+// it leads and its last contact, for the credit a new leader gives it
+// (creditPrior). The term is read before and after the leader: a sample
+// across a change of term is dropped.
 func (n *Node) notePrior() {
+	term := n.raft.CurrentTerm()
 	_, id := n.raft.LeaderWithID()
-	if id == "" || string(id) == n.cfg.Name {
+	if id == "" || string(id) == n.cfg.Name || n.raft.CurrentTerm() != term {
 		return
 	}
-	p := priorLeader{name: string(id), contact: n.raft.LastContact()}
+	p := priorLeader{name: string(id), contact: n.raft.LastContact(), term: term}
 	n.prior.mu.Lock()
 	n.prior.p = p
 	n.prior.mu.Unlock()

@@ -686,7 +686,7 @@ func TestWitnessNewLeaderCreditsOldFromReports(t *testing.T) {
 		w := &next.wit
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		_, ok := reportedBound(old, w.book.voters, w.book.reports, w.book.term)
+		_, ok := reportedBound(w.book.prior, w.book.voters, w.book.configIndex, w.book.reports, w.book.term)
 		credit, since = w.book.credited[old], w.book.since
 		return ok && !credit.IsZero(), fmt.Sprintf("voters %v, reports %v, credit %v", w.book.voters, w.book.reports, credit)
 	})

@@ -59,26 +59,40 @@ type ackBook struct {
 	// since is when this agent started: any yes an earlier run said was
 	// before it.
 	since time.Time
-	// term and last are the term of the newest yes and when it was said;
-	// before is the newest yes in any earlier term.
+	// term, cfg and last are the term of the newest yes, the newest
+	// configuration index confirmed in that term, and when it was said;
+	// before is the same of the newest yes in any earlier term.
 	term   uint64
+	cfg    uint64
 	last   time.Time
-	before time.Time
+	before ackYes
 }
 
-// ack says yes to a round of term at now if current (this agent's Raft
-// term) is term.
-func (a *ackBook) ack(term uint64, current func() uint64, now time.Time) bool {
+// ackYes is a voter's newest yes before a term: when, in which term, and
+// the newest configuration index it confirmed in that term. term is 0
+// when it said none in this run (at is then its start).
+type ackYes struct {
+	at   time.Time
+	term uint64
+	cfg  uint64
+}
+
+// ack says yes to a round of term, under the configuration at index cfg,
+// at now if current (this agent's Raft term) is term.
+func (a *ackBook) ack(term, cfg uint64, current func() uint64, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if current() != term {
 		return false
 	}
 	if term != a.term {
-		a.before = maxTime(a.before, a.last)
-		a.term = term
+		if a.last.After(a.before.at) {
+			a.before = ackYes{at: a.last, term: a.term, cfg: a.cfg}
+		}
+		a.term, a.cfg = term, 0
 	}
 	a.last = maxTime(a.last, now)
+	a.cfg = max(a.cfg, cfg)
 	return true
 }
 
@@ -87,22 +101,27 @@ func (a *ackBook) ack(term uint64, current func() uint64, now time.Time) bool {
 // term (current) is term; false otherwise. Yeses are said in increasing
 // terms, under mu, only in the current term: once the term is past, no
 // yes of an earlier term can follow.
-func (a *ackBook) contactBefore(term uint64, current func() uint64) (time.Time, bool) {
+func (a *ackBook) contactBefore(term uint64, current func() uint64) (ackYes, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if current() != term || a.term > term {
-		return time.Time{}, false
+		return ackYes{}, false
 	}
-	c := maxTime(a.since, a.before)
-	if a.term < term {
-		c = maxTime(c, a.last)
+	y := a.before
+	if a.term < term && a.last.After(y.at) {
+		y = ackYes{at: a.last, term: a.term, cfg: a.cfg}
 	}
-	return c, true
+	if !y.at.After(a.since) {
+		y = ackYes{at: a.since}
+	}
+	return y, true
 }
 
-// ackRequest asks a voter to confirm the leader's term.
+// ackRequest asks a voter to confirm the leader's term, under the
+// leader's configuration at ConfigIndex.
 type ackRequest struct {
-	Term uint64 `json:"term"`
+	Term        uint64 `json:"term"`
+	ConfigIndex uint64 `json:"config_index"`
 }
 
 // reportRequest is a voter's report to the leader of its term.
@@ -112,6 +131,11 @@ type reportRequest struct {
 	// AgeMillis is how long before sending the voter last confirmed a
 	// round of an earlier term (or started).
 	AgeMillis float64 `json:"age_ms"`
+	// YesTerm and YesConfigIndex are the term of that confirmation and
+	// the newest configuration index it confirmed in it (0: none since
+	// the voter started).
+	YesTerm        uint64 `json:"yes_term"`
+	YesConfigIndex uint64 `json:"yes_config_index"`
 }
 
 // handleWitnessAck confirms a check round: yes (200) if this agent's Raft
@@ -121,7 +145,7 @@ func (n *Node) handleWitnessAck(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if !n.acks.ack(req.Term, n.raft.CurrentTerm, time.Now()) {
+	if !n.acks.ack(req.Term, req.ConfigIndex, n.raft.CurrentTerm, time.Now()) {
 		writeError(w, http.StatusServiceUnavailable, &client.APIError{Code: client.CodeNoLeader, Message: fmt.Sprintf("%s is not in term %d", n.cfg.Name, req.Term)})
 		return
 	}
@@ -143,7 +167,7 @@ func (n *Node) handleWitnessReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	age := time.Duration(req.AgeMillis * float64(time.Millisecond))
-	n.wit.report(req.Reporter, req.Term, reportedContact(now, age), n.fsm.State().Spec)
+	n.wit.report(req.Reporter, priorReport{term: req.Term, at: reportedContact(now, age), yesTerm: req.YesTerm, yesCfg: req.YesConfigIndex}, n.fsm.State().Spec)
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -187,7 +211,7 @@ func (n *Node) reportPrior(ctx context.Context) {
 
 // sendReport sends one report to leader for term.
 func (n *Node) sendReport(ctx context.Context, leader string, term uint64) error {
-	c, ok := n.acks.contactBefore(term, n.raft.CurrentTerm)
+	y, ok := n.acks.contactBefore(term, n.raft.CurrentTerm)
 	if !ok {
 		return fmt.Errorf("no longer in term %d", term)
 	}
@@ -197,8 +221,8 @@ func (n *Node) sendReport(ctx context.Context, leader string, term uint64) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
 	defer cancel()
-	age := time.Since(c)
-	req := reportRequest{Reporter: n.cfg.Name, Term: term, AgeMillis: float64(age.Microseconds()) / 1000}
+	age := time.Since(y.at)
+	req := reportRequest{Reporter: n.cfg.Name, Term: term, AgeMillis: float64(age.Microseconds()) / 1000, YesTerm: y.term, YesConfigIndex: y.cfg}
 	if err := client.PostJSON(ctx, hc, "https://"+addr+"/v1/witness/report", req, &struct{}{}); err != nil {
 		return fmt.Errorf("report to %s: %w", leader, err)
 	}
@@ -305,14 +329,20 @@ func (a *ackRounds) loop(ctx context.Context, round func(context.Context) error)
 // ackRound asks every voter whether its term is this leader's, and
 // returns nil once a majority of the voters (this one included) said yes.
 func (n *Node) ackRound(ctx context.Context) error {
-	if n.raft.State() != raft.Leader {
+	// The term, then the state, then the term again: hashicorp/raft steps
+	// down by setting the state to follower before the new term, so a
+	// leader state seen between two reads of the same term is the
+	// leadership of that term (a round must never ask the voters to
+	// confirm a term this node does not lead).
+	term := n.raft.CurrentTerm()
+	if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
 		return raft.ErrNotLeader
 	}
-	term := n.raft.CurrentTerm()
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("check round: %w", err)
 	}
+	cfg := f.Index()
 	var others []raft.Server
 	voters, self := 0, false
 	for _, s := range f.Configuration().Servers {
@@ -326,7 +356,7 @@ func (n *Node) ackRound(ctx context.Context) error {
 		}
 		others = append(others, s)
 	}
-	if !self || !n.acks.ack(term, n.raft.CurrentTerm, time.Now()) {
+	if !self || !n.acks.ack(term, cfg, n.raft.CurrentTerm, time.Now()) {
 		return raft.ErrNotLeader
 	}
 	need := voters/2 + 1 - 1
@@ -340,7 +370,7 @@ func (n *Node) ackRound(ctx context.Context) error {
 		go func(s raft.Server) {
 			hc, err := n.peerClient(string(s.ID), string(s.Address), peerQuick)
 			if err == nil {
-				err = client.PostJSON(ctx, hc, "https://"+string(s.Address)+"/v1/witness/ack", ackRequest{Term: term}, &struct{}{})
+				err = client.PostJSON(ctx, hc, "https://"+string(s.Address)+"/v1/witness/ack", ackRequest{Term: term, ConfigIndex: cfg}, &struct{}{})
 			}
 			if olderAgent(err) {
 				// An agent from before the check rounds (a rolling
@@ -371,14 +401,15 @@ func (n *Node) ackRound(ctx context.Context) error {
 func (n *Node) office(term uint64) leadTerm {
 	o := leadTerm{term: term}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		o.configIndex = f.Index()
 		for _, s := range f.Configuration().Servers {
 			if s.Suffrage == raft.Voter {
 				o.voters = append(o.voters, string(s.ID))
 			}
 		}
 	}
-	if c, ok := n.acks.contactBefore(term, n.raft.CurrentTerm); ok {
-		n.wit.report(n.cfg.Name, term, c, nil)
+	if y, ok := n.acks.contactBefore(term, n.raft.CurrentTerm); ok {
+		n.wit.report(n.cfg.Name, priorReport{term: term, at: y.at, yesTerm: y.term, yesCfg: y.cfg}, nil)
 	}
 	return o
 }

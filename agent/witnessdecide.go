@@ -33,13 +33,14 @@ type witnessBook struct {
 	// it rather than at office (creditPrior).
 	credited map[string]time.Time
 	// prior is that leader; term is the Raft term this node leads, voters
-	// the voters of its configuration at office, and reports what they
-	// reported in that term (by voter, this node included), for the
-	// credit (recredit).
-	prior   priorLeader
-	term    uint64
-	voters  []string
-	reports map[string]priorReport
+	// the voters of its configuration at office (configIndex, its index),
+	// and reports what they reported in that term (by voter, this node
+	// included), for the credit (recredit).
+	prior       priorLeader
+	term        uint64
+	voters      []string
+	configIndex uint64
+	reports     map[string]priorReport
 	// What the witness log last said, to write transitions only.
 	unreachable map[string]bool            // by appliance
 	degraded    map[string]bool            // by appliance
@@ -133,6 +134,7 @@ func (b *witnessBook) renew(appliance string, rtt time.Duration, now time.Time) 
 type priorLeader struct {
 	name    string
 	contact time.Time
+	term    uint64 // the Raft term it led when sampled
 }
 
 // priorReport is a voter's report to this leader: the newest time it
@@ -141,6 +143,11 @@ type priorLeader struct {
 type priorReport struct {
 	term uint64
 	at   time.Time
+	// yesTerm and yesCfg are the term of that confirmation and the newest
+	// configuration index the voter confirmed in it (0: none since it
+	// started).
+	yesTerm uint64
+	yesCfg  uint64
 }
 
 // reportedContact turns a voter's report, an age at sending, into a time
@@ -152,26 +159,40 @@ func reportedContact(receipt time.Time, age time.Duration) time.Time {
 
 // reportedBound is the bound B on the send time of every renewal any
 // leader answered before term: the latest contact reported, in term, by a
-// majority of voters other than prior (the leader being credited, which
-// must be a voter). Every answered renewal waited for a check round that
-// a majority of the voters confirmed after receiving it; that majority
-// meets any majority of the others, and each of those reports its newest
-// confirmation of an earlier term. False until such a majority reported.
-func reportedBound(prior string, voters []string, reports map[string]priorReport, term uint64) (time.Time, bool) {
-	if !slices.Contains(voters, prior) {
+// majority of voters other than p (the leader being credited, which must
+// be a voter). Every renewal a leader of this version answered waited for
+// a check round that a majority of the voters confirmed after receiving
+// it; that majority meets any majority of the others (in one
+// configuration, or two that differ by one voter), and each of those
+// reports its newest confirmation of an earlier term.
+//
+// It needs evidence that this holds for the term just before term, whose
+// leader could still answer renewals as this node took office: p led
+// term − 1 (no leader came between), and a counted reporter confirmed a
+// round of term − 1 under this node's configuration (configIndex) or a
+// newer one. Without it — the leader before ran no check rounds (an agent
+// from before them, in a rolling upgrade), or its last rounds were under
+// an earlier configuration (voters changed just before it died), or an
+// election was lost in between — there is no bound, and the old rule
+// (office) holds. False until such a majority reported.
+func reportedBound(p priorLeader, voters []string, configIndex uint64, reports map[string]priorReport, term uint64) (time.Time, bool) {
+	if !slices.Contains(voters, p.name) || p.term == 0 || p.term+1 != term {
 		return time.Time{}, false
 	}
 	var b time.Time
-	q := 0
+	q, evidence := 0, false
 	for _, v := range voters {
 		r, ok := reports[v]
-		if v == prior || !ok || r.term != term {
+		if v == p.name || !ok || r.term != term {
 			continue
 		}
 		q++
 		b = maxTime(b, r.at)
+		if r.yesTerm == p.term && r.yesCfg >= configIndex {
+			evidence = true
+		}
 	}
-	if q < len(voters)/2+1 {
+	if q < len(voters)/2+1 || !evidence {
 		return time.Time{}, false
 	}
 	return b, true
@@ -233,7 +254,7 @@ func (b *witnessBook) recredit(spec *schema.Spec) {
 		pol := spec.Witness
 		at = maxTime(p.contact, office.Add(time.Duration(pol.FenceAfter)+time.Duration(schema.FenceMargin(pol.FailoverAfter))-time.Duration(pol.FailoverAfter)))
 	}
-	if bound, ok := reportedBound(p.name, b.voters, b.reports, b.term); ok && bound.Before(at) {
+	if bound, ok := reportedBound(p, b.voters, b.configIndex, b.reports, b.term); ok && bound.Before(at) {
 		at = bound
 	}
 	if !at.Before(office) {

@@ -593,12 +593,12 @@ func TestWitnessCreditsPriorLeader(t *testing.T) {
 		failing time.Duration // the failover is due at office+failing
 		tight   bool          // failover_after 20s, fence_after 15s: the minimum margin
 	}{
-		{"the old leader, silent 2s before office", priorLeader{"nas1", office.Add(-2 * time.Second)}, 27900 * time.Millisecond, 28100 * time.Millisecond, false},
-		{"a stale contact is floored", priorLeader{"nas1", office.Add(-20 * time.Second)}, 22400 * time.Millisecond, 22600 * time.Millisecond, false},
-		{"no credit at the minimum margin", priorLeader{"nas1", office.Add(-2 * time.Second)}, 19900 * time.Millisecond, 20100 * time.Millisecond, true},
-		{"a witness gets no credit", priorLeader{"wit", office.Add(-2 * time.Second)}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
-		{"nor does a stranger", priorLeader{"ghost", office.Add(-2 * time.Second)}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
-		{"another appliance than the active one", priorLeader{"nas3", office.Add(-2 * time.Second)}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
+		{"the old leader, silent 2s before office", priorLeader{"nas1", office.Add(-2 * time.Second), 0}, 27900 * time.Millisecond, 28100 * time.Millisecond, false},
+		{"a stale contact is floored", priorLeader{"nas1", office.Add(-20 * time.Second), 0}, 22400 * time.Millisecond, 22600 * time.Millisecond, false},
+		{"no credit at the minimum margin", priorLeader{"nas1", office.Add(-2 * time.Second), 0}, 19900 * time.Millisecond, 20100 * time.Millisecond, true},
+		{"a witness gets no credit", priorLeader{"wit", office.Add(-2 * time.Second), 0}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
+		{"nor does a stranger", priorLeader{"ghost", office.Add(-2 * time.Second), 0}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
+		{"another appliance than the active one", priorLeader{"nas3", office.Add(-2 * time.Second), 0}, 29900 * time.Millisecond, 30100 * time.Millisecond, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			st := &store.State{Spec: decideSpec(auto), Generation: 1}
@@ -664,16 +664,16 @@ func TestReportedBound(t *testing.T) {
 		want    time.Time
 		ok      bool
 	}{
-		{"both others reported", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}}, at(-2 * time.Second), true},
-		{"only one of two others: no majority", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}}, time.Time{}, false},
-		{"the old leader's own report does not count", "nas1", voters, map[string]priorReport{"nas1": {term, at(-9 * time.Second)}, "nas2": {term, at(-3 * time.Second)}}, time.Time{}, false},
-		{"a report of an earlier term does not count", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term - 1, at(-5 * time.Second)}}, time.Time{}, false},
-		{"a non-voter's report does not count", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "nas3": {term, at(-5 * time.Second)}}, time.Time{}, false},
-		{"an old leader that is not a voter gets none", "nas9", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}}, time.Time{}, false},
-		{"five voters: three of the four others", "nas1", five, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}, "nas4": {term, at(-1 * time.Second)}}, at(-time.Second), true},
-		{"five voters: two of the four others are not enough", "nas1", five, map[string]priorReport{"nas2": {term, at(-3 * time.Second)}, "wit": {term, at(-2 * time.Second)}}, time.Time{}, false},
+		{"both others reported", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}, "wit": {term, at(-2 * time.Second), term - 1, 0}}, at(-2 * time.Second), true},
+		{"only one of two others: no majority", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}}, time.Time{}, false},
+		{"the old leader's own report does not count", "nas1", voters, map[string]priorReport{"nas1": {term, at(-9 * time.Second), term - 1, 0}, "nas2": {term, at(-3 * time.Second), term - 1, 0}}, time.Time{}, false},
+		{"a report of an earlier term does not count", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}, "wit": {term - 1, at(-5 * time.Second), term - 2, 0}}, time.Time{}, false},
+		{"a non-voter's report does not count", "nas1", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}, "nas3": {term, at(-5 * time.Second), term - 1, 0}}, time.Time{}, false},
+		{"an old leader that is not a voter gets none", "nas9", voters, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}, "wit": {term, at(-2 * time.Second), term - 1, 0}}, time.Time{}, false},
+		{"five voters: three of the four others", "nas1", five, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}, "wit": {term, at(-2 * time.Second), term - 1, 0}, "nas4": {term, at(-1 * time.Second), term - 1, 0}}, at(-time.Second), true},
+		{"five voters: two of the four others are not enough", "nas1", five, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, 0}, "wit": {term, at(-2 * time.Second), term - 1, 0}}, time.Time{}, false},
 	} {
-		got, ok := reportedBound(c.prior, c.voters, c.reports, term)
+		got, ok := reportedBound(priorLeader{name: c.prior, term: term - 1}, c.voters, 0, c.reports, term)
 		if ok != c.ok || !got.Equal(c.want) {
 			t.Errorf("%s: want %v (%v), got %v (%v)", c.name, c.want, c.ok, got, ok)
 		}
@@ -705,13 +705,13 @@ func TestWitnessCreditsPriorLeaderFromReports(t *testing.T) {
 		s.renew(time.Millisecond, "nas2", "nas3")
 		return len(s.decide().Failovers) == 1
 	}
-	prior := priorLeader{"nas1", office.Add(-1500 * time.Millisecond)}
+	prior := priorLeader{"nas1", office.Add(-1500 * time.Millisecond), term - 1}
 
 	t.Run("a majority reported: B + failover_after", func(t *testing.T) {
 		s := newSim()
-		s.book.addReport("nas2", priorReport{term, office.Add(-1800 * time.Millisecond)}, s.st.Spec) // before office: the leader's own
+		s.book.addReport("nas2", priorReport{term, office.Add(-1800 * time.Millisecond), term - 1, 0}, s.st.Spec) // before office: the leader's own
 		s.book.creditPrior(prior, s.st.Spec, office)
-		s.book.addReport("wit", priorReport{term, office.Add(-1700 * time.Millisecond)}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(-1700 * time.Millisecond), term - 1, 0}, s.st.Spec)
 		if due(s, 6200*time.Millisecond) {
 			t.Fatalf("failover at office+6.2s, B+7.9s: want none yet")
 		}
@@ -722,8 +722,8 @@ func TestWitnessCreditsPriorLeaderFromReports(t *testing.T) {
 	t.Run("no majority: office + failover_after", func(t *testing.T) {
 		s := newSim()
 		s.book.creditPrior(prior, s.st.Spec, office)
-		s.book.addReport("wit", priorReport{term, office.Add(-1700 * time.Millisecond)}, s.st.Spec)
-		s.book.addReport("nas2", priorReport{term - 1, office.Add(-1800 * time.Millisecond)}, s.st.Spec) // of the term before
+		s.book.addReport("wit", priorReport{term, office.Add(-1700 * time.Millisecond), term - 1, 0}, s.st.Spec)
+		s.book.addReport("nas2", priorReport{term - 1, office.Add(-1800 * time.Millisecond), term - 2, 0}, s.st.Spec) // of the term before
 		if due(s, 7900*time.Millisecond) {
 			t.Fatalf("failover at office+7.9s without a majority's reports: want none")
 		}
@@ -734,8 +734,8 @@ func TestWitnessCreditsPriorLeaderFromReports(t *testing.T) {
 	t.Run("B is never later than office", func(t *testing.T) {
 		s := newSim()
 		s.book.creditPrior(prior, s.st.Spec, office)
-		s.book.addReport("nas2", priorReport{term, office.Add(time.Second)}, s.st.Spec)
-		s.book.addReport("wit", priorReport{term, office.Add(time.Second)}, s.st.Spec)
+		s.book.addReport("nas2", priorReport{term, office.Add(time.Second), term - 1, 0}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(time.Second), term - 1, 0}, s.st.Spec)
 		if _, ok := s.book.credited["nas1"]; ok {
 			t.Fatalf("credited from a bound after office: %v", s.book.credited["nas1"])
 		}
@@ -746,9 +746,9 @@ func TestWitnessCreditsPriorLeaderFromReports(t *testing.T) {
 	t.Run("a voter's earliest report counts, the credit only moves earlier", func(t *testing.T) {
 		s := newSim()
 		s.book.creditPrior(prior, s.st.Spec, office)
-		s.book.addReport("nas2", priorReport{term, office.Add(-1 * time.Second)}, s.st.Spec)
-		s.book.addReport("wit", priorReport{term, office.Add(-1 * time.Second)}, s.st.Spec)
-		s.book.addReport("wit", priorReport{term, office.Add(-500 * time.Millisecond)}, s.st.Spec) // a later, looser copy
+		s.book.addReport("nas2", priorReport{term, office.Add(-1 * time.Second), term - 1, 0}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(-1 * time.Second), term - 1, 0}, s.st.Spec)
+		s.book.addReport("wit", priorReport{term, office.Add(-500 * time.Millisecond), term - 1, 0}, s.st.Spec) // a later, looser copy
 		if got, want := s.book.credited["nas1"], office.Add(-time.Second); !got.Equal(want) {
 			t.Fatalf("credit: want %v, got %v", want, got)
 		}
@@ -756,13 +756,46 @@ func TestWitnessCreditsPriorLeaderFromReports(t *testing.T) {
 	t.Run("a witness as the old leader gets none", func(t *testing.T) {
 		s := newSim()
 		s.book.voters = []string{"nas2", "nas3", "wit"}
-		s.book.addReport("nas2", priorReport{term, office.Add(-2 * time.Second)}, s.st.Spec)
-		s.book.addReport("nas3", priorReport{term, office.Add(-2 * time.Second)}, s.st.Spec)
-		s.book.creditPrior(priorLeader{"wit", office.Add(-2 * time.Second)}, s.st.Spec, office)
+		s.book.addReport("nas2", priorReport{term, office.Add(-2 * time.Second), term - 1, 0}, s.st.Spec)
+		s.book.addReport("nas3", priorReport{term, office.Add(-2 * time.Second), term - 1, 0}, s.st.Spec)
+		s.book.creditPrior(priorLeader{"wit", office.Add(-2 * time.Second), term - 1}, s.st.Spec, office)
 		if len(s.book.credited) != 0 {
 			t.Fatalf("credited a witness: %v", s.book.credited)
 		}
 	})
+}
+
+// The bound needs evidence that the leader of the term before ran check
+// rounds under this configuration (or a newer one) and that no leader
+// came between: otherwise an old-version leader (a rolling upgrade), two
+// voter changes just before it died, or a lost election could leave a
+// renewal it answered later than every report (the review of 2026-11-30:
+// a leader without rounds, voters reporting their starts, was failed over
+// at once while its copy was still writable).
+func TestReportedBoundNeedsEvidence(t *testing.T) {
+	const term, cfg = 7, 40
+	voters := []string{"nas1", "nas2", "wit"}
+	at := func(d time.Duration) time.Time { return office.Add(d) }
+	prior := priorLeader{name: "nas1", term: term - 1}
+	for _, c := range []struct {
+		name    string
+		prior   priorLeader
+		reports map[string]priorReport
+		ok      bool
+	}{
+		{"both confirmed the term before under this configuration", prior, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, cfg}, "wit": {term, at(-2 * time.Second), term - 1, cfg}}, true},
+		{"one confirmed it, one reports its start", prior, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, cfg}, "wit": {term, at(-10 * time.Minute), 0, 0}}, true},
+		{"a newer configuration (the one change the old leader had not committed)", prior, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, cfg + 1}, "wit": {term, at(-2 * time.Second), 0, 0}}, true},
+		{"every report is a start: the old leader ran no rounds", prior, map[string]priorReport{"nas2": {term, at(-10 * time.Minute), 0, 0}, "wit": {term, at(-10 * time.Minute), 0, 0}}, false},
+		{"yeses of an earlier leader only", prior, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 2, cfg}, "wit": {term, at(-2 * time.Second), term - 2, cfg}}, false},
+		{"the old leader's last rounds were under an earlier configuration", prior, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, cfg - 1}, "wit": {term, at(-2 * time.Second), term - 1, cfg - 1}}, false},
+		{"an election came between", priorLeader{name: "nas1", term: term - 2}, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 2, cfg}, "wit": {term, at(-2 * time.Second), term - 2, cfg}}, false},
+		{"the old leader's term is not known", priorLeader{name: "nas1"}, map[string]priorReport{"nas2": {term, at(-3 * time.Second), term - 1, cfg}, "wit": {term, at(-2 * time.Second), term - 1, cfg}}, false},
+	} {
+		if _, ok := reportedBound(c.prior, voters, cfg, c.reports, term); ok != c.ok {
+			t.Errorf("%s: want a bound %v, got %v", c.name, c.ok, ok)
+		}
+	}
 }
 
 // A voter says yes to a round only in its current term; its report in a
@@ -773,38 +806,47 @@ func TestAckBook(t *testing.T) {
 	term := func() uint64 { return current }
 	a := ackBook{since: office}
 	at := func(d time.Duration) time.Time { return office.Add(d) }
-	if a.ack(2, term, at(time.Second)) {
+	if a.ack(2, 0, term, at(time.Second)) {
 		t.Fatalf("yes to a round of term 2 in term 3")
 	}
-	if !a.ack(3, term, at(2*time.Second)) || !a.ack(3, term, at(3*time.Second)) {
+	if !a.ack(3, 0, term, at(2*time.Second)) || !a.ack(3, 0, term, at(3*time.Second)) {
 		t.Fatalf("no yes to a round of the current term")
 	}
-	if c, ok := a.contactBefore(3, term); !ok || !c.Equal(office) {
+	if c, ok := a.contactBefore(3, term); !ok || !c.at.Equal(office) {
 		t.Fatalf("report in term 3: want the start %v, got %v (%v)", office, c, ok)
 	}
 	current = 5
-	if a.ack(3, term, at(4*time.Second)) {
+	if a.ack(3, 0, term, at(4*time.Second)) {
 		t.Fatalf("yes to a round of term 3 in term 5")
 	}
 	if _, ok := a.contactBefore(4, term); ok {
 		t.Fatalf("report for term 4 while in term 5")
 	}
-	if c, ok := a.contactBefore(5, term); !ok || !c.Equal(at(3*time.Second)) {
+	if c, ok := a.contactBefore(5, term); !ok || !c.at.Equal(at(3*time.Second)) {
 		t.Fatalf("report in term 5: want the last yes of term 3 at %v, got %v (%v)", at(3*time.Second), c, ok)
 	}
-	a.ack(5, term, at(6*time.Second))
-	if c, ok := a.contactBefore(5, term); !ok || !c.Equal(at(3*time.Second)) {
+	a.ack(5, 0, term, at(6*time.Second))
+	if c, ok := a.contactBefore(5, term); !ok || !c.at.Equal(at(3*time.Second)) {
 		t.Fatalf("report in term 5 after a yes in term 5: want still %v, got %v (%v)", at(3*time.Second), c, ok)
 	}
 	current = 6
-	if c, ok := a.contactBefore(6, term); !ok || !c.Equal(at(6*time.Second)) {
+	if c, ok := a.contactBefore(6, term); !ok || !c.at.Equal(at(6*time.Second)) {
 		t.Fatalf("report in term 6: want %v, got %v (%v)", at(6*time.Second), c, ok)
+	}
+	// The report names the term of that yes and the newest configuration
+	// confirmed in it.
+	current = 9
+	a.ack(9, 12, term, at(7*time.Second))
+	a.ack(9, 11, term, at(8*time.Second))
+	current = 10
+	if y, ok := a.contactBefore(10, term); !ok || y.term != 9 || y.cfg != 12 || !y.at.Equal(at(8*time.Second)) {
+		t.Fatalf("report in term 10: want the yes of term 9 at %v, configuration 12; got %+v (%v)", at(8*time.Second), y, ok)
 	}
 	late := ackBook{since: at(time.Minute)}
 	current = 7
-	late.ack(7, term, at(time.Second))
+	late.ack(7, 0, term, at(time.Second))
 	current = 8
-	if c, _ := late.contactBefore(8, term); !c.Equal(at(time.Minute)) {
+	if c, _ := late.contactBefore(8, term); !c.at.Equal(at(time.Minute)) || c.term != 0 {
 		t.Fatalf("a start after the yeses: want the start, got %v", c)
 	}
 }
