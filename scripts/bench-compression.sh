@@ -22,41 +22,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${SIZE_MIB:-512}
 rate_mib=${RATE_MIB:-50}
-[ "$(id -u)" = 0 ] || { echo "needs root (loop devices, mounts)" >&2; exit 2; }
-. scripts/ensure-btrfs-progs.sh
-ensure_btrfs_progs
-for tool in pv zstd; do
-  if ! command -v $tool >/dev/null; then
-    echo "installing $tool…" >&2
-    apt-get install -y -q $tool >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $tool >/dev/null; }
-  fi
-done
-
-work=$(mktemp -d /tmp/fleetctl-bench-zstd.XXXXXX)
-bin=$work/fleetctl
-go build -o "$bin" ./cmd/fleetctl
-pids=() devs=() mnts=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for m in "${mnts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-  for d in "${devs[@]}"; do losetup -d "$d" 2>/dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-pool() { # name size_mib
-  truncate -s "$(( $2 * 4 + 256 ))M" "$work/$1.img"
-  local dev; dev=$(losetup --find --show "$work/$1.img"); devs+=("$dev")
-  mkfs.btrfs -q "$dev" >/dev/null 2>&1
-  mkdir -p "$work/$1"; mount "$dev" "$work/$1"; mnts+=("$work/$1")
-}
-pool p1 "$size_mib"; pool p2 "$size_mib"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-lib.sh
+bench_setup zstd
+bench_tool pv
+bench_tool zstd
+bench_pool p1 "$(( size_mib * 4 + 256 ))M"; bench_pool p2 "$(( size_mib * 4 + 256 ))M"
 P1=$(port); P2=$(port)
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
-cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 # The share, with the compressible data, before the fleet exists.
 btrfs subvolume create "$work/p1/logs" >/dev/null
@@ -114,10 +85,7 @@ shares:
     replication: {to: n2/tank, schedule: every 24h, retention: 7d, keep_min: 2, compression: $1, bandwidth_limit: ${rate_mib}MiB/s}
 YAML
 }
-"$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --bootstrap 2>"$work/n1.log" & pids+=($!)
-"$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
-"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
-for _ in $(seq 100); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^n2 .*healthy' && break; sleep 0.2; done
+bench_agents
 
 # run_secs: the newest full ok send's start→end in the trail.
 run_secs() {

@@ -23,31 +23,9 @@ cd "$(dirname "$0")/.."
 shares=${SHARES:-1000}
 replicated=${REPLICATED:-10}
 soak=${SOAK:-90}
-[ "$(id -u)" = 0 ] || { echo "needs root (loop devices, mounts)" >&2; exit 2; }
-. scripts/ensure-btrfs-progs.sh
-ensure_btrfs_progs
-
-work=$(mktemp -d /tmp/fleetctl-bench-mem.XXXXXX)
-bin=$work/fleetctl
-go build -o "$bin" ./cmd/fleetctl
-pids=() devs=() mnts=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for m in "${mnts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-  for d in "${devs[@]}"; do losetup -d "$d" 2>/dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-pool() { # name
-  truncate -s 2G "$work/$1.img"
-  local dev; dev=$(losetup --find --show "$work/$1.img"); devs+=("$dev")
-  mkfs.btrfs -q "$dev" >/dev/null 2>&1
-  mkdir -p "$work/$1"; mount "$dev" "$work/$1"; mnts+=("$work/$1")
-}
-pool p1; pool p2
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-lib.sh
+bench_setup mem
+bench_pool p1 2G; bench_pool p2 2G
 P1=$(port); P2=$(port); M1=$(port); M2=$(port)
 
 spec() { # shares replicated > file
@@ -67,10 +45,7 @@ YAML
   done
 }
 
-"$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --metrics-listen "127.0.0.1:$M1" --bootstrap 2>"$work/n1.log" & pids+=($!)
-"$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
-"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --metrics-listen "127.0.0.1:$M2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
-for _ in $(seq 150); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^n2 .*healthy' && break; sleep 0.2; done
+bench_agents "--metrics-listen 127.0.0.1:$M1" "--metrics-listen 127.0.0.1:$M2"
 
 # settle N R: apply the spec, wait until both appliances converged and the
 # first R shares have each a full send recorded ok.

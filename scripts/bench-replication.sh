@@ -16,41 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${SIZE_MIB:-1024}
-[ "$(id -u)" = 0 ] || { echo "needs root (loop devices, mounts)" >&2; exit 2; }
-. scripts/ensure-btrfs-progs.sh
-ensure_btrfs_progs
-if ! command -v btrbk >/dev/null; then
-  echo "installing btrbk (the second baseline)…" >&2
-  apt-get install -y -q btrbk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q btrbk >/dev/null; }
-fi
-
-work=$(mktemp -d /tmp/fleetctl-bench-repl.XXXXXX)
-bin=$work/fleetctl
-go build -o "$bin" ./cmd/fleetctl
-pids=() devs=() mnts=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for m in "${mnts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-  for d in "${devs[@]}"; do losetup -d "$d" 2>/dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-pool() { # name size_mib
-  truncate -s "$(( $2 * 4 + 256 ))M" "$work/$1.img"
-  local dev; dev=$(losetup --find --show "$work/$1.img"); devs+=("$dev")
-  mkfs.btrfs -q "$dev" >/dev/null 2>&1
-  mkdir -p "$work/$1"; mount "$dev" "$work/$1"; mnts+=("$work/$1")
-}
-pool p1 "$size_mib"; pool p2 "$size_mib"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-lib.sh
+bench_setup repl
+bench_tool btrbk   # the second baseline
+bench_pool p1 "$(( size_mib * 4 + 256 ))M"; bench_pool p2 "$(( size_mib * 4 + 256 ))M"
 P1=$(port); P2=$(port)
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
-# Both measurements start from a cold page cache, so neither reads what the
-# other (or the writing of the data) left in memory.
-cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# Both measurements start from a cold page cache (cold), so neither reads
+# what the other (or the writing of the data) left in memory.
 
 # The share, with 1 GiB of random data, before the fleet exists.
 btrfs subvolume create "$work/p1/data" >/dev/null
@@ -109,10 +81,7 @@ shares:
     pool: tank
     replication: {to: n2/tank, schedule: every 24h, retention: 7d, keep_min: 2}
 YAML
-"$bin" agent --name n1 --data-dir "$work/d1" --listen "127.0.0.1:$P1" --bootstrap 2>"$work/n1.log" & pids+=($!)
-"$bin" status --data-dir "$work/d1" --wait 30s >/dev/null
-"$bin" agent --name n2 --data-dir "$work/d2" --listen "127.0.0.1:$P2" --join "127.0.0.1:$P1" --token-file "$work/d1/join-token" 2>"$work/n2.log" & pids+=($!)
-for _ in $(seq 100); do "$bin" status --data-dir "$work/d1" 2>/dev/null | grep -q '^n2 .*healthy' && break; sleep 0.2; done
+bench_agents
 
 # fleetctl: applying the spec makes the first (full) replication due at
 # once; time from apply to the receive recorded in the trail.
