@@ -201,6 +201,13 @@ func (n *Node) reportPrior(ctx context.Context) {
 		rp.mu.Lock()
 		defer rp.mu.Unlock()
 		rp.inflight = false
+		if olderAgent(err) {
+			// A leader from before the reports (a rolling upgrade) will
+			// never take one: not asked again in its term. Without the
+			// report it gives no credit, which is the safe side.
+			n.log.Debug("the leader does not take reports (an older agent); not reporting in this term", "leader", leader, "term", term)
+			err = nil
+		}
 		if err != nil {
 			n.log.Debug("could not report to the leader yet; retrying", "leader", leader, "term", term, "err", err)
 			return
