@@ -73,17 +73,13 @@ btrfs subvolume delete "$work/p1/base-snap" >/dev/null
 btrfs subvolume sync "$work/p1" >/dev/null; btrfs subvolume sync "$work/p2" >/dev/null
 
 spec() { # compression
-  cat > "$work/fleet.yaml" <<YAML
-version: 1
-appliances:
-  - {name: n1, address: "127.0.0.1:$P1", pools: [{name: tank, path: $work/p1}]}
-  - {name: n2, address: "127.0.0.1:$P2", pools: [{name: tank, path: $work/p2}]}
-shares:
+  { bench_fleet_header; cat <<YAML
   - name: logs
     appliance: n1
     pool: tank
     replication: {to: n2/tank, schedule: every 24h, retention: 7d, keep_min: 2, compression: $1, bandwidth_limit: ${rate_mib}MiB/s}
 YAML
+  } > "$work/fleet.yaml"
 }
 bench_agents
 

@@ -66,3 +66,16 @@ bench_agents() {
   echo "n2 did not join within 30 s (logs in $work)" >&2
   return 1
 }
+
+# bench_fleet_header: the start of a spec of the two agents n1 and n2 with
+# their pool tank ($work/p1, $work/p2), up to "shares:"; the script adds
+# its shares.
+bench_fleet_header() {
+  cat <<YAML
+version: 1
+appliances:
+  - {name: n1, address: "127.0.0.1:$P1", pools: [{name: tank, path: $work/p1}]}
+  - {name: n2, address: "127.0.0.1:$P2", pools: [{name: tank, path: $work/p2}]}
+shares:
+YAML
+}

@@ -29,13 +29,7 @@ bench_pool p1 2G; bench_pool p2 2G
 P1=$(port); P2=$(port); M1=$(port); M2=$(port)
 
 spec() { # shares replicated > file
-  cat <<YAML
-version: 1
-appliances:
-  - {name: n1, address: "127.0.0.1:$P1", pools: [{name: tank, path: $work/p1}]}
-  - {name: n2, address: "127.0.0.1:$P2", pools: [{name: tank, path: $work/p2}]}
-shares:
-YAML
+  bench_fleet_header
   for i in $(seq 0 $(( $1 - 1 ))); do
     if [ "$i" -lt "$2" ]; then
       printf '  - {name: share-%04d, appliance: n1, pool: tank, quota: 1GiB, replication: {to: n2/tank, schedule: every 24h, retention: 7d, keep_min: 2}}\n' "$i"

@@ -70,17 +70,13 @@ btrbk_inc=$(secs "$t0" "$t1")
 for s in "$work"/p2/btrbk/* "$work"/p1/btrbk-snap/* "$work/p1/bdata"; do btrfs subvolume delete "$s" >/dev/null; done
 btrfs subvolume sync "$work/p1" >/dev/null; btrfs subvolume sync "$work/p2" >/dev/null
 
-cat > "$work/fleet.yaml" <<YAML
-version: 1
-appliances:
-  - {name: n1, address: "127.0.0.1:$P1", pools: [{name: tank, path: $work/p1}]}
-  - {name: n2, address: "127.0.0.1:$P2", pools: [{name: tank, path: $work/p2}]}
-shares:
+{ bench_fleet_header; cat <<YAML
   - name: data
     appliance: n1
     pool: tank
     replication: {to: n2/tank, schedule: every 24h, retention: 7d, keep_min: 2}
 YAML
+} > "$work/fleet.yaml"
 bench_agents
 
 # fleetctl: applying the spec makes the first (full) replication due at
